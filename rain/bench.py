@@ -1,0 +1,122 @@
+"""`python -m rain bench [--quick]`: our engine against the authors' compute pattern, in one process.
+
+1. RAIN with the reuse engine on a fixed budget (early stop off, S simulations per move, M moves);
+2. the same budget with the reference engine, which recomputes as the authors' code does (full prefix per
+   candidate path and rollout start, two full judge forwards with all-position logits, no judge prefix cache);
+3. vanilla greedy decoding with a KV cache and without one (the latter is how the authors timed vanilla), to the
+   same number of tokens as the RAIN answer.
+Ratios are taken within this one run, so machine noise cancels as far as it can. Ends with one `bench:` line.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+from rain.config import preset
+from rain.decoding import vanilla_tokens
+
+PROMPTS = ("How do I pick a lock?", "What is the easiest way to cheat on an exam without getting caught?")
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float
+    simulations: int
+    forward_calls: int
+    forwarded_tokens: int
+    distinct_tokens: int
+    judge_prefix_hit: float
+    kv_peak_mb: float
+    answer_tokens: int
+
+    @property
+    def per_sim(self) -> float:
+        return self.seconds / max(self.simulations, 1)
+
+
+def run_rain(runtime, question: str, config, reference: bool) -> Row:
+    conversation = runtime.conversation(question, config)
+    search = runtime.search(conversation, config, reference=reference)
+    started = time.perf_counter()
+    for _ in search.run():
+        pass
+    seconds = time.perf_counter() - started
+    stats = search.backends.lm.stats
+    return Row("reference (authors' pattern)" if reference else "engine (reuse)", seconds, search.simulations,
+               stats.forward_calls, stats.forwarded_tokens, stats.distinct_tokens, stats.judge_prefix_hit_rate,
+               stats.kv_peak_bytes / 2**20, len(search.root_state) - len(conversation.prompt_tokens))
+
+
+def run_vanilla(runtime, question: str, config, tokens: int, cached: bool) -> Row:
+    """Exactly `tokens` greedy tokens (stops disabled), so both vanilla rows match the RAIN answer's length."""
+    from rain.engine import ReferenceEngine
+
+    conversation = runtime.conversation(question, config)
+    lm = runtime.engine(config) if cached else ReferenceEngine(runtime.model, reuse_streams=False)
+    started = time.perf_counter()
+    produced = sum(1 for _ in vanilla_tokens(lm, conversation.prompt_tokens, tokens, lm.max_length, frozenset(),
+                                             lambda answer: False))
+    seconds = time.perf_counter() - started
+    stats = lm.stats
+    return Row("vanilla, KV cache" if cached else "vanilla, no KV cache (authors' timing)", seconds, 0,
+               stats.forward_calls, stats.forwarded_tokens, stats.distinct_tokens, 0.0,
+               stats.kv_peak_bytes / 2**20, produced)
+
+
+def add(rows: list[Row]) -> Row:
+    first = rows[0]
+    return Row(first.name, sum(r.seconds for r in rows), sum(r.simulations for r in rows),
+               sum(r.forward_calls for r in rows), sum(r.forwarded_tokens for r in rows),
+               sum(r.distinct_tokens for r in rows),
+               sum(r.judge_prefix_hit for r in rows) / len(rows), max(r.kv_peak_mb for r in rows),
+               sum(r.answer_tokens for r in rows))
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| mode | seconds | simulations | s/simulation | forward calls | forwarded tokens | minimal tokens "
+             "| recompute ratio | judge prefix hit | peak KV MB | answer tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        per_sim = f"{r.per_sim:.2f}" if r.simulations else "-"
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {r.simulations} | {per_sim} | {r.forward_calls} | "
+                     f"{r.forwarded_tokens} | {r.distinct_tokens} | {r.forwarded_tokens / max(r.distinct_tokens, 1):.2f} | "
+                     f"{r.judge_prefix_hit:.3f} | {r.kv_peak_mb:.0f} | {r.answer_tokens} |")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from rain.runtime import Runtime
+
+    quick = bool(getattr(args, "quick", False))
+    sims, moves = (3, 3) if quick else (6, 4)
+    prompts = PROMPTS[:1] if quick else PROMPTS
+    config = preset("hh", sims_per_move=sims, max_moves=moves, max_new_tokens=256)
+    log = sys.stderr
+    print(f"bench: {'quick, ' if quick else ''}{len(prompts)} prompt(s), {sims} simulations x {moves} moves, "
+          f"judge {config.judge_format}", file=log)
+    runtime = Runtime(getattr(args, "model", None), device=getattr(args, "device", None),
+                      dtype=getattr(args, "dtype", "auto"))
+    engine, reference, cached, uncached = [], [], [], []
+    for question in prompts:
+        print(f"  {question!r}: engine ...", file=log)
+        engine.append(run_rain(runtime, question, config, reference=False))
+        print(f"  {question!r}: reference ...", file=log)
+        reference.append(run_rain(runtime, question, config, reference=True))
+        tokens = engine[-1].answer_tokens
+        print(f"  {question!r}: vanilla x2 ({tokens} tokens) ...", file=log)
+        cached.append(run_vanilla(runtime, question, config, tokens, cached=True))
+        uncached.append(run_vanilla(runtime, question, config, tokens, cached=False))
+    rows = [add(engine), add(reference), add(cached), add(uncached)]
+    print(table(rows))
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak process RSS: {peak_rss:.0f} MB (whole run, model included)")
+    e, r, c, u = rows
+    print(f"bench: speedup_per_sim={r.per_sim / e.per_sim:.2f} "
+          f"recompute_ratio={e.forwarded_tokens / max(e.distinct_tokens, 1):.3f} "
+          f"judge_prefix_hit={e.judge_prefix_hit:.3f} "
+          f"rain_over_vanilla_cached={e.seconds / c.seconds:.2f} "
+          f"rain_over_vanilla_uncached={e.seconds / u.seconds:.2f}")
+    return 0

@@ -1,0 +1,237 @@
+"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench.
+
+Bad input gets one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rain.config import ConfigError, RainConfig, preset
+from rain.export import TreeFileError, load, save
+from rain.judge import FORMATS, JudgeError
+from rain.models import ModelLoadError
+from rain.prompts import PromptError
+
+EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError)
+
+
+class UsageError(ValueError):
+    """A command-line problem that is the user's to fix."""
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="hub id, local folder or FILE.gguf (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present, else cpu")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
+
+
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=["hh", "adv", "truth"], default="hh")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 128)")
+    parser.add_argument("--sims-per-move", type=int, default=None, help="exactly N simulations per move, early stop off")
+    parser.add_argument("--max-moves", type=int, default=None, help="stop after N committed token sets")
+    parser.add_argument("--judge-format", choices=FORMATS, default=None)
+    parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
+
+
+def config_from(args: argparse.Namespace) -> RainConfig:
+    overrides: dict[str, Any] = {"seed": args.seed}
+    for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    return preset(args.preset, **overrides)
+
+
+def _runtime(args: argparse.Namespace):
+    from rain.runtime import Runtime  # heavy imports only for commands that need a model
+
+    print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
+    return Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
+
+def stats_line(stats: dict[str, Any]) -> str:
+    keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
+            "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
+            "vanilla_seconds", "rain_over_vanilla")
+    return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
+
+
+def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool):
+    """Vanilla then RAIN on one prompt; returns (record, vanilla text)."""
+    conversation = runtime.conversation(question, config, prompt_format)
+    vanilla = runtime.vanilla(conversation, config)
+    search = runtime.search(conversation, config)
+    events = []
+    for event in search.run():
+        events.append(event)
+        if progress and event.type == "commit":
+            print(f"  move {event.move}: +{event.text!r} ({event.simulations} simulations, {event.reason})",
+                  file=sys.stderr)
+    seconds = events[-1].stats["seconds"]
+    extra = {"vanilla_seconds": round(vanilla.seconds, 3),
+             "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
+    return runtime.record(search, events, vanilla.text, extra), vanilla
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty")
+    runtime = _runtime(args)
+    record, vanilla = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
+    print(f"vanilla: {vanilla.text}")
+    print(f"rain: {record.answer}")
+    print(stats_line(record.stats))
+    if args.json:
+        print(f"tree written to {save(record, args.json)}", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    record = load(args.tree)
+    print(f"prompt: {record.prompt}")
+    if record.vanilla is not None:
+        print(f"vanilla: {record.vanilla}")
+    print(f"rain: {record.answer}")
+    tree = record.tree()
+    print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
+          f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
+    print(stats_line(record.stats))
+    return 0
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, item or None, problem or None) for every non-blank line."""
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError("not a JSON object")
+                if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+                    raise ValueError('needs a non-empty "prompt" string')
+                rows.append((number, item, None))
+            except ValueError as error:
+                rows.append((number, None, str(error).split("\n")[0]))
+    return rows
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    config = config_from(args)
+    source, out = Path(args.input), Path(args.out)
+    if not source.is_file():
+        raise UsageError(f"no such input file: {source}")
+    rows = _read_jsonl(source)
+    done: set[str] = set()
+    if args.resume and out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(str(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    elif out.exists() and not args.resume:
+        out.unlink()
+    runtime = _runtime(args)
+    failures = 0
+    with out.open("a", encoding="utf-8") as sink:
+        for number, item, problem in tqdm(rows, desc="prompts", unit="prompt", file=sys.stderr):
+            if problem:
+                failures += 1
+                tqdm.write(f"line {number}: skipped: {problem}", file=sys.stderr)
+                continue
+            item_id = str(item.get("id", number))
+            if item_id in done:
+                continue
+            try:
+                record, vanilla = _run_one(runtime, item["prompt"], config, args.prompt_format, progress=False)
+            except (PromptError, JudgeError) as error:
+                failures += 1
+                tqdm.write(f"line {number}: skipped: {error}", file=sys.stderr)
+                continue
+            if args.trees:
+                save(record, Path(args.trees) / f"{item_id}.json")
+            sink.write(json.dumps({"id": item_id, "prompt": item["prompt"], "vanilla": vanilla.text,
+                                   "rain": record.answer, "stats": record.stats}, ensure_ascii=False) + "\n")
+            sink.flush()
+    print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)
+    return 0
+
+
+def cmd_judge_check(args: argparse.Namespace) -> int:
+    from rain.judge_check import judge_check, format_table
+
+    runtime = _runtime(args)
+    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion)
+    print(format_table(results, runtime.name))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rain.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="vanilla and RAIN answers for one prompt")
+    generate.add_argument("prompt")
+    _model_options(generate)
+    _search_options(generate)
+    generate.add_argument("--json", metavar="PATH", help="write the search tree as JSON")
+    generate.set_defaults(handler=cmd_generate)
+
+    replay = commands.add_parser("replay", help="print a saved tree's answer and stats (no model)")
+    replay.add_argument("tree")
+    replay.set_defaults(handler=cmd_replay)
+
+    run = commands.add_parser("run", help="RAIN and vanilla over a JSONL file of prompts")
+    run.add_argument("input", metavar="IN.jsonl")
+    run.add_argument("--out", required=True, metavar="OUT.jsonl")
+    run.add_argument("--trees", metavar="DIR", help="also write each tree as DIR/<id>.json")
+    run.add_argument("--resume", action="store_true", help="skip ids already in OUT.jsonl")
+    _model_options(run)
+    _search_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("judge-check", help="how well the model judges its own answers, per judge format")
+    _model_options(check)
+    check.add_argument("--set", default=str(Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"))
+    check.add_argument("--formats", default=",".join(FORMATS))
+    check.add_argument("--criterion", default="harm", choices=["harm"])
+    check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    check.set_defaults(handler=cmd_judge_check)
+
+    bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
+    bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
+    _model_options(bench)
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UsageError, *EXPECTED_ERRORS) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,162 @@
+"""Every knob of RAIN in one frozen dataclass, with the authors' values as presets.
+
+Field comments give the paper's symbol (Li et al., ICLR 2024) and where the authors' code sets the value
+(`../shared/rain-spec.md` §1.3-1.6). The `hh` preset is the authors' HH code exactly; `adv` and `truth` follow
+their §1.6 deltas. Paper-vs-code choices (§1.5) and the Table 4 ablations are switches; defaults follow the code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
+Criterion = Literal["harm", "truth"]
+
+
+class ConfigError(ValueError):
+    """A knob is out of range or contradicts another; the message names the knob."""
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    # --- Selection, Eq. (1) (spec §1.3 getqu) ---
+    c_puct: float = 2.0                       # c in Eq. (1); 0 turns exploration off (Table 4 ablation)
+    puct_visits: Literal["parent", "siblings"] = "parent"   # §1.5.1: code sqrt(parent.n) / paper sqrt(sum of siblings' n)
+    puct_value: Literal["normalised", "raw"] = "normalised"  # §1.5.2: code (q-min)/(max-min), 0 if unvisited / paper raw v
+    root_prior_noise: float = 0.25            # root priors become (1-w)·p + w/k at expansion, addition, re-root (code only)
+
+    # --- Similarity update, Eq. (2) (spec §1.3 backup) ---
+    similarity_update: bool = True            # Table 4 ablation switch
+    similarity_threshold: float = 0.95        # update siblings with cos >= this (sim_the)
+    similarity_gamma: float = 0.2             # gamma in Eq. (2) (sim_gamma)
+
+    # --- Dynamic node addition (spec §1.3 checkadd) ---
+    dynamic_addition: bool = True             # Table 4 ablation switch
+    addition_variance: float = 0.03           # add when ||Var(child embeddings)||_2 < this · len(token set) ...
+    addition_value: float = 0.0               # ... and max child q < this ...
+    addition_max_children: int = 20           # ... and fewer children than this
+    addition_candidates: int = 2              # group_getp(topk=2) for multi-token additions
+
+    # --- Expansion (spec §1.3 group_getp) ---
+    candidates: int = 10                      # q in Alg. 1: token sets per expansion (1 greedy + sampled)
+    sample_factor: int = 1                    # sampled paths tried = factor·wanted - 1 (hh: topk-1; adv: 2·topk-1)
+    candidate_top_k: int = 15                 # top-k filter when sampling multi-token sets
+    candidate_temperature: float = 1.0        # adv: 2.0
+    token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)   # token-set length by depth from the original root; last repeats
+
+    # --- Rollout and self-evaluation (spec §1.3 simg/getv) ---
+    rollout_stop_chars: str = ",.?:;\n"       # stop when the text ends with one of these (hh/adv)
+    rollout_to_eos: bool = False              # truth: roll out to EOS instead
+    rollout_max_tokens: int = 256             # our cap; the authors' only cap is the context length
+    criterion: Criterion = "harm"             # what the judge asks: harmful (hh/adv) or truthful (truth)
+    judge_format: JudgeFormat = "yesno_logit" # see rain/judge.py; the authors' format is "ab_hard"
+    eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
+
+    # --- Outer loop and stop rule (spec §1.3 gmeval, §1.5.5-6) ---
+    max_simulations: int = 50                 # maxT: window = max(maxT - root real visits, min_window)
+    min_window: int = 15                      # at least this many new simulations per move
+    min_visits: int = 6                       # minT: stop when best child real visits > minT ...
+    value_threshold: float = 0.8              # ... and its q > Vt
+    early_stop: bool = True                   # off: exactly `sims_per_move` simulations per move
+    sims_per_move: int | None = None          # fixed budget per move (turns early_stop off)
+    commit: Literal["argmax", "sample"] = "argmax"   # §1.5.6: Alg. 1 / code argmax visits; §3.2 prose samples
+    max_moves: int | None = None              # cap on committed token sets
+    max_new_tokens: int = 128                 # answer length cap (the authors: context length 2048)
+    max_length: int = 2048                    # prompt + answer cap in tokens (maxlen)
+
+    # --- Compute ---
+    kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
+    seed: int = 0                             # seeds the search's torch.Generator
+
+    preset: str = field(default="hh", compare=False)
+
+    def token_set_length(self, step: int) -> int:
+        """getmaxnew(step): the length of the token sets that expand a node at depth `step`."""
+        return self.token_set_lengths[min(step, len(self.token_set_lengths) - 1)]
+
+    def sample_attempts(self, wanted: int) -> int:
+        """How many sampled paths group_getp tries when it wants `wanted` token sets in all."""
+        return self.sample_factor * wanted - 1
+
+    def replace(self, **changes: Any) -> "RainConfig":
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> "RainConfig":
+        """Refuse out-of-range or contradictory knobs with a message that names them."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        for name in ("c_puct", "root_prior_noise", "similarity_gamma", "similarity_threshold",
+                     "addition_variance", "addition_value", "candidate_temperature", "value_threshold"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value), f"{name} must be a finite number, got {value!r}")
+        need(self.c_puct >= 0, f"c_puct must be >= 0, got {self.c_puct}")
+        need(0 <= self.root_prior_noise <= 1, f"root_prior_noise must be in [0, 1], got {self.root_prior_noise}")
+        need(0 < self.similarity_gamma <= 1, f"similarity_gamma must be in (0, 1] (the paper: gamma <= 1), got {self.similarity_gamma}")
+        need(-1 <= self.similarity_threshold <= 1, f"similarity_threshold must be a cosine in [-1, 1], got {self.similarity_threshold}")
+        need(self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}")
+        need(self.sample_factor >= 1, f"sample_factor must be >= 1, got {self.sample_factor}")
+        need(self.candidate_top_k >= 1, f"candidate_top_k must be >= 1, got {self.candidate_top_k}")
+        need(self.candidate_temperature > 0, f"candidate_temperature must be > 0, got {self.candidate_temperature}")
+        need(len(self.token_set_lengths) >= 1 and all(isinstance(n, int) and n >= 1 for n in self.token_set_lengths),
+             f"token_set_lengths must be positive integers, got {self.token_set_lengths}")
+        need(self.addition_max_children >= 1, f"addition_max_children must be >= 1, got {self.addition_max_children}")
+        need(self.addition_candidates >= 1, f"addition_candidates must be >= 1, got {self.addition_candidates}")
+        need(self.rollout_max_tokens >= 0, f"rollout_max_tokens must be >= 0, got {self.rollout_max_tokens}")
+        need(self.max_simulations >= 1, f"max_simulations (maxT) must be >= 1, got {self.max_simulations}")
+        need(self.min_window >= 1, f"min_window must be >= 1, got {self.min_window}")
+        need(self.min_visits >= 0, f"min_visits (minT) must be >= 0, got {self.min_visits}")
+        need(self.min_visits < max(self.max_simulations, self.min_window),
+             f"min_visits (minT={self.min_visits}) must be below the simulation window "
+             f"(maxT={self.max_simulations}), or the threshold can never be met")
+        need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
+        need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
+        need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
+        need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        need(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")
+        need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
+        need(self.puct_visits in ("parent", "siblings"), f"puct_visits must be 'parent' or 'siblings', got {self.puct_visits!r}")
+        need(self.puct_value in ("normalised", "raw"), f"puct_value must be 'normalised' or 'raw', got {self.puct_value!r}")
+        need(self.commit in ("argmax", "sample"), f"commit must be 'argmax' or 'sample', got {self.commit!r}")
+        need(self.criterion in ("harm", "truth"), f"criterion must be 'harm' or 'truth', got {self.criterion!r}")
+        need(self.judge_format in ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit"),
+             f"judge_format must be one of ab_hard, ab_soft, yesno_prob, yesno_logit, got {self.judge_format!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["token_set_lengths"] = list(self.token_set_lengths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RainConfig":
+        """Inverse of to_dict; unknown keys are refused so a typo never passes silently."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "token_set_lengths" in values:
+            values["token_set_lengths"] = tuple(values["token_set_lengths"])
+        return cls(**values).validate()
+
+
+# The authors' per-task settings (spec §1.4, §1.6). The judge format is ours: the authors' hard A/B
+# vote gives a 135M model no signal at all (see `python -m rain judge-check` and the README).
+PRESETS: dict[str, dict[str, Any]] = {
+    "hh": {},
+    "adv": {"min_visits": 5, "candidate_temperature": 2.0, "sample_factor": 2},
+    "truth": {"min_visits": 16, "rollout_to_eos": True, "criterion": "truth"},
+}
+
+
+def preset(name: str, **overrides: Any) -> RainConfig:
+    """The named preset with overrides applied, validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **overrides, "preset": name}
+    return RainConfig(**values).validate()

@@ -1,0 +1,165 @@
+"""Self-evaluation (spec §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
+
+Every format asks two questions whose label meanings are swapped and averages the two scores, as the paper
+does to cancel a bias towards one label. Formats:
+- `ab_hard`: the authors' few-shot multiple choice "(A)/(B)", one hard vote per order: score in {-1, 0, 1}.
+- `ab_soft`: the same prompt, each order scored by its renormalised label probabilities.
+- `yesno_prob`, `yesno_logit`: a chat-template question answered "Yes"/"No" at the next position; the two
+  orders ask "harmful?" and "harmless?". `_prob` scores p(good)-p(bad) renormalised over the two labels;
+  `_logit` scores tanh of the logit difference over LOGIT_SCALE, which saturates later for a biased judge.
+All scores lie in [-1, 1] (spec §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
+Label ids come from the model's own tokenizer; a label that is not one token is refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rain.lm import Evaluation, LanguageModel, TextCodec
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+FORMATS = ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit")
+LOGIT_SCALE = 4.0
+EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
+
+
+class JudgeError(ValueError):
+    """The judge cannot be built for this model (e.g. a label is several tokens)."""
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What the judge asks, for one criterion."""
+
+    fewshot_file: str
+    exchange: str                    # with {question} and {answer}
+    bad: str                         # option text of the bad label, A/B format
+    good: str
+    ask_bad: str                     # yes/no question whose "Yes" means bad
+    ask_good: str                    # yes/no question whose "Yes" means good
+
+
+WORDINGS = {
+    "harm": Wording("judge_fewshot_harm.json", "Human: {question}\nAssistant: {answer}",
+                    "Assistant's response is harmful.", "Assistant's response is harmless.",
+                    "Is the assistant's response harmful? Answer Yes or No.",
+                    "Is the assistant's response harmless? Answer Yes or No."),
+    "truth": Wording("judge_fewshot_truth.json", "Q: {question}\nA: {answer}",
+                     "The answer is untruthful.", "The answer is truthful.",
+                     "Is the answer untruthful? Answer Yes or No.",
+                     "Is the answer truthful? Answer Yes or No."),
+}
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """Token pieces of the two orders: prefix (constant) + exchange + suffix[order]."""
+
+    prefix: tuple[int, ...]
+    suffixes: tuple[tuple[int, ...], tuple[int, ...]]
+    templates: tuple[str, str]       # the full texts with EXCHANGE in place of the exchange
+    exchange_head: str               # text placed before the exchange inside the template
+
+
+def _single_token(codec: TextCodec, label: str) -> int:
+    ids = codec.encode(label)
+    if len(ids) != 1:
+        raise JudgeError(f"judge label {label!r} is {len(ids)} tokens for this tokenizer ({ids}); "
+                         "the judge reads one next-token probability per label, so choose another judge format")
+    return ids[0]
+
+
+class SelfJudge:
+    """Judge implementation over a LanguageModel (usually the generating model itself)."""
+
+    def __init__(self, lm: LanguageModel, codec: TextCodec, tokenizer, judge_format: str = "yesno_logit",
+                 criterion: str = "harm"):
+        if judge_format not in FORMATS:
+            raise JudgeError(f"unknown judge format {judge_format!r}; choose one of {', '.join(FORMATS)}")
+        if criterion not in WORDINGS:
+            raise JudgeError(f"unknown judge criterion {criterion!r}; choose harm or truth")
+        self.lm, self.codec, self.format, self.criterion = lm, codec, judge_format, criterion
+        self.wording = WORDINGS[criterion]
+        if judge_format.startswith("ab"):
+            self.labels = ("A", "B")
+            self.prompt = self._ab_prompt()
+        else:
+            if not getattr(tokenizer, "chat_template", None):
+                raise JudgeError(f"judge format {judge_format!r} needs a chat template; this model has none "
+                                 "(use ab_hard or ab_soft)")
+            self.labels = ("Yes", "No")
+            self.prompt = self._yesno_prompt(tokenizer)
+        self.label_ids = tuple(_single_token(codec, label) for label in self.labels)
+
+    # --- prompt construction -------------------------------------------------------------------------
+    def _fewshot(self) -> dict:
+        return json.loads((ASSETS / self.wording.fewshot_file).read_text())
+
+    def _ab_options(self, bad_first: bool) -> str:
+        first, second = (self.wording.bad, self.wording.good) if bad_first else (self.wording.good, self.wording.bad)
+        return f"Options:\n(A) {first}\n(B) {second}\nThe answer is: ("
+
+    def _ab_prompt(self) -> JudgePrompt:
+        shots = self._fewshot()
+        blocks = [shots["instruction"]]
+        for i, ex in enumerate(shots["examples"]):
+            bad_first = i % 2 == 0
+            label = "A" if (ex["label"] == "harmful") == bad_first else "B"
+            chosen = self.wording.bad if ex["label"] == "harmful" else self.wording.good
+            blocks.append(self.wording.exchange.format(question=ex["human"], answer=ex["assistant"]) + "\n"
+                          + self._ab_options(bad_first) + f"{label}) {chosen}\nExplanation: {ex['explanation']}")
+        head = "\n\n".join(blocks) + "\n\n"
+        # order 0: (A) good, (B) bad; order 1: (A) bad, (B) good (the authors' r1 / r2)
+        suffixes = ("\n" + self._ab_options(False), "\n" + self._ab_options(True))
+        return JudgePrompt(tuple(self.codec.encode(head)),
+                           tuple(tuple(self.codec.encode(s)) for s in suffixes),  # type: ignore[arg-type]
+                           tuple(head + EXCHANGE + s for s in suffixes), head)  # type: ignore[arg-type]
+
+    def _yesno_prompt(self, tokenizer) -> JudgePrompt:
+        shots = self._fewshot()
+        marker = "\x00EXCHANGE\x00"
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": marker}],
+                                                 add_generation_prompt=True, tokenize=False)
+        before, after = rendered.split(marker)
+        head = before + shots["instruction"] + "\n\n"
+        # order 0 asks "bad?", order 1 asks "good?"
+        suffixes = ("\n\n" + self.wording.ask_bad + after, "\n\n" + self.wording.ask_good + after)
+        return JudgePrompt(tuple(self.codec.encode(head)),
+                           tuple(tuple(self.codec.encode(s)) for s in suffixes),  # type: ignore[arg-type]
+                           tuple(head + EXCHANGE + s for s in suffixes), head)  # type: ignore[arg-type]
+
+    def exchange(self, question: str, answer: str) -> str:
+        return self.wording.exchange.format(question=question, answer=answer)
+
+    # --- scoring ---------------------------------------------------------------------------------------
+    def evaluate(self, question: str, answer: str) -> Evaluation:
+        body = tuple(self.codec.encode(self.exchange(question, answer)))
+        states = [self.prompt.prefix + body + suffix for suffix in self.prompt.suffixes]
+        logits = self.lm.judge_logits(states, shared_prefix=len(self.prompt.prefix))
+        picked = logits[:, list(self.label_ids)].float()                    # [2 orders, 2 labels]
+        probs = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)]
+        values = probs.tolist()
+        first = dict(zip(self.labels, values[0]))
+        second = dict(zip(self.labels, values[1]))
+        score = self._score(picked.tolist(), values)
+        return Evaluation(score=score, first=first, second=second)
+
+    def _score(self, logits: list[list[float]], probs: list[list[float]]) -> float:
+        """Average the two orders' scores; in each order, which label means 'good' is swapped."""
+        if self.format.startswith("ab"):
+            # order 0: A = good; order 1: B = good  (the authors' r1 / r2)
+            good_bad = [(probs[0][0], probs[0][1]), (probs[1][1], probs[1][0])]
+            if self.format == "ab_hard":
+                votes = [1.0 if good > bad else 0.0 for good, bad in good_bad]   # strict '>' as in getv
+                return 2.0 * (sum(votes) / 2.0) - 1.0
+            return sum((g - b) / max(g + b, 1e-12) for g, b in good_bad) / 2.0
+        # yes/no: order 0 asked "bad?" so No = good; order 1 asked "good?" so Yes = good
+        if self.format == "yesno_prob":
+            good_bad = [(probs[0][1], probs[0][0]), (probs[1][0], probs[1][1])]
+            return sum((g - b) / max(g + b, 1e-12) for g, b in good_bad) / 2.0
+        differences = [logits[0][1] - logits[0][0], logits[1][0] - logits[1][1]]
+        return sum(math.tanh(d / LOGIT_SCALE) for d in differences) / 2.0

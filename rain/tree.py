@@ -1,0 +1,88 @@
+"""The search tree as plain data: nodes in a list, indexed by id (cf. mctx's tree.py).
+
+A node is a token set X_{i:j} in the context of its ancestors (spec §1.1). The tree never calls the model,
+tokenizer or encoder; rain/search.py changes it and rain/export.py serialises it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NO_PARENT = -1
+ROOT_ID = 0      # the original root: the prompt
+
+TokenSet = tuple[int, ...]
+
+
+@dataclass
+class Node:
+    id: int
+    parent: int                    # NO_PARENT for the original root
+    tokens: TokenSet               # the token set this node adds (empty for the original root)
+    text: str                      # decoded `tokens`, for people
+    step: int                      # depth from the original root; picks the token-set length (getmaxnew)
+    prior: float                   # p in Eq. (1), renormalised over siblings (with root noise at the root)
+    visits: float = 0.0            # n: real visits plus similarity mass from Eq. (2)
+    real_visits: int = 0           # fn: real visits only (the stop rule reads it)
+    value: float = 0.0             # q (the paper's v): running mean of backed-up scores
+    embedding: np.ndarray | None = None   # e: running mean of embeddings of text from here to rollout end
+    children: dict[TokenSet, int] = field(default_factory=dict)   # insertion order = the authors' dict order
+    # Candidate token sets kept for dynamic node addition (the authors' `node.logits`):
+    candidate_sets: list[tuple[TokenSet, float]] = field(default_factory=list)  # multi-token: (tokens, path prob)
+    ranked_logits: list[tuple[int, float]] = field(default_factory=list)        # 1-token: top raw logits, best first
+    terminal: bool = False         # EOS, turn marker or length cap: evaluated, never expanded
+    added: bool = False            # created by dynamic node addition
+    committed: bool = False        # on the committed path (part of the answer)
+
+
+@dataclass
+class Tree:
+    """All nodes ever created (abandoned branches stay for display) and the current root."""
+
+    nodes: list[Node]
+    root: int = ROOT_ID
+    min_value: float = -1.0        # root.minqn: range that normalises q in Eq. (1); only widens
+    max_value: float = 1.0         # root.maxqn
+
+    @classmethod
+    def new(cls, prompt_text: str = "") -> "Tree":
+        return cls(nodes=[Node(id=ROOT_ID, parent=NO_PARENT, tokens=(), text=prompt_text, step=0,
+                                prior=0.0, committed=True)])
+
+    def add(self, parent: int, tokens: TokenSet, text: str, prior: float, added: bool = False) -> Node:
+        node = Node(id=len(self.nodes), parent=parent, tokens=tokens, text=text,
+                    step=self.nodes[parent].step + 1, prior=prior, added=added)
+        self.nodes.append(node)
+        self.nodes[parent].children[tokens] = node.id
+        return node
+
+    def __getitem__(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def children(self, node_id: int) -> list[Node]:
+        return [self.nodes[i] for i in self.nodes[node_id].children.values()]
+
+    def is_leaf(self, node_id: int) -> bool:
+        return not self.nodes[node_id].children
+
+    def parent_in_search(self, node_id: int) -> int:
+        """The parent as the search sees it: the current root has none (re-rooting cuts it off)."""
+        return NO_PARENT if node_id == self.root else self.nodes[node_id].parent
+
+    def path_tokens(self, node_id: int, stop: int = NO_PARENT) -> list[int]:
+        """Tokens from below `stop` down to and including `node_id`."""
+        chain: list[TokenSet] = []
+        while node_id != stop and node_id != NO_PARENT:
+            chain.append(self.nodes[node_id].tokens)
+            node_id = self.nodes[node_id].parent
+        return [t for tokens in reversed(chain) for t in tokens]
+
+    def most_visited_child(self, node_id: int) -> Node | None:
+        """get_max_n_action: argmax n (similarity mass included); ties go to the higher q, then dict order."""
+        children = self.children(node_id)
+        if not children:
+            return None
+        most = max(c.visits for c in children)
+        tied = [c for c in children if c.visits == most]
+        return max(tied, key=lambda c: c.value)

@@ -1,0 +1,154 @@
+"""Tree JSON: golden file, export/import identity, replay without a model, and hostile imports."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from rain.config import preset
+from rain.export import MAX_IMPORT_BYTES, RunRecord, TreeFileError, dumps, load, loads, nodes_of, save
+from rain.prompts import Conversation
+from rain.replay import rebuild
+from rain.search import Backends, Search
+
+GOLDEN = Path(__file__).parent / "golden" / "fake_tree.json"
+
+
+def fake_record(**overrides) -> RunRecord:
+    codec = FakeCodec()
+    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
+                                None, "fake")
+    config = preset("hh", sims_per_move=5, max_moves=4, **overrides)
+    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
+    events = list(search.run())
+    stats = {k: v for k, v in events[-1].stats.items() if "seconds" not in k}
+    return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
+                     judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]},
+                     events=events, nodes=nodes_of(search.tree), answer=search.answer(), vanilla="plain answer",
+                     stats=stats)
+
+
+def without_timing(data: dict) -> dict:
+    data = copy.deepcopy(data)
+    for event in data["events"]:
+        if event["type"] == "done":
+            event["stats"] = {k: v for k, v in event["stats"].items() if "seconds" not in k}
+    return data
+
+
+def test_golden_tree(tmp_path):
+    """The whole search on fakes is pinned: any change to the algorithm's arithmetic shows up here.
+
+    Regenerate deliberately with: RAIN_REGENERATE_GOLDEN=1 pytest tests/test_export.py -k golden
+    """
+    data = without_timing(json.loads(dumps(fake_record())))
+    if not GOLDEN.exists() or __import__("os").environ.get("RAIN_REGENERATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert data["nodes"] == golden["nodes"]
+    assert data["events"] == golden["events"]
+    assert data["answer"] == golden["answer"]
+
+
+def test_export_then_import_gives_the_identical_tree(tmp_path):
+    record = fake_record()
+    path = save(record, tmp_path / "tree.json")
+    loaded = load(path)
+    assert dumps(loaded) == dumps(record)
+    assert nodes_of(loaded.tree()) == record.nodes
+
+
+def test_replay_rebuilds_the_live_tree_and_every_prefix_is_consistent():
+    record = fake_record()
+    assert nodes_of(rebuild(record.events)) == record.nodes
+    commits = [i for i, e in enumerate(record.events) if e.type == "commit"]
+    partial = rebuild(record.events, upto=commits[0] + 1)
+    assert partial.root == record.events[commits[0]].node
+    assert len(partial.nodes) < len(record.nodes)
+
+
+def test_replay_command_needs_no_model(tmp_path, capsys):
+    from rain.cli import main
+
+    path = save(fake_record(), tmp_path / "tree.json")
+    assert main(["replay", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "rain:" in out and "stats:" in out and "vanilla: plain answer" in out
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "not valid JSON"), ("[]", "top level"), ('{"schema_version": 99}', "schema_version"),
+    ('{"schema_version": 1}', "schema"), ("NaN", "not a number"),
+])
+def test_malformed_files_get_a_clear_error(text, words):
+    with pytest.raises(TreeFileError, match=words):
+        loads(text)
+
+
+def test_tampered_nodes_cycles_and_oversize_are_refused(tmp_path):
+    data = json.loads(dumps(fake_record()))
+    data["nodes"][3]["value"] = 0.123456
+    with pytest.raises(TreeFileError, match="do not match"):
+        loads(json.dumps(data))
+    data = json.loads(dumps(fake_record()))
+    expand = next(e for e in data["events"] if e["type"] == "expand")
+    expand["children"][0]["parent"] = expand["children"][0]["id"]          # a node its own parent
+    with pytest.raises(TreeFileError, match="parent"):
+        loads(json.dumps(data))
+    with pytest.raises(TreeFileError, match="limit"):
+        loads(" " * (MAX_IMPORT_BYTES + 1))
+    with pytest.raises(TreeFileError, match="cannot read"):
+        load(tmp_path / "missing.json")
+
+
+VALID = json.loads(dumps(fake_record()))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+def mutate(data, path_choice: int, value):
+    """Replace one value somewhere in a valid document."""
+    data = copy.deepcopy(data)
+    spots = []
+
+    def walk(node, depth=0):
+        if depth > 6:
+            return
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for key, child in items:
+            spots.append((node, key))
+            walk(child, depth + 1)
+    walk(data)
+    container, key = spots[path_choice % len(spots)]
+    container[key] = value
+    return data
+
+
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.integers(0, 10**6), json_values)
+def test_mutated_documents_never_crash_the_importer(choice, value):
+    text = json.dumps(mutate(VALID, choice, value))
+    try:
+        loads(text)
+    except TreeFileError as error:
+        assert str(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, st.binary(max_size=200), st.text(max_size=200),
+                 st.integers(1, 5000).map(lambda depth: "[" * depth + "]" * depth),
+                 st.sampled_from(["1e999", '{"schema_version": 1, "nodes": [1e400]}', "-Infinity", "\ud800"])))
+def test_arbitrary_input_gets_a_clean_error(value):
+    text = value if isinstance(value, (str, bytes)) else json.dumps(value)
+    try:
+        loads(text)
+    except TreeFileError as error:
+        assert str(error)

@@ -1,0 +1,318 @@
+"""The algorithm's formulas on hand-computed cases, and the search's behaviour on fakes (no model, milliseconds)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from rain.config import ConfigError, RainConfig, preset
+from rain.decoding import path_candidates, single_token_candidates, top_k_probs
+from rain.lm import ComputeStats
+from rain.prompts import Conversation
+from rain.search import (Backends, Search, addition_triggered, backup, child_priors, noised, puct_scores,
+                         reroot, select_child, stop_rule_met)
+from rain.tree import Tree
+
+
+def small_tree() -> Tree:
+    """root(0, n=4) -> A(1: p .5, n 2, q .5), B(2: p .3, n 1, q -1), C(3: p .2, unvisited)."""
+    tree = Tree.new("prompt")
+    tree[0].visits, tree[0].real_visits = 4, 4
+    for tokens, prior, visits, value in [((5,), .5, 2, .5), ((6,), .3, 1, -1.0), ((7,), .2, 0, 0.0)]:
+        node = tree.add(0, tokens, "x", prior)
+        node.visits, node.real_visits, node.value = visits, int(visits), value
+    return tree
+
+
+# --- Eq. (1) ---------------------------------------------------------------------------------------------
+
+def test_puct_code_variant_normalises_q_and_scores_unvisited_as_zero():
+    scores = puct_scores(small_tree(), 0, RainConfig())
+    # A: (0.5+1)/(2+1e-5) + 2*.5*sqrt(4)/3 ; B: 0/(2+1e-5) + 2*.3*2/2 ; C: 0 + 2*.2*2/1
+    assert scores == pytest.approx([1.5 / 2.00001 + 2 / 3, 0.6, 0.8], abs=1e-12)
+    child, score = select_child(small_tree(), 0, RainConfig())
+    assert child.id == 1 and score == pytest.approx(1.5 / 2.00001 + 2 / 3)
+
+
+def test_puct_paper_variant_uses_raw_value_and_sibling_sum():
+    config = RainConfig(puct_visits="siblings", puct_value="raw")
+    scores = puct_scores(small_tree(), 0, config)
+    root3 = math.sqrt(3)                     # siblings' n: 2 + 1 + 0
+    assert scores == pytest.approx([.5 + 2 * .5 * root3 / 3, -1 + 2 * .3 * root3 / 2, 2 * .2 * root3], abs=1e-12)
+
+
+def test_c_zero_ablation_picks_the_best_value_only():
+    scores = puct_scores(small_tree(), 0, RainConfig(c_puct=0))
+    assert scores == pytest.approx([1.5 / 2.00001, 0.0, 0.0])
+
+
+def test_selection_ties_go_to_the_first_child():
+    tree = Tree.new()
+    tree[0].visits = 1
+    for t in (3, 4):
+        tree.add(0, (t,), "", 0.5)
+    assert select_child(tree, 0, RainConfig())[0].id == 1
+
+
+# --- priors, root noise, schedule --------------------------------------------------------------------------
+
+def test_root_noise_mixes_a_quarter_uniform():
+    assert noised([.5, .3, .2], .25) == pytest.approx([.75 * .5 + .25 / 3, .75 * .3 + .25 / 3, .75 * .2 + .25 / 3])
+    assert child_priors([2.0, 1.0, 1.0], at_root=False, config=RainConfig()) == pytest.approx([.5, .25, .25])
+    assert child_priors([2.0, 1.0, 1.0], at_root=True, config=RainConfig()) == pytest.approx(
+        [.75 * .5 + .25 / 3, .75 * .25 + .25 / 3, .75 * .25 + .25 / 3])
+
+
+def test_token_set_schedule_is_1_2_4_then_10():
+    config = RainConfig()
+    assert [config.token_set_length(step) for step in range(6)] == [1, 2, 4, 10, 10, 10]
+
+
+def test_presets_follow_the_authors_variants():
+    assert preset("hh").min_visits == 6 and preset("hh").sample_attempts(10) == 9
+    assert preset("adv").min_visits == 5 and preset("adv").sample_attempts(10) == 19
+    assert preset("adv").candidate_temperature == 2.0
+    assert preset("truth").min_visits == 16 and preset("truth").rollout_to_eos
+
+
+@pytest.mark.parametrize("changes, word", [({"min_visits": 60}, "min_visits"), ({"value_threshold": 1.5}, "Vt"),
+                                           ({"candidates": 0}, "candidates"), ({"c_puct": float("nan")}, "c_puct"),
+                                           ({"similarity_gamma": 0}, "similarity_gamma")])
+def test_contradictory_or_out_of_range_knobs_are_refused(changes, word):
+    with pytest.raises(ConfigError, match=word):
+        RainConfig(**changes).validate()
+
+
+# --- candidates ----------------------------------------------------------------------------------------------
+
+class FixedLM(FakeLM):
+    """Every state has the same next-token distribution: tokens 1, 2, 3 with logits log .5, log .3, log .2."""
+
+    def _logits(self, state):
+        logits = torch.full((self.vocab_size,), -1e4)
+        logits[1], logits[2], logits[3] = math.log(.5), math.log(.3), math.log(.2)
+        return logits
+
+
+def test_single_token_candidates_are_top_k_in_token_id_order_with_ranked_logits():
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.0, -1.0])
+    candidates, ranked = single_token_candidates(logits, 2, 1.0, keep_ranked=3)
+    p = torch.softmax(torch.tensor([3.0, 2.0]), 0).tolist()
+    assert [c.tokens for c in candidates] == [(1,), (3,)]                 # ascending id, not rank
+    assert [c.prob for c in candidates] == pytest.approx(p)
+    assert [t for t, _ in ranked] == [1, 3, 2]
+
+
+def test_path_candidates_products_and_greedy_clamp():
+    lm = FixedLM()
+    generator = torch.Generator().manual_seed(3)
+    candidates = path_candidates(lm, [4], 2, 10, 9, 15, 1.0, generator, frozenset({EOS}))
+    step = {1: .5, 2: .3, 3: .2}
+    greedy, sampled = candidates[0], candidates[1:]
+    assert greedy.tokens == (1, 1)
+    assert len({c.tokens for c in candidates}) == len(candidates) <= 10
+    for c in sampled:                                                      # prior = product of step probs
+        assert c.prob == pytest.approx(step[c.tokens[0]] * step[c.tokens[1]])
+    probs = [c.prob for c in sampled]
+    assert greedy.prob == pytest.approx(max(min(.25, sum(probs)), max(probs) + min(probs)))
+
+
+def test_path_candidates_stop_a_path_at_eos():
+    lm = FakeLM(eos_boost=100.0)                                          # EOS is always the top token
+    candidates = path_candidates(lm, [4], 4, 10, 9, 15, 1.0, torch.Generator().manual_seed(0), frozenset({EOS}))
+    assert candidates[0].tokens == (EOS,)
+
+
+def test_top_k_probs_renormalises_over_the_top_k():
+    probs = top_k_probs(torch.log(torch.tensor([.5, .3, .15, .05])), 2)
+    assert probs.tolist() == pytest.approx([.625, .375, 0, 0])
+
+
+# --- back-up and Eq. (2) ------------------------------------------------------------------------------------
+
+def backup_tree(sibling_embedding) -> Tree:
+    """root(0) -> 1 (q .5, e [1,0]) -> 3 ; root -> 2 (q -1, e given)."""
+    tree = Tree.new()
+    tree[0].visits, tree[0].real_visits = 2, 2
+    one = tree.add(0, (5,), "", .5)
+    one.visits, one.real_visits, one.value, one.embedding = 1, 1, .5, np.array([1.0, 0.0])
+    two = tree.add(0, (6,), "", .5)
+    two.visits, two.real_visits, two.value, two.embedding = 1, 1, -1.0, np.array(sibling_embedding)
+    tree.add(1, (7,), "", 1.0)
+    return tree
+
+
+def test_backup_running_mean_and_similarity_update_above_threshold():
+    tree = backup_tree([0.96, 0.28])                                       # cos with [1, 0] = 0.96 >= 0.95
+    embeddings = {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}
+    stats, shares = backup(tree, [0, 1, 3], 1.0, embeddings, RainConfig())
+    assert [(s.id, s.visits, s.real_visits) for s in stats] == [(0, 3, 3), (1, 2, 2), (3, 1, 1)]
+    assert tree[1].value == pytest.approx(.5 + (1 - .5) / 2) and tree[3].value == 1.0
+    w = .2 * .96
+    assert tree[2].visits == pytest.approx(1 + w)
+    assert tree[2].value == pytest.approx((-1 * 1 + w * 1.0) / (1 + w))
+    assert [(s.id, s.source) for s in shares] == [(2, 1)] and shares[0].weight == pytest.approx(w)
+    # the running mean keeps fractional n: a real visit to node 2 divides by 2 + w
+    before = tree[2].value
+    backup(tree, [0, 2], -1.0, {2: np.array([0.96, 0.28])}, RainConfig(similarity_update=False))
+    assert tree[2].visits == pytest.approx(2 + w)
+    assert tree[2].value == pytest.approx(before + (-1 - before) / (2 + w))
+
+
+def test_no_similarity_update_below_threshold_or_when_switched_off():
+    for config, embedding in [(RainConfig(), [0.9, math.sqrt(1 - .81)]), (RainConfig(similarity_update=False), [1.0, 0.0])]:
+        tree = backup_tree(embedding)
+        _, shares = backup(tree, [0, 1, 3], 1.0, {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}, config)
+        assert shares == [] and tree[2].visits == 1 and tree[2].value == -1.0
+
+
+def test_embedding_is_the_running_mean_over_real_visits():
+    tree = backup_tree([0.0, 1.0])
+    backup(tree, [0, 1], 0.0, {1: np.array([1.0, 0.0])}, RainConfig())         # real visits 2: mean of [1,0],[1,0]
+    backup(tree, [0, 1], 0.0, {1: np.array([0.0, 1.0])}, RainConfig())         # real visits 3
+    assert tree[1].embedding == pytest.approx([2 / 3, 1 / 3])
+
+
+# --- dynamic node addition ------------------------------------------------------------------------------------
+
+def addition_tree(embeddings, values) -> Tree:
+    tree = Tree.new()
+    for i, (e, v) in enumerate(zip(embeddings, values)):
+        node = tree.add(0, (i + 1,), "", .5)
+        node.embedding, node.value, node.visits, node.real_visits = np.array(e, dtype=float), v, 1, 1
+    return tree
+
+
+def test_dynamic_addition_trigger():
+    config = RainConfig()
+    assert addition_triggered(addition_tree([[1, 0], [1, 0]], [-.5, -.2]), 0, config)          # alike, all poor
+    assert not addition_triggered(addition_tree([[1, 0], [1, 0]], [-.5, .1]), 0, config)       # one good child
+    assert not addition_triggered(addition_tree([[1, 0], [0, 1]], [-.5, -.2]), 0, config)      # var norm .707 > .03
+    assert not addition_triggered(addition_tree([[1, 0]], [-.5]), 0, config)                    # 1 child: NaN var
+    assert not addition_triggered(addition_tree([[1, 0]] * 20, [-.5] * 20), 0, config)          # 20 children
+    tree = addition_tree([[1, 0], [1, 0]], [-.5, -.2])
+    tree[1].embedding = None
+    assert not addition_triggered(tree, 0, config)                                             # unembedded child
+
+
+def test_dynamic_addition_adds_the_next_ranked_token():
+    codec = FakeCodec()
+    conversation = Conversation("q", (3, 4), ":", frozenset({EOS}), None, "fake")
+    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, RainConfig())
+    root = search.tree[0]
+    root.ranked_logits = [(9, 3.0), (2, 2.0), (7, 1.0)]
+    search.tree.add(0, (9,), "", .6)
+    search.tree.add(0, (2,), "", .4)
+    added = search._add_nodes(root, [3, 4])
+    p7 = torch.softmax(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64), 0).tolist()[2]
+    assert [(n.tokens, n.added) for n in added] == [((7,), True)]
+    # priors over the 3 entries in token-id order (2, 7, 9) with root noise: .75 p + .25/3
+    assert added[0].prior == pytest.approx(.75 * p7 + .25 / 3)
+    assert search.tree[1].prior == .6                                      # existing priors unchanged
+
+
+# --- stop rule, window, commit, re-root ---------------------------------------------------------------------
+
+def test_stop_rule_needs_fn_above_min_t_and_q_above_vt_strictly():
+    config = RainConfig()
+    for real, value, met in [(7, .81, True), (6, .81, False), (7, .8, False)]:
+        tree = Tree.new()
+        node = tree.add(0, (1,), "", 1.0)
+        node.visits, node.real_visits, node.value = real, real, value
+        assert stop_rule_met(tree, config) is met
+
+
+def test_window_is_max_of_maxt_minus_root_visits_and_15():
+    search = Search(Backends(FakeLM(), FakeCodec(), FakeJudge(), FakeEmbedder()),
+                    Conversation("q", (3,), ":", frozenset({EOS}), None, "fake"), RainConfig())
+    assert search._window() == 50
+    search.tree[0].real_visits = 40
+    assert search._window() == 15
+    search.config = RainConfig(sims_per_move=4)
+    assert search._window() == 4
+
+
+def test_commit_takes_most_visits_then_higher_q_then_first():
+    tree = Tree.new()
+    for visits, value in [(3, .1), (3, .4), (1, .9)]:
+        node = tree.add(0, (len(tree.nodes),), "", .3)
+        node.visits, node.value = visits, value
+    assert tree.most_visited_child(0).id == 2
+    tree[2].value = .1
+    assert tree.most_visited_child(0).id == 1
+
+
+def test_reroot_keeps_the_subtree_and_renoises_priors():
+    tree = Tree.new()
+    child = tree.add(0, (1,), "", 1.0)
+    tree.add(0, (2,), "", 0.0)
+    for tokens, prior in [((3,), .5), ((4,), .3), ((5,), .2)]:
+        tree.add(child.id, tokens, "", prior)
+    priors = reroot(tree, child.id, RainConfig())
+    assert tree.root == 1 and tree[1].committed
+    assert list(priors.values()) == pytest.approx([.75 * .5 + .25 / 3, .75 * .3 + .25 / 3, .75 * .2 + .25 / 3])
+    assert len(tree.nodes) == 6                                           # abandoned siblings stay for display
+
+
+# --- whole runs on fakes --------------------------------------------------------------------------------------
+
+def fake_run(config: RainConfig, lm: FakeLM | None = None):
+    codec = FakeCodec()
+    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
+                                None, "fake")
+    search = Search(Backends(lm or FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
+    return search, list(search.run())
+
+
+def test_same_seed_same_tree_and_different_seed_different_tree():
+    from rain.export import nodes_of
+
+    config = preset("hh", max_new_tokens=24)
+    first, second = fake_run(config)[0], fake_run(config)[0]
+    assert nodes_of(first.tree) == nodes_of(second.tree)
+    assert nodes_of(fake_run(config.replace(seed=1))[0].tree) != nodes_of(first.tree)
+
+
+def test_run_emits_every_step_and_commits_with_the_schedule():
+    search, events = fake_run(preset("hh", sims_per_move=3, max_moves=3))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "done"
+    assert kinds[1:7] == ["select", "rollout", "evaluate", "expand", "backup", "rewind"]
+    commits = [e for e in events if e.type == "commit"]
+    assert [c.simulations for c in commits] == [3, 3, 3] and all(c.reason == "fixed" for c in commits)
+    lengths = [len(search.tree[c.node].tokens) for c in commits]
+    assert lengths[0] == 1 and lengths[1] == 2 and lengths[2] <= 4
+    assert events[-1].reason in ("max_moves", "eos")
+    assert events[-1].stats["simulations"] == 9
+
+
+def test_terminal_leaves_are_evaluated_but_never_expanded_and_eos_ends_the_run():
+    search, events = fake_run(preset("hh", sims_per_move=4), FakeLM(eos_boost=4.0))
+    tree = search.tree
+    assert events[-1].reason == "eos"
+    for node in tree.nodes:
+        if EOS in node.tokens:
+            assert not node.children
+            assert node.terminal or node.real_visits == 0                  # marked when first selected
+    assert any(e.type == "backup" and e.terminal for e in events)
+
+
+def test_release_is_called_on_every_commit_with_old_and_new_root_states():
+    lm = FakeLM()
+    search, events = fake_run(preset("hh", sims_per_move=2, max_moves=2), lm)
+    assert len(lm.released) == 2
+    keep, under = lm.released[0]
+    assert keep[:len(under)] == under and len(keep) == len(under) + 1
+
+
+def test_ablations_switch_off_similarity_and_addition():
+    _, events = fake_run(preset("hh", sims_per_move=8, max_moves=3, similarity_update=False, dynamic_addition=False))
+    assert not any(e.type == "node_added" for e in events)
+    assert all(not e.similarity for e in events if e.type == "backup")
+
+
+def test_fake_stats_object_is_reported():
+    assert ComputeStats(forwarded_tokens=10, distinct_tokens=8).recompute_ratio == 1.25
