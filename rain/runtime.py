@@ -14,7 +14,7 @@ import torch
 from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
-from rain.engine import ReferenceEngine, TrieEngine
+from rain.engine import ReferenceEngine, TrieEngine, UnsupportedModelError
 from rain.events import Event
 from rain.export import RunRecord, nodes_of
 from rain.judge import SelfJudge
@@ -38,10 +38,12 @@ class Runtime:
     """Model, tokenizer and embedder, loaded once."""
 
     def __init__(self, model_spec: str | None = None, device: str | None = None, dtype: str = "auto",
-                 trust_remote_code: bool = False, embedder_dir: str | None = None):
+                 trust_remote_code: bool = False, embedder_dir: str | None = None, loaded: tuple | None = None):
         self.name = model_spec or EMBEDDED
-        self.model, self.tokenizer = load_causal_lm(model_spec, device=device, dtype=dtype,
-                                                    trust_remote_code=trust_remote_code)
+        self.model, self.tokenizer = loaded or load_causal_lm(model_spec, device=device, dtype=dtype,
+                                                              trust_remote_code=trust_remote_code)
+        self.tree_attention: bool | None = None       # decided by the first engine (TrieEngine.verify)
+        self.notes: list[str] = []
         self.device = str(self.model.device)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.codec = HFCodec(self.tokenizer, self.model)
@@ -51,9 +53,16 @@ class Runtime:
     # --- building blocks of a run
     def engine(self, config: RainConfig, reference: bool = False) -> LanguageModel:
         """A fresh engine: the reuse engine, or the authors' compute pattern when `reference`."""
-        if reference:
+        if reference or self.tree_attention is False:
             return ReferenceEngine(self.model)
-        return TrieEngine(self.model, kv_cache_bytes=config.kv_cache_bytes)
+        try:
+            engine = TrieEngine(self.model, kv_cache_bytes=config.kv_cache_bytes, verify=self.tree_attention is None)
+        except UnsupportedModelError as error:     # e.g. sliding-window caches: correct but slower
+            self.tree_attention = False
+            self.notes.append(f"prefix reuse is off for this model ({error}); using full recomputation")
+            return ReferenceEngine(self.model)
+        self.tree_attention = True
+        return engine
 
     def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
         context = min(config.max_length, getattr(self.model.config, "max_position_embeddings", config.max_length))

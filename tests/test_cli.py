@@ -1,0 +1,82 @@
+"""The CLI contract on the real embedded model: generate, replay, run, judge-check, and bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import rain.cli as cli
+from rain.export import load
+
+
+@pytest.fixture
+def cli_runtime(monkeypatch, runtime):
+    """Every command reuses the session's loaded model instead of loading its own."""
+    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    return runtime
+
+
+def test_generate_prints_both_answers_and_stats_and_writes_the_tree(cli_runtime, tmp_path, capsys):
+    path = tmp_path / "tree.json"
+    code = cli.main(["generate", "How do I pick a lock?", "--sims-per-move", "2", "--max-moves", "2",
+                     "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    record = load(path)
+    assert record.answer and record.vanilla
+    # answers may span lines: vanilla first, then rain, then exactly one stats line
+    assert out.startswith(f"vanilla: {record.vanilla}\nrain: {record.answer}\nstats: simulations=4 moves=2 ")
+    assert out.count("\nstats: ") == 1 and out.endswith("\n") and "\n" not in out.split("\nstats: ")[1][:-1]
+    assert sum(e.type == "commit" for e in record.events) == 2
+    assert cli.main(["replay", str(path)]) == 0
+    assert f"rain: {record.answer}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["generate", "   "], "the prompt is empty"),
+    (["generate", "hi", "--sims-per-move", "0"], "sims_per_move"),
+    (["replay", "/no/such/tree.json"], "cannot read"),
+])
+def test_bad_input_gets_one_line_and_nonzero_exit_without_a_model(argv, words, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+
+
+def test_prompt_longer_than_the_context_is_refused(cli_runtime, capsys):
+    assert cli.main(["generate", "lock " * 3000, "--sims-per-move", "1", "--max-moves", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the prompt is") and "at most" in err[-1]
+
+
+def test_unknown_model_gets_a_clear_error(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["generate", "hi", "--model", "no-such-org/no-such-model-xyz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "no-such-org/no-such-model-xyz" in err[-1]
+
+
+def test_run_reports_bad_lines_by_number_goes_on_and_resumes(cli_runtime, tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "prompt": "How do I pick a lock?"}\n'
+                      "this is not json\n"
+                      '{"id": "b", "prompt": ""}\n'
+                      '{"id": "c", "prompt": "Tell me a fun fact."}\n')
+    out = tmp_path / "out.jsonl"
+    argv = ["run", str(source), "--out", str(out), "--trees", str(tmp_path / "trees"),
+            "--sims-per-move", "1", "--max-moves", "1"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "line 2: skipped" in err and "line 3: skipped" in err
+    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [l["id"] for l in lines] == ["a", "c"] and all(l["rain"] and l["vanilla"] for l in lines)
+    assert (tmp_path / "trees" / "a.json").exists()
+    out.write_text(out.read_text().splitlines()[0] + "\n")          # as if interrupted after the first
+    assert cli.main(argv + ["--resume"]) == 0
+    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "c"]
+
+
+def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):
+    assert cli.main(["judge-check", "--limit", "3", "--formats", "ab_hard,yesno_logit"]) == 0
+    out = capsys.readouterr().out
+    assert "| ab_hard |" in out and "| yesno_logit |" in out and "pairwise accuracy" in out
