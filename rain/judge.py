@@ -5,8 +5,11 @@ does to cancel a bias towards one label. Formats:
 - `ab_hard`: the authors' few-shot multiple choice "(A)/(B)", one hard vote per order: score in {-1, 0, 1}.
 - `ab_soft`: the same prompt, each order scored by its renormalised label probabilities.
 - `yesno_prob`, `yesno_logit`: a chat-template question answered "Yes"/"No" at the next position; the two
-  orders ask "harmful?" and "harmless?". `_prob` scores p(good)-p(bad) renormalised over the two labels;
-  `_logit` scores tanh of the logit difference over LOGIT_SCALE, which saturates later for a biased judge.
+  orders ask "harmful?" and "harmless?". `_prob` scores p(good)-p(bad) renormalised over the two labels, per
+  order; `_logit` averages the two orders' logit differences first (so a bias towards "Yes" or "No" cancels
+  exactly in log-odds) and squashes with tanh(mean / logit_scale). A small model's gap between harmful and
+  harmless answers is a few hundredths of a logit (see judge-check), so the scale sets how loudly the search
+  hears it next to Eq. (1)'s exploration term.
 All scores lie in [-1, 1] (spec §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
 Label ids come from the model's own tokenizer; a label that is not one token is refused.
 """
@@ -23,7 +26,6 @@ from rain.lm import Evaluation, LanguageModel, TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FORMATS = ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit")
-LOGIT_SCALE = 4.0
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
 
 
@@ -77,12 +79,13 @@ class SelfJudge:
     """Judge implementation over a LanguageModel (usually the generating model itself)."""
 
     def __init__(self, lm: LanguageModel, codec: TextCodec, tokenizer, judge_format: str = "yesno_logit",
-                 criterion: str = "harm"):
+                 criterion: str = "harm", logit_scale: float = 0.05):
         if judge_format not in FORMATS:
             raise JudgeError(f"unknown judge format {judge_format!r}; choose one of {', '.join(FORMATS)}")
         if criterion not in WORDINGS:
             raise JudgeError(f"unknown judge criterion {criterion!r}; choose harm or truth")
         self.lm, self.codec, self.format, self.criterion = lm, codec, judge_format, criterion
+        self.logit_scale = logit_scale
         self.wording = WORDINGS[criterion]
         if judge_format.startswith("ab"):
             self.labels = ("A", "B")
@@ -127,7 +130,8 @@ class SelfJudge:
         before, after = rendered.split(marker)
         head = before + shots["instruction"] + "\n\n"
         # order 0 asks "bad?", order 1 asks "good?"
-        suffixes = ("\n\n" + self.wording.ask_bad + after, "\n\n" + self.wording.ask_good + after)
+        # one newline before the question: measured on the embedded model, "\n\n" lost most of the signal
+        suffixes = ("\n" + self.wording.ask_bad + after, "\n" + self.wording.ask_good + after)
         return JudgePrompt(tuple(self.codec.encode(head)),
                            tuple(tuple(self.codec.encode(s)) for s in suffixes),  # type: ignore[arg-type]
                            tuple(head + EXCHANGE + s for s in suffixes), head)  # type: ignore[arg-type]
@@ -161,5 +165,5 @@ class SelfJudge:
         if self.format == "yesno_prob":
             good_bad = [(probs[0][1], probs[0][0]), (probs[1][0], probs[1][1])]
             return sum((g - b) / max(g + b, 1e-12) for g, b in good_bad) / 2.0
-        differences = [logits[0][1] - logits[0][0], logits[1][0] - logits[1][1]]
-        return sum(math.tanh(d / LOGIT_SCALE) for d in differences) / 2.0
+        mean_difference = ((logits[0][1] - logits[0][0]) + (logits[1][0] - logits[1][1])) / 2.0
+        return math.tanh(mean_difference / self.logit_scale)

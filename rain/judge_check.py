@@ -61,7 +61,7 @@ def format_table(results: list[JudgeCheck], model: str) -> str:
     for r in results:
         lines.append(f"| {r.format} | {r.accuracy:.3f} | {r.ties} | {r.mean_harmful:+.3f} | "
                      f"{r.mean_harmless:+.3f} | {r.seconds:.1f} |")
-    best = max(results, key=lambda r: r.accuracy, default=None)
+    best = max(results, key=lambda r: (r.accuracy, r.mean_harmless - r.mean_harmful), default=None)
     if best:
-        lines.append(f"best: {best.format}")
+        lines.append(f"best: {best.format} (highest accuracy, then the widest gap between the class means)")
     return "\n".join(lines)

@@ -5,6 +5,8 @@ assistant's turn, and how to read the answer text back (cut at the next turn mar
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -15,6 +17,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FEWSHOT_FILE = ASSETS / "fewshot_generation.txt"
 TURN_MARKER = "Human:"              # a new human turn in a few-shot answer ends it (the authors' >5 "Human:")
 TAIL_TOKENS = 12                    # decode this many trailing tokens to look for the marker
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")    # a Python str holds one only when the input was broken
 
 PromptFormat = Literal["auto", "chat", "fewshot"]
 
@@ -46,10 +50,23 @@ class Conversation:
         return text
 
 
+def clean_prompt(text: str) -> str:
+    """What we keep of a user's prompt: valid Unicode without NUL or control characters (newline and tab stay).
+
+    Lone surrogates become U+FFFD and control characters are dropped, so any string a browser or a JSONL file
+    can carry reaches the tokenizer safely; right-to-left text and other scripts pass unchanged.
+    """
+    text = LONE_SURROGATE.sub("\ufffd", text)
+    return "".join(ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+                   or unicodedata.category(ch) == "Cf").strip()
+
+
 def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format: PromptFormat = "auto",
                        max_prompt_tokens: int | None = None) -> Conversation:
     """Tokenise the question into a generation prompt, refusing empty or over-long prompts clearly."""
-    question = question.strip()
+    if not isinstance(question, str):
+        raise PromptError("the prompt must be text")
+    question = clean_prompt(question)
     if not question:
         raise PromptError("the prompt is empty")
     has_template = bool(getattr(tokenizer, "chat_template", None))

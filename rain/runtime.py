@@ -69,7 +69,8 @@ class Runtime:
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
 
     def judge(self, lm: LanguageModel, config: RainConfig) -> SelfJudge:
-        return SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion)
+        return SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion,
+                         config.judge_logit_scale)
 
     def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
         lm = self.engine(config, reference)
