@@ -91,7 +91,7 @@ def main(args) -> int:
     from rain.runtime import Runtime
 
     quick = bool(getattr(args, "quick", False))
-    sims, moves = (3, 3) if quick else (6, 4)
+    sims, moves = (3, 4) if quick else (6, 5)          # 4 moves reach the 10-token sets (1, 2, 4, 10)
     prompts = PROMPTS[:1] if quick else PROMPTS
     config = preset("hh", sims_per_move=sims, max_moves=moves, max_new_tokens=256)
     log = sys.stderr
