@@ -183,6 +183,61 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """vanilla / RAIN / Best-of-N on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md and .html."""
+    from tqdm import tqdm
+
+    from rain import evaluation as ev
+
+    config = config_from(args)
+    out = Path(args.out)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        methods = ev.parse_methods(args.methods)
+        prompts = ev.load_prompts(Path(args.input), args.limit)
+        if args.n < 1 or args.temperature <= 0:
+            raise ev.EvalError("--n must be >= 1 and --temperature > 0")
+        setup = {"model": args.model or "embedded", "config": config.to_dict(), "prompt_format": args.prompt_format,
+                 "judge": args.judge, "n": args.n, "temperature": args.temperature}
+        ev.check_setup(out, setup, fresh=args.fresh)
+    except ev.EvalError as error:
+        raise UsageError(str(error)) from None
+    results_path = out / ev.RESULTS_FILE
+    todo = ev.pending(prompts, methods, ev.read_results(results_path))
+    external = None
+    if args.judge:
+        print(f"loading judge {args.judge} ...", file=sys.stderr)
+        external = ev.load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
+                                          config.criterion, config.kv_cache_bytes,
+                                          getattr(config, "judge_logit_scale", None))
+    if todo:
+        runtime = _runtime(args)
+        runner = ev.MethodRunner.on(runtime, config, external=external,
+                                    n=args.n, temperature=args.temperature, prompt_format=args.prompt_format)
+        bar = tqdm(total=len(todo), desc="eval", unit="run", file=sys.stderr)
+        try:
+            for result in ev.run_pairs(todo, runner, results_path):
+                bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
+                bar.update(1)
+        finally:
+            bar.close()
+    wanted = {(p.id, m) for p in prompts for m in methods}
+    results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
+    budget = (f"sims_per_move={config.sims_per_move or 'auto (early stop)'}, max_moves={config.max_moves or '-'}, "
+              f"max_new_tokens={config.max_new_tokens}, judge_format={config.judge_format} "
+              f"(logit scale {getattr(config, 'judge_logit_scale', '-')}), "
+              f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
+    header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
+              f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")
+    summary = ev.summarise(results, methods, external.name if external else None, header)
+    print(ev.write_summary(out, summary, results), end="")
+    print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {out / ev.PLOT_FILE}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
     _model_options(bench)
     bench.set_defaults(handler=cmd_bench)
+    evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
+    evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')
+    evaluate.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.html")
+    evaluate.add_argument("--methods", default="vanilla,rain,bon", help="comma-separated: vanilla, rain, bon")
+    evaluate.add_argument("--judge", metavar="MODEL", default=None,
+                          help="external judge: a causal LM (hub id, folder, .gguf) or a sequence classifier")
+    evaluate.add_argument("--n", type=int, default=4, help="Best-of-N: answers sampled per prompt (default 4)")
+    evaluate.add_argument("--temperature", type=float, default=1.0, help="Best-of-N sampling temperature")
+    evaluate.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
+    evaluate.add_argument("--fresh", action="store_true", help="discard DIR's results instead of resuming")
+    evaluate.add_argument("--threads", type=int, default=None,
+                          help="torch CPU threads (1 is often much faster when the cores are shared)")
+    _model_options(evaluate)
+    _search_options(evaluate)
+    evaluate.set_defaults(handler=cmd_eval)
     return parser
 
 
