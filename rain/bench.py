@@ -91,9 +91,11 @@ def main(args) -> int:
     from rain.runtime import Runtime
 
     quick = bool(getattr(args, "quick", False))
-    sims, moves = (3, 4) if quick else (6, 5)          # 4 moves reach the 10-token sets (1, 2, 4, 10)
+    sims, moves = (2, 4) if quick else (5, 5)          # 4 moves reach the 10-token sets (1, 2, 4, 10)
     prompts = PROMPTS[:1] if quick else PROMPTS
-    config = preset("hh", sims_per_move=sims, max_moves=moves, max_new_tokens=256)
+    # Default: the authors' HH settings, their judge format included (a ~1.4k-token few-shot prompt per order).
+    config = preset("hh", sims_per_move=sims, max_moves=moves, max_new_tokens=256,
+                    judge_format=getattr(args, "judge_format", None) or "ab_hard")
     log = sys.stderr
     print(f"bench: {'quick, ' if quick else ''}{len(prompts)} prompt(s), {sims} simulations x {moves} moves, "
           f"judge {config.judge_format}", file=log)

@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
     bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
+    bench.add_argument("--judge-format", choices=FORMATS, default=None,
+                       help="default ab_hard: the authors' judge, as their compute pattern reads it")
     _model_options(bench)
     bench.set_defaults(handler=cmd_bench)
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")

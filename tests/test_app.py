@@ -1,0 +1,366 @@
+"""The app: pure figure/view functions on fakes, then gradio_client against the app on the real embedded model.
+
+One app is launched per module (in a background thread, on a free localhost port); the embedded model loads once
+(ui.handlers keeps it in its cache).
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from rain.config import preset
+from rain.events import Committed
+from rain.export import RunRecord, load, loads, nodes_of
+from rain.prompts import Conversation
+from rain.replay import rebuild
+from rain.search import Backends, Search
+from rain.tree import Tree
+from ui import handlers
+from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
+                        tree_figure)
+from ui.render import combine, fill_prompt, judge_panel, order_meanings, order_score, rain_html
+from ui.view import RunView, simulation_bounds, view_at
+
+ROOT = Path(__file__).resolve().parent.parent
+TREES = sorted((ROOT / "assets" / "trees").glob("*.json"))
+
+
+# --- fakes: a whole run in milliseconds ----------------------------------------------------------------------
+
+def fake_events(**overrides):
+    codec = FakeCodec()
+    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
+                                None, "fake")
+    config = preset("hh", **{"sims_per_move": 4, "max_moves": 4, **overrides})
+    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
+    return search, list(search.run())
+
+
+def fake_record(**overrides) -> RunRecord:
+    search, events = fake_events(**overrides)
+    return RunRecord(prompt="how to pick a lock", config=search.config.to_dict(), model={"name": "fake"},
+                     judge={"format": "yesno_prob", "criterion": "harm",
+                            "templates": ["A {exchange} harmful?", "B {exchange} harmless?"],
+                            "exchange": "Human: {question}\nAssistant: {answer}"},
+                     events=events, answer=search.answer(), vanilla="vanilla text", stats=events[-1].stats)
+
+
+def hand_tree() -> Tree:
+    """0 -> 1 (-> 3, 4, 5), 2 (-> 6 (-> 7, 8)); values and visits set by hand."""
+    tree = Tree.new("prompt")
+    for parent in (0, 0, 1, 1, 1, 2, 6, 6):
+        tree.add(parent, (len(tree.nodes),), f"t{len(tree.nodes)}", 0.5)
+    for node_id, visits, real, value in [(0, 9, 9, 0.1), (1, 5, 5, -0.6), (2, 3.4, 3, 0.8), (3, 1, 1, -1.0),
+                                         (6, 2, 2, 0.5), (7, 1, 1, 0.9)]:
+        tree[node_id].visits, tree[node_id].real_visits, tree[node_id].value = visits, real, value
+    tree[8].added = True
+    return tree
+
+
+# --- pure: layout ----------------------------------------------------------------------------------------------
+
+def test_tidy_layout_centres_parents_and_gives_leaves_consecutive_slots():
+    tree = hand_tree()
+    pos = tidy_layout(tree)
+    leaves = [n.id for n in tree.nodes if not n.children]
+    assert sorted(pos[n][0] for n in leaves) == list(range(len(leaves)))
+    for node in tree.nodes:
+        assert pos[node.id][1] == -node.step
+        kids = list(node.children.values())
+        if kids:
+            assert pos[node.id][0] == pytest.approx((pos[kids[0]][0] + pos[kids[-1]][0]) / 2)
+
+
+def edges_cross(pos, edges) -> bool:
+    """Two parent->child edges between the same two depths cross iff their x orders disagree."""
+    for i, (p1, c1) in enumerate(edges):
+        for p2, c2 in edges[i + 1:]:
+            if pos[p1][1] != pos[p2][1] or p1 == p2:
+                continue
+            if (pos[p1][0] - pos[p2][0]) * (pos[c1][0] - pos[c2][0]) < 0:
+                return True
+    return False
+
+
+def test_tidy_layout_has_no_crossing_edges_on_a_real_search_tree():
+    search, _ = fake_events(sims_per_move=6, max_moves=5)
+    tree = search.tree
+    pos = tidy_layout(tree)
+    edges = [(n.parent, n.id) for n in tree.nodes if n.id]
+    assert len(pos) == len(tree.nodes) and not edges_cross(pos, edges)
+    shown = display_nodes(tree, 40)
+    sub = tidy_layout(tree, shown)
+    assert set(sub) == set(shown)
+    assert not edges_cross(sub, [(tree[n].parent, n) for n in shown if n])
+
+
+def test_display_nodes_keeps_the_committed_path_and_is_closed_under_parents():
+    search, _ = fake_events(sims_per_move=10, max_moves=6, candidates=12)
+    tree = search.tree
+    assert len(tree.nodes) > 80
+    shown = display_nodes(tree, 80)
+    assert len(shown) == 80
+    path, node = [], tree.root
+    while node != -1:
+        path.append(node)
+        node = tree[node].parent
+    assert set(path) <= set(shown)
+    assert all(n == 0 or tree[n].parent in shown for n in shown)
+    visited_under_root = [n.id for n in tree.nodes if n.visits > 0]
+    assert set(visited_under_root) <= set(display_nodes(tree, len(visited_under_root) + len(path)))
+    assert all(tree[n].visits > 0 or tree[n].committed for n in display_nodes(tree, 10_000, show_unvisited=False))
+
+
+# --- pure: encodings ---------------------------------------------------------------------------------------------
+
+def test_colours_sizes_symbols_and_hover_follow_the_node_statistics():
+    tree = hand_tree()
+    figure = tree_figure(tree, path=[0, 2, 6], verdicts=None, focus=7)
+    visited = next(t for t in figure.data if t.name and t.name.startswith("visited"))
+    ids = [int(row[0].split("#")[1].split(" ")[0]) for row in visited.customdata]
+    assert sorted(ids) == [n.id for n in tree.nodes if n.visits > 0 or n.committed]
+    assert list(visited.marker.color) == [round(tree[n].value, 3) for n in ids]
+    assert visited.marker.cmin == -1 and visited.marker.cmax == 1
+    assert list(visited.marker.size) == [marker_size(tree[n].visits) for n in ids]
+    assert marker_size(0) < marker_size(1) < marker_size(4) < marker_size(100) <= 38
+    hover = {n: hover_text(tree, n) for n in ids}
+    assert dict(zip(ids, (row[2] for row in visited.customdata)))[2] == pytest.approx(3.4)
+    assert "n includes +0.40 similarity mass" in hover[2] and similarity_mass(3.4, 3) == pytest.approx(0.4)
+    assert "similarity mass" not in hover[1] and "visits n 3.40 (real 3)" in hover[2]
+    assert "%{customdata[5]}" in visited.hovertemplate and visited.customdata[0][4].startswith(("+", "-"))
+    unvisited = next(t for t in figure.data if t.name and t.name.startswith("candidate"))
+    assert "diamond" in list(unvisited.marker.symbol)                       # node 8 was added dynamically
+    assert figure.layout.template.layout.to_plotly_json() == {} and figure.layout.uirevision == "rain"
+    selected = next(t for t in figure.data if t.name and t.name.startswith("last selected"))
+    assert [x for x in selected.x if x is not None]                          # the rewound path is drawn
+
+
+def big_tree(size: int = 1500, seed: int = 0) -> Tree:
+    """A random search-like tree: 10 children per expansion, visited nodes deeper, a committed path of 6."""
+    import random
+
+    rng = random.Random(seed)
+    tree = Tree.new("prompt")
+    frontier = [0]
+    while len(tree.nodes) < size:
+        parent = rng.choice(frontier[-30:])
+        for _ in range(10):
+            node = tree.add(parent, (len(tree.nodes),), f" tok{len(tree.nodes)}", rng.random())
+            frontier.append(node.id)
+    for node in tree.nodes[1:]:
+        if node.children:
+            node.visits = node.real_visits = 1 + len(node.children)
+            node.value = rng.uniform(-1, 1)
+    node = 0
+    for _ in range(6):
+        kids = list(tree[node].children.values())
+        if not kids:
+            break
+        node = max(kids, key=lambda k: tree[k].visits)
+        tree[node].committed = True
+    tree.root = node
+    return tree
+
+
+def test_big_trees_are_capped_and_say_so():
+    tree = big_tree()
+    assert len(tree.nodes) > MAX_NODES
+    tree_figure(hand_tree())                                  # warm up plotly's validators
+    started = time.perf_counter()
+    figure = tree_figure(tree)
+    payload = len(figure.to_json())
+    seconds = time.perf_counter() - started
+    shown = sum(len([x for x in t.x if x is not None]) for t in figure.data
+                if t.name in ("candidate, not visited yet", "visited (colour = q, size = n)"))
+    assert shown == MAX_NODES
+    assert f"showing {MAX_NODES} of {len(tree.nodes)} nodes" in figure.layout.annotations[0].text
+    print(f"\n600-node figure: {payload / 1024:.0f} KB, built and serialised in {seconds * 1000:.0f} ms")
+    assert payload < 100_000 and seconds < 1.0
+
+
+# --- pure: the event fold, replay and the judge panel -----------------------------------------------------------
+
+def test_view_folds_events_into_the_same_tree_as_replay_and_scrubs_by_simulation():
+    search, events = fake_events()
+    view = RunView.of(events)
+    assert nodes_of(view.tree) == nodes_of(search.tree) == nodes_of(rebuild(events))
+    assert view.committed_text() == search.answer() and view.finished is not None
+    bounds = simulation_bounds(events)
+    assert len(bounds) - 1 == 16 == view.simulation
+    assert view_at(events, 0).simulation == 0 and len(view_at(events, 0).tree.nodes) == 1
+    assert view_at(events, 5).simulation == 5
+    assert view_at(events, 4).moves == 1                     # the commit after simulation 4 belongs to it
+    assert len(view.timeline) == 30 and view.timeline[0].kind == "done"
+
+
+def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
+    _, events = fake_events()
+    mid = next(i for i, e in enumerate(events) if e.type == "evaluate" and i > 20)
+    view = RunView.of(events[: mid + 1])
+    page = rain_html(view)
+    assert 'class="committed"' in page and 'class="verdict' in page
+    assert ('class="path"' in page) or ('class="rollout"' in page)
+    assert "<script" not in rain_html(RunView.of(events))
+
+
+def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
+    """ui/render.py mirrors rain/judge.py's formula; if the library's scoring changes, this says so."""
+    for path in TREES:
+        record = load(path)
+        view = RunView.of(record.events)
+        fmt = record.judge["format"]
+        for verdict in list(view.verdicts.values())[:10]:
+            parts = [order_score(fmt, probs, good)
+                     for (_, good), probs in zip(order_meanings(fmt, "harm"), (verdict.first, verdict.second))]
+            assert combine(fmt, parts, record.config)[0] == pytest.approx(verdict.score, abs=2e-3)
+    assert order_score("ab_hard", {"A": .6, "B": .3}, "A") == 1.0
+    assert order_score("ab_soft", {"A": .6, "B": .2}, "B") == pytest.approx(-.5)
+    assert combine("yesno_logit", [0.02, 0.04], {"judge_logit_scale": 0.05})[0] == pytest.approx(math.tanh(0.6))
+    assert combine("yesno_logit", [2.0, -2.0], {})[0] == pytest.approx(0.0)            # files from before the knob
+
+
+def test_judge_panel_fills_both_orders_prompts_with_the_exchange():
+    record = load(TREES[0])
+    view = RunView.of(record.events)
+    info, first, second = judge_panel(view, record.judge, "latest", record.config)
+    verdict = view.verdicts[view.latest]
+    assert f"node #{verdict.node}" in info and f"{verdict.score:+.3f}" in info
+    for prompt, template in zip((first, second), record.judge["templates"]):
+        assert "{exchange}" not in prompt and verdict.answer in prompt and record.prompt in prompt
+        assert prompt.startswith(template.split("{exchange}")[0])
+    assert fill_prompt("[{exchange}]", "Q: {question} A: {answer}", "a {b}", "c") == "[Q: a {b} A: c]"
+
+
+def test_export_writes_a_file_that_imports_even_for_a_stopped_run(tmp_path):
+    record = fake_record()
+    partial = RunRecord(**{**record.__dict__, "events": record.events[:23], "nodes": [], "answer": ""})
+    for item in (record, partial):
+        path = handlers.export_tree(item)
+        loaded = load(path)
+        assert len(loaded.events) == len(item.events)
+    assert handlers.export_tree(None) is None
+
+
+def test_settings_are_validated_with_clear_messages(monkeypatch):
+    values = {k.name: k.default for k in handlers.KNOBS}
+    config = handlers.build_config("hh", "ab_soft", {**values, "sims_per_move": 0, "max_moves": 3})
+    assert config.sims_per_move is None and config.max_moves == 3 and config.judge_format == "ab_soft"
+    with pytest.raises(handlers.ConfigError, match="min_visits"):
+        handlers.build_config("hh", "yesno_logit", {**values, "min_visits": 60, "max_simulations": 50})
+    with pytest.raises(handlers.ConfigError, match="token-set schedule"):
+        handlers.build_config("hh", "yesno_logit", {**values, "token_set_lengths": "1,two"})
+    monkeypatch.setenv("RAIN_SPACE_MODE", "1")
+    monkeypatch.setenv("RAIN_MODEL_ALLOWLIST", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert handlers.resolve_model("embedded", "") == "embedded"
+    assert handlers.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
+    with pytest.raises(handlers.ModelNotAllowed, match="not enabled on this Space"):
+        handlers.resolve_model("embedded", "/etc/some-model")
+
+
+def test_recorded_trees_are_valid_small_and_offered():
+    assert 2 <= len(TREES) <= 3
+    for path in TREES:
+        record = load(path)
+        assert record.vanilla and record.answer and path.stat().st_size < 400_000
+        assert any(isinstance(e, Committed) for e in record.events)
+    assert [name for _, name in handlers.recorded_trees()] == [p.name for p in TREES]
+
+
+# --- the app over HTTP: gradio_client ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from app import create_app
+    from ui.layout import LAUNCH_KWARGS
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
+    handlers.get_runtime(handlers.EMBEDDED)            # load once, before timing anything
+    demo = create_app()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+OUT = {name: i for i, name in enumerate(n for n in handlers.OUTPUTS if n != "record")}   # State is not returned
+
+
+def test_run_streams_vanilla_then_rain_on_the_real_model(client):
+    started = time.perf_counter()
+    job = client.submit("How do I pick a lock?", sims_per_move=2, max_moves=2, max_new_tokens=16, api_name="/run")
+    stamps, plots = [], []
+    for update in job:
+        stamps.append(time.perf_counter() - started)
+        plot = update[OUT["tree"]]
+        if isinstance(plot, dict) and plot.get("type") == "plotly":
+            plots.append(len(plot["plot"]))
+    final = job.outputs()[-1]
+    vanilla, rain, status = final[OUT["vanilla"]], final[OUT["rain"]], final[OUT["status"]]
+    print(f"\n/run: {len(stamps)} updates, first after {stamps[0]:.2f} s, done after {stamps[-1]:.1f} s; "
+          f"plot payloads {[round(p / 1024, 1) for p in plots]} KB")
+    assert len(stamps) >= 10 and len(plots) >= 1
+    assert vanilla.strip()
+    assert 'class="committed">' in rain and 'class="committed"></span>' not in rain
+    assert "Done in" in status and "Error" not in status
+    assert "#" in json.dumps(final[OUT["judge_node"]])
+
+
+@pytest.mark.parametrize("prompt, knobs, expected", [
+    ("   ", {}, "the prompt is empty"),
+    ("How do I pick a lock?", {"min_visits": 60, "max_simulations": 50}, "min_visits (minT=60)"),
+    ("How do I pick a lock?", {"token_set_lengths": "1, x"}, "token-set schedule"),
+    ("lock " * 3000, {}, "this model and config allow at most"),
+    ("How do I pick a lock?", {"custom_model": "no-such-org/no-such-model-xyz"}, "unknown model"),
+])
+def test_run_refuses_bad_input_with_a_message_not_a_traceback(client, prompt, knobs, expected):
+    outputs = client.predict(prompt, **knobs, api_name="/run")
+    status = outputs[OUT["status"]]
+    assert expected in status and "Traceback" not in status
+    assert 'class="status error"' in status
+
+
+def test_import_tree_accepts_a_recorded_tree_and_rejects_malformed_files(client, tmp_path):
+    from gradio_client import handle_file
+
+    outputs = client.predict(handle_file(str(TREES[0])), api_name="/import_tree")
+    assert "Imported" in outputs[OUT["status"]]
+    record = load(TREES[0])
+    assert outputs[OUT["vanilla"]] == record.vanilla
+    assert outputs[OUT["tree"]]["type"] == "plotly"
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": 1, "events": [', encoding="utf-8")
+    status = client.predict(handle_file(str(broken)), api_name="/import_tree")[OUT["status"]]
+    assert "Cannot import broken.json: not valid JSON" in status
+
+    wrong = tmp_path / "wrong.json"
+    data = json.loads(TREES[0].read_text())
+    data["nodes"][1]["visits"] = 99.0
+    wrong.write_text(json.dumps(data), encoding="utf-8")
+    status = client.predict(handle_file(str(wrong)), api_name="/import_tree")[OUT["status"]]
+    assert "do not match what the events rebuild" in status
+    with pytest.raises(Exception):
+        loads(wrong.read_text())                                             # the same message comes from rain

@@ -1,0 +1,240 @@
+"""The page: gr.Blocks wiring of the components (elem_ids and API names are a contract, see ui/README_SECTION.md)."""
+from __future__ import annotations
+
+import gradio as gr
+
+from rain.judge import FORMATS
+from ui import handlers as h
+from ui.figures import empty_figure
+from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
+
+TITLE = "RAIN Explorer"
+JUDGE_FORMAT_LABELS = [
+    ("yes/no logit", "yesno_logit"),          # the default: the best signal on small models
+    ("yes/no prob.", "yesno_prob"),
+    ("A/B soft", "ab_soft"),                  # the authors' prompt, scored by probabilities
+    ("A/B hard (paper)", "ab_hard"),          # the authors' exact format: one hard vote per order
+]
+assert {value for _, value in JUDGE_FORMAT_LABELS} == set(FORMATS), "a judge format is missing from the picker"
+PRESET_LABELS = [("HH (harmless)", "hh"), ("adv (attacks)", "adv"), ("truth (TruthfulQA)", "truth")]
+
+INTRO = """
+<div id="intro">
+<h1><span class="logo">☂</span> RAIN Explorer</h1>
+<p><b>Rewindable Auto-regressive INference</b> (Li et al., ICLR 2024): a frozen language model searches over its own
+continuations, <b>judges</b> each partial answer with a self-evaluation prompt, <b>rewinds</b>, and only then
+<b>commits</b> the next few tokens: no fine-tuning, no reward model. Watch the plain (vanilla) answer of the same model
+beside RAIN's answer and its search tree.</p>
+</div>
+"""
+
+CSS = """
+.gradio-container { max-width: 1480px !important; }
+#intro h1 { margin: 0 0 .15rem 0; font-size: 1.6rem; }
+#intro .logo { color: #2563eb; }
+.caption { font-size: .78rem; color: #64748b; margin-top: -.3rem; }
+#intro p { margin: 0; color: var(--body-text-color-subdued); font-size: .95rem; max-width: 1200px; }
+#status .status { padding: .45rem .7rem; border-radius: 8px; font-size: .92rem; background: #f1f5f9; color: #334155; }
+#status .status.error { background: #fef2f2; color: #991b1b; border: 1px solid #fecaca; }
+#status .status.ok { background: #f0fdf4; color: #166534; border: 1px solid #bbf7d0; }
+#status .status.run { background: #eff6ff; color: #1e40af; border: 1px solid #bfdbfe; }
+#status .status.stop { background: #fffbeb; color: #92400e; border: 1px solid #fde68a; }
+#vanilla textarea { font-size: 1rem !important; line-height: 1.5 !important; height: 168px !important;
+  border: 1px solid var(--border-color-primary) !important; border-radius: 8px !important; padding: .6rem .75rem !important; }
+.answer-title { font-weight: 600; font-size: .9rem; margin-bottom: .25rem; color: var(--body-text-color); }
+.answer-title .tag { font-weight: 500; font-size: .75rem; padding: 1px 7px; border-radius: 999px; margin-left: .35rem; }
+.answer-title .tag.v { background: #f1f5f9; color: #475569; }
+.answer-title .tag.r { background: #dbeafe; color: #1e40af; }
+#rain { min-height: 0; }
+#rain .html-container, #rain .html-container > div, #stats .html-container, #timeline .html-container,
+#judge .html-container { padding: 0 !important; }
+#rain .rain-answer { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .6rem .75rem;
+  height: 168px; overflow-y: auto; font-size: 1rem; line-height: 1.5;
+  background: var(--input-background-fill); }
+#rain .placeholder { color: #94a3b8; }
+#rain .committed { color: var(--body-text-color); }
+#rain .path { background: #fef3c7; color: #92400e; border-bottom: 2px solid #f59e0b; border-radius: 3px; }
+#rain .rollout { color: #64748b; font-style: italic; border-bottom: 1px dashed #94a3b8; }
+.verdict { font-size: .78rem; font-weight: 600; padding: 1px 7px; border-radius: 999px; white-space: nowrap; }
+.verdict.good { background: #dbeafe; color: #1e3a8a; }
+.verdict.bad { background: #fee2e2; color: #991b1b; }
+.verdict.neutral { background: #f1f5f9; color: #475569; }
+.verdict.done { background: #dcfce7; color: #166534; }
+#rain .rain-key { font-size: .75rem; color: #64748b; margin-top: .3rem; }
+#rain .rain-key .k { margin-right: .8rem; }
+#rain .rain-key .k.committed::before { content: "■ "; color: #1f2937; }
+#rain .rain-key .k.path::before { content: "■ "; color: #f59e0b; }
+#rain .rain-key .k.rollout::before { content: "■ "; color: #94a3b8; }
+#stats .stats { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: .4rem; }
+#stats .card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .3rem .5rem;
+  background: var(--block-background-fill); }
+#stats .card .v { font-size: 1.15rem; font-weight: 700; color: var(--body-text-color); }
+#stats .card .l { font-size: .66rem; text-transform: uppercase; letter-spacing: .03em; color: #64748b; line-height: 1.2; }
+#stats .card .sub { font-size: .68rem; color: #94a3b8; line-height: 1.2; }
+#timeline .timeline { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .78rem;
+  height: 330px; overflow-y: auto; border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .35rem .5rem; }
+#timeline .ev { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding: 1px 0; }
+#timeline .ev .when { display: inline-block; min-width: 4.8rem; color: #94a3b8; }
+#timeline .ev.select .what { color: #b45309; }
+#timeline .ev.rollout .what { color: #64748b; }
+#timeline .ev.evaluate .what { color: #1d4ed8; }
+#timeline .ev.expand .what { color: #475569; }
+#timeline .ev.backup .what { color: #047857; }
+#timeline .ev.rewind .what { color: #94a3b8; }
+#timeline .ev.added .what { color: #7c3aed; }
+#timeline .ev.commit { font-weight: 700; background: #f1f5f9; }
+#timeline .ev.commit .what, #timeline .ev.done .what { color: #111827; }
+#timeline .empty, #judge .empty { color: #94a3b8; font-size: .85rem; }
+#judge .judge { font-size: .88rem; }
+#judge .judge .head { margin-bottom: .35rem; }
+#judge .judge .answer { border-left: 3px solid #cbd5e1; padding: .2rem .5rem; margin: .3rem 0 .5rem 0;
+  max-height: 120px; overflow-y: auto; }
+#judge .judge .answer .l { display: block; font-size: .7rem; text-transform: uppercase; color: #94a3b8; }
+#judge table { width: 100%; border-collapse: collapse; font-size: .82rem; }
+#judge th, #judge td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--border-color-primary); }
+#judge .prob { display: inline-block; padding: 0 6px; border-radius: 4px; margin-right: 4px; }
+#judge .prob.good { background: #dbeafe; } #judge .prob.bad { background: #fee2e2; }
+#judge .sub { font-size: .75rem; color: #94a3b8; margin-top: .3rem; }
+#tree { min-height: 530px; }
+.files-row { align-items: flex-end !important; }
+.files-row button { min-height: 42px; white-space: nowrap; }
+#import { gap: 0 !important; }
+"""
+
+THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="slate", neutral_hue="slate",
+                       font=[gr.themes.Font(n) for n in ("Inter", "ui-sans-serif", "system-ui", "sans-serif")],
+                       font_mono=[gr.themes.Font(n) for n in ("ui-monospace", "SFMono-Regular", "Menlo", "monospace")])
+# (plain Font names: no web-font download, the page works offline)
+
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS)
+
+
+def _knob_component(knob: h.Knob):
+    if knob.kind == "slider":
+        return gr.Slider(knob.lo, knob.hi, value=knob.default, step=knob.step, label=knob.label,
+                         info=knob.info or None, elem_id=f"knob-{knob.name}")
+    if knob.kind == "int":
+        return gr.Number(value=knob.default, precision=0, label=knob.label, elem_id=f"knob-{knob.name}")
+    if knob.kind == "text":
+        return gr.Textbox(value=knob.default, label=knob.label, info=knob.info or None, elem_id=f"knob-{knob.name}")
+    if knob.kind == "radio":
+        return gr.Radio(list(knob.choices), value=knob.default, label=knob.label, info=knob.info or None,
+                        elem_id=f"knob-{knob.name}")
+    if knob.kind == "check":
+        return gr.Checkbox(value=knob.default, label=knob.label, info=knob.info or None, elem_id=f"knob-{knob.name}")
+    raise ValueError(knob.kind)
+
+
+def build() -> gr.Blocks:
+    space = h.space_mode()
+    with gr.Blocks(title=TITLE, fill_width=True) as demo:
+        record = gr.State(None)
+        gr.HTML(INTRO)
+        with gr.Row(equal_height=False):
+            # --- left: the question, the status, the settings and the numbers
+            with gr.Column(scale=4, min_width=340):
+                prompt = gr.Textbox(label="Prompt", lines=2, max_lines=8, elem_id="prompt",
+                                    placeholder="Ask something, e.g. How do I pick a lock?", autofocus=True)
+                with gr.Row():
+                    run_btn = gr.Button("▶ Run vanilla + RAIN", variant="primary", elem_id="run", scale=3)
+                    stop_btn = gr.Button("■ Stop", variant="stop", elem_id="stop", scale=1)
+                status = gr.HTML(h.status_html("Type a prompt and press Run, or pick a recorded run under the tree "
+                                               "to replay it instantly.", "info"), elem_id="status", label="status")
+                gr.Examples(examples=[[p] for p in h.load_examples()], inputs=[prompt], label="Example prompts",
+                            examples_per_page=6)
+                model = gr.Dropdown(h.model_choices(), value=h.default_model(), label="Model", elem_id="model")
+                custom_model = gr.Textbox(
+                    value="", label="…or a hub id / local path (overrides the list)", elem_id="custom-model",
+                    interactive=not space,
+                    placeholder="disabled on this Space" if space else "e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
+                with gr.Row():
+                    preset = gr.Dropdown(PRESET_LABELS, value="hh", label="Preset", elem_id="preset",
+                                         info="the authors' settings per task")
+                    judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
+                                               elem_id="judge-format", info="how the model judges itself")
+                with gr.Accordion("Search knobs (every RainConfig setting)", open=False, elem_id="knobs"):
+                    with gr.Row():
+                        quick = gr.Button("Quick budget (CPU)", size="sm")
+                        paper = gr.Button("Paper budget (GPU)", size="sm")
+                    knobs = [_knob_component(knob) for knob in h.KNOBS]
+                stats = gr.HTML(stats_html(None), elem_id="stats", label="stats")
+            # --- right: the answers and the live tree
+            with gr.Column(scale=9, min_width=600):
+                with gr.Row(equal_height=False):
+                    with gr.Column():
+                        gr.HTML('<div class="answer-title">Vanilla <span class="tag v">plain decoding, same model'
+                                '</span></div>')
+                        vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=6, max_lines=6,
+                                             interactive=False, elem_id="vanilla", buttons=["copy"],
+                                             placeholder="The vanilla answer streams here, token by token.")
+                    with gr.Column():
+                        gr.HTML('<div class="answer-title">RAIN <span class="tag r">search · judge · rewind · '
+                                'commit</span></div>')
+                        rain = gr.HTML(rain_html(None), elem_id="rain", label="rain")
+                tree = gr.Plot(empty_figure(), elem_id="tree", show_label=False, label="tree")
+                gr.HTML('<div class="caption">Colour = value <i>q</i> (red: judged harmful, blue: harmless) · size = '
+                        'visits <i>n</i> · orange = the last simulation\'s path, then <b>rewound</b> · dark = '
+                        '<b>committed</b>. Hover a node for its prior, visits, value and the judge\'s probabilities; '
+                        'drag to pan, scroll to zoom, double-click to reset.</div>')
+                with gr.Row(elem_classes="files-row"):
+                    recorded = gr.Dropdown(h.recorded_trees(), value=None, label="Recorded runs: replay with no model",
+                                           elem_id="recorded", scale=4, min_width=300)
+                    replay_btn = gr.Button("⟲ Replay", elem_id="replay", scale=1, min_width=120)
+                    export_btn = gr.DownloadButton("⬇ Export", elem_id="export", scale=1, min_width=120)
+                    # the file input renders beside the button, so the wrapper carries the id: `#import input[type=file]`
+                    with gr.Column(scale=1, min_width=120, elem_id="import"):
+                        import_btn = gr.UploadButton("⬆ Import", file_types=[".json"], type="filepath",
+                                                     elem_id="import-button")
+                with gr.Row(elem_classes="files-row"):
+                    scrubber = gr.Slider(0, 1, value=0, step=1, label="Scrub: the tree after N simulations",
+                                         elem_id="scrub", scale=5)
+                    show_unvisited = gr.Checkbox(value=True, label="show unvisited nodes", scale=1, min_width=170,
+                                                 elem_id="show-unvisited")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                gr.HTML('<div class="answer-title">Event timeline <span class="tag v">newest first</span></div>')
+                timeline = gr.HTML(timeline_html(None), elem_id="timeline", label="timeline")
+            with gr.Column(scale=7):
+                gr.HTML('<div class="answer-title">Self-evaluation <span class="tag v">what the judge saw</span></div>')
+                judge_node = gr.Dropdown(node_choices(None), value="latest", label="Node",
+                                         info="evaluated nodes, newest first (follows the latest while running)",
+                                         elem_id="judge-node")
+                info0, _, _ = judge_panel(None, None, None)
+                judge_info = gr.HTML(info0, elem_id="judge", label="judge")
+                with gr.Accordion("The judge's two prompts (both option orders)", open=False, elem_id="judge-prompts"):
+                    judge_prompt_1 = gr.Textbox(label="order 1", lines=6, max_lines=16, interactive=False,
+                                                buttons=["copy"])
+                    judge_prompt_2 = gr.Textbox(label="order 2", lines=6, max_lines=16, interactive=False,
+                                                buttons=["copy"])
+
+        outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
+                       record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
+                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn)
+        out = [outputs[name] for name in h.OUTPUTS]
+
+        run_event = run_btn.click(h.run, [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs],
+                                  out, api_name="run", show_progress="hidden")
+        submit_event = prompt.submit(h.run, [prompt, model, custom_model, preset, judge_format, show_unvisited,
+                                             *knobs], out, api_visibility="private", show_progress="hidden")
+        replay_event = replay_btn.click(h.replay, [record, show_unvisited], out, api_name="replay",
+                                        show_progress="hidden")
+        stop_btn.click(h.stopped, record, [status, export_btn], cancels=[run_event, submit_event, replay_event],
+                       api_visibility="private")
+
+        import_btn.upload(h.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
+                          show_progress="minimal")
+        recorded.input(h.open_recorded, [recorded, show_unvisited], out, api_name="open_recorded",
+                       show_progress="minimal")
+        export_btn.click(h.export_tree, record, export_btn, api_name="export_tree", show_progress="hidden")
+        scrubber.release(h.scrub, [record, scrubber, show_unvisited], out, api_name="scrub", show_progress="hidden",
+                         trigger_mode="always_last")
+        show_unvisited.input(h.redraw, [record, scrubber, show_unvisited], tree, api_visibility="private",
+                             show_progress="hidden")
+        judge_node.input(h.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompt_1, judge_prompt_2],
+                         api_visibility="private", show_progress="hidden")
+        preset.input(h.preset_values, preset, knobs, api_visibility="private", show_progress="hidden")
+        quick.click(lambda: h.budget_values(h.QUICK_BUDGET), None, knobs, api_visibility="private",
+                    show_progress="hidden", queue=False)
+        paper.click(lambda: h.budget_values(h.PAPER_BUDGET), None, knobs, api_visibility="private",
+                    show_progress="hidden", queue=False)
+    return demo

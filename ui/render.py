@@ -1,0 +1,224 @@
+"""Pure HTML/text renderings of a RunView: the RAIN answer, stats cards, the event timeline, the judge panel."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Mapping
+
+from ui.view import RunView, Verdict, short
+
+ESC = html.escape
+JUDGE_WORDS = {"harm": ("harmful", "harmless"), "truth": ("untruthful", "truthful")}
+CHOICE_LIMIT = 300
+
+
+def _text(text: str) -> str:
+    return ESC(text).replace("\n", "<br>")
+
+
+# --- the RAIN answer ------------------------------------------------------------------------------------
+
+def rain_html(view: RunView | None, note: str = "") -> str:
+    """Committed text, then the token sets being tried and the rollout in distinct styles, then the verdict."""
+    if view is None or not view.events:
+        return ('<div class="rain-answer"><span class="placeholder">The RAIN answer grows here: committed text, '
+                'with the candidate under evaluation highlighted.</span></div>')
+    committed = view.committed_text()
+    path_text, rollout = view.path_text(), view.rollout_text if view.in_simulation else ""
+    if view.candidate is not None and view.in_simulation and view.candidate.startswith(committed):
+        rest = view.candidate[len(committed):]
+        if rest.startswith(path_text):
+            rollout = rest[len(path_text):]
+        else:
+            path_text, rollout = rest, ""
+    parts = [f'<span class="committed">{_text(committed)}</span>']
+    if path_text:
+        parts.append(f'<span class="path" title="token sets on the selected path">{_text(path_text)}</span>')
+    if rollout:
+        parts.append(f'<span class="rollout" title="rollout to the end of the clause">{_text(rollout)}</span>')
+    if view.in_simulation and view.latest is not None and view.candidate is not None:
+        verdict = view.verdicts[view.latest]
+        tone = "good" if verdict.score > 0.05 else "bad" if verdict.score < -0.05 else "neutral"
+        parts.append(f' <span class="verdict {tone}">judge {verdict.score:+.2f}</span>')
+    if view.finished is not None:
+        parts.append(f' <span class="verdict done">done · {ESC(view.finished.reason)}</span>')
+    body = "".join(parts)
+    key = ('<div class="rain-key"><span class="k committed">committed</span>'
+           '<span class="k path">token sets being tried</span><span class="k rollout">rollout</span>'
+           f'{ESC(note)}</div>')
+    return f'<div class="rain-answer">{body}</div>{key}'
+
+
+# --- stats ----------------------------------------------------------------------------------------------
+
+def _card(label: str, value: str, sub: str = "") -> str:
+    sub_html = f'<div class="sub">{ESC(sub)}</div>' if sub else ""
+    return f'<div class="card"><div class="v">{ESC(value)}</div><div class="l">{ESC(label)}</div>{sub_html}</div>'
+
+
+def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_seconds: float | None = None,
+               vanilla_tokens: int | None = None, final: Mapping[str, Any] | None = None) -> str:
+    if view is None:
+        return '<div class="stats">' + "".join(_card(l, "–") for l in (
+            "simulations", "moves", "nodes", "answer tokens", "forward calls", "RAIN time", "vanilla time",
+            "RAIN / vanilla")) + "</div>"
+    final = dict(final or (view.finished.stats if view.finished else {}))
+    sims = final.get("simulations", view.simulation)
+    cards = [
+        _card("simulations", str(sims), f"{view.cache_hits} judged from cache"),
+        _card("moves", str(view.moves), "token sets committed"),
+        _card("nodes", str(len(view.tree.nodes)), f"{view.added_nodes} added dynamically"),
+        _card("answer tokens", str(final.get("answer_tokens", view.answer_tokens()))),
+        _card("forward calls", str(final["forward_calls"]) if "forward_calls" in final else "…",
+              f"{final['forwarded_tokens']} tokens" if "forwarded_tokens" in final else "at the end"),
+    ]
+    seconds = final.get("seconds", rain_seconds)
+    if seconds is not None:
+        per = seconds / max(sims, 1)
+        cards.append(_card("RAIN time", f"{seconds:.1f} s", f"{per:.2f} s per simulation"))
+    else:
+        cards.append(_card("RAIN time", "–"))
+    v_seconds = final.get("vanilla_seconds", vanilla_seconds)
+    if v_seconds is not None:
+        tokens = f"{vanilla_tokens} tokens" if vanilla_tokens is not None else ""
+        cards.append(_card("vanilla time", f"{v_seconds:.1f} s", tokens))
+    else:
+        cards.append(_card("vanilla time", "–"))
+    ratio = final.get("rain_over_vanilla")
+    if ratio is None and seconds is not None and v_seconds:
+        ratio = seconds / max(v_seconds, 1e-9)
+    cards.append(_card("RAIN / vanilla", f"{ratio:.1f}×" if ratio is not None else "–", "wall-clock time"))
+    return '<div class="stats">' + "".join(cards) + "</div>"
+
+
+# --- timeline -------------------------------------------------------------------------------------------
+
+def timeline_html(view: RunView | None) -> str:
+    if view is None or not view.timeline:
+        return ('<div class="timeline"><div class="empty">select → roll out → evaluate → expand → back up → '
+                'rewind … → commit: the latest events appear here, newest first.</div></div>')
+    rows = "".join(f'<div class="ev {line.kind}"><span class="when">{ESC(line.label)}</span>'
+                   f'<span class="what">{ESC(line.text)}</span></div>' for line in view.timeline)
+    return f'<div class="timeline">{rows}</div>'
+
+
+# --- the judge ------------------------------------------------------------------------------------------
+
+def node_choices(view: RunView | None) -> list[tuple[str, str]]:
+    """The node picker: "latest", then evaluated nodes, newest first."""
+    choices = [("latest evaluated node", "latest")]
+    if view is None:
+        return choices
+    recent = sorted(view.verdicts.values(), key=lambda v: (v.simulation, v.node), reverse=True)[:CHOICE_LIMIT]
+    for verdict in recent:
+        text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
+        choices.append((f"#{verdict.node} · sim {verdict.simulation} · {verdict.score:+.2f} · “{short(text, 24)}”",
+                        str(verdict.node)))
+    return choices
+
+
+def pick_verdict(view: RunView | None, choice: str | int | None) -> Verdict | None:
+    if view is None or not view.verdicts:
+        return None
+    if choice in (None, "", "latest"):
+        return view.verdicts.get(view.latest) if view.latest is not None else None
+    try:
+        return view.verdicts.get(int(choice))
+    except (TypeError, ValueError):
+        return None
+
+
+def order_meanings(judge_format: str, criterion: str) -> list[tuple[str, str]]:
+    """(what the order asks, the label that means 'good') for the two option orders of rain/judge.py."""
+    bad, good = JUDGE_WORDS.get(criterion, JUDGE_WORDS["harm"])
+    if judge_format.startswith("ab"):
+        return [(f"(A) {good}, (B) {bad}", "A"), (f"(A) {bad}, (B) {good}", "B")]
+    return [(f"“{bad}?”", "No"), (f"“{good}?”", "Yes")]
+
+
+def _good_bad(probs: Mapping[str, float], good_label: str) -> tuple[float, float] | None:
+    labels = list(probs)
+    if len(labels) != 2 or good_label not in probs:
+        return None
+    bad_label = labels[1] if labels[0] == good_label else labels[0]
+    return probs[good_label], probs[bad_label]
+
+
+def order_score(judge_format: str, probs: Mapping[str, float], good_label: str) -> float | None:
+    """One order's part for the formats that average per-order scores (ab_hard, ab_soft, yesno_prob); for
+    yesno_logit, the order's logit gap log p(good) - log p(bad) (the labels share one softmax, so this is exact)."""
+    pair = _good_bad(probs, good_label)
+    if pair is None:
+        return None
+    good, bad = pair
+    if judge_format == "ab_hard":
+        return 1.0 if good > bad else -1.0
+    if judge_format == "yesno_logit":
+        if good <= 0 or bad <= 0:
+            return None
+        return math.log(good / bad)
+    return (good - bad) / max(good + bad, 1e-12)
+
+
+OLD_LOGIT_SCALE = 4.0      # files written before `judge_logit_scale` existed: mean of tanh(gap / 4) per order
+
+
+def combine(judge_format: str, parts: list[float | None], config: Mapping[str, Any] | None) -> tuple[float | None, str]:
+    """The score rain/judge.py computes from the two orders' parts, and the formula in words."""
+    if any(p is None for p in parts) or not parts:
+        return None, ""
+    if judge_format == "yesno_logit":
+        scale = (config or {}).get("judge_logit_scale")
+        if scale:
+            mean = sum(parts) / len(parts)
+            return math.tanh(mean / scale), f"score = tanh(mean logit gap {mean:+.4f} / scale {scale:g})"
+        return (sum(math.tanh(p / OLD_LOGIT_SCALE) for p in parts) / len(parts),
+                f"score = mean of tanh(logit gap / {OLD_LOGIT_SCALE:g}) over the two orders")
+    what = "hard votes (+1 if p(good) > p(bad), else -1)" if judge_format == "ab_hard" else \
+        "(p(good) - p(bad)) / (p(good) + p(bad))"
+    return sum(parts) / len(parts), f"score = mean over the two orders of {what}"
+
+
+def fill_prompt(template: str, exchange: str | None, question: str, answer: str) -> str:
+    try:
+        body = (exchange or "Human: {question}\nAssistant: {answer}").format(question=question, answer=answer)
+    except (KeyError, IndexError, ValueError):
+        body = f"Human: {question}\nAssistant: {answer}"
+    return template.replace("{exchange}", body)
+
+
+def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: str | int | None,
+                config: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
+    """(info HTML, order-1 prompt, order-2 prompt) for the picked node; `config` is the run's RainConfig dict."""
+    verdict = pick_verdict(view, choice)
+    if verdict is None or view is None:
+        message = "No evaluation yet." if view is None or not view.verdicts else "That node was not evaluated."
+        return f'<div class="judge"><div class="empty">{message} Every simulation asks the model to judge the ' \
+               'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', "", ""
+    judge = dict(judge or {})
+    fmt, criterion = str(judge.get("format", "yesno_logit")), str(judge.get("criterion", "harm"))
+    meanings = order_meanings(fmt, criterion)
+    rows, parts = [], []
+    for (asks, good_label), probs in zip(meanings, (verdict.first, verdict.second)):
+        cells = " ".join(f'<span class="prob {"good" if label == good_label else "bad"}">P({ESC(label)}) = '
+                         f'{p:.3f}</span>' for label, p in probs.items())
+        part = order_score(fmt, probs, good_label)
+        parts.append(part)
+        shown = "–" if part is None else f"{part:+.4f}" if fmt == "yesno_logit" else f"{part:+.2f}"
+        rows.append(f"<tr><td>{ESC(asks)}</td><td>{cells}</td><td>“{ESC(good_label)}”</td><td>{shown}</td></tr>")
+    _, formula = combine(fmt, parts, config)
+    part_name = "logit gap (good − bad)" if fmt == "yesno_logit" else "order score"
+    tone = "good" if verdict.score > 0.05 else "bad" if verdict.score < -0.05 else "neutral"
+    text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
+    info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
+            f'{verdict.simulation} · format <code>{ESC(fmt)}</code> · <span class="verdict {tone}">score '
+            f'{verdict.score:+.3f}</span>{" · cached" if verdict.cache_hit else ""}</div>'
+            f'<div class="answer"><span class="l">evaluated answer</span>{_text(verdict.answer) or "<i>(empty)</i>"}</div>'
+            f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
+            + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The two orders swap the labels\' '
+            'meanings, which cancels a bias towards one label.</div></div>')
+    templates = list(judge.get("templates") or [])
+    question = view.question
+    prompts = [fill_prompt(t, judge.get("exchange"), question, verdict.answer) for t in templates[:2]]
+    prompts += [""] * (2 - len(prompts))
+    return info, prompts[0], prompts[1]
