@@ -32,3 +32,31 @@ def runtime(real_model):
     """A Runtime on the already-loaded embedded model (CLI, app and end-to-end tests)."""
     from rain.runtime import Runtime
     return Runtime(None, device="cpu", dtype="float32", loaded=real_model)
+
+
+# --- the app, served once per session (tests/test_app.py, tests/test_browser.py) ----------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The app on a free localhost port; every client or browser page gets its own Gradio session."""
+    from app import create_app
+    from ui import handlers
+    from ui.layout import LAUNCH_KWARGS
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
+    handlers.get_runtime(handlers.EMBEDDED)            # load the model once, before anything is timed
+    demo = create_app()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    torch.set_num_threads(threads)

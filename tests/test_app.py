@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -273,30 +272,6 @@ def test_recorded_trees_are_valid_small_and_offered():
 
 
 # --- the app over HTTP: gradio_client ---------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from app import create_app
-    from ui.layout import LAUNCH_KWARGS
-
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
-    handlers.get_runtime(handlers.EMBEDDED)            # load once, before timing anything
-    demo = create_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def client(app_url):

@@ -6,7 +6,6 @@ save assets/screenshot.png (the README shows it). One app per module; the embedd
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -21,31 +20,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} is missing: `make install-dev` installs Debian's chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from app import create_app
-    from ui import handlers
-    from ui.layout import LAUNCH_KWARGS
-
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
-    handlers.get_runtime(handlers.EMBEDDED)            # load the model once, before the page asks for it
-    demo = create_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
