@@ -70,6 +70,8 @@ class RainConfig:
 
     # --- Compute ---
     kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
+    max_tree_nodes: int = 50_000              # nodes the search may hold: abandoned branches are evicted first,
+                                              # then a move ends early (commit reason "node_cap")
     seed: int = 0                             # seeds the search's torch.Generator
 
     preset: str = field(default="hh", compare=False)
@@ -122,6 +124,9 @@ class RainConfig:
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
         need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         need(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")
+        need(self.max_tree_nodes >= self.candidates + 2,
+             f"max_tree_nodes must be at least candidates + 2 = {self.candidates + 2} (room for one expansion), "
+             f"got {self.max_tree_nodes}")
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
         need(self.puct_visits in ("parent", "siblings"), f"puct_visits must be 'parent' or 'siblings', got {self.puct_visits!r}")
         need(self.puct_value in ("normalised", "raw"), f"puct_value must be 'normalised' or 'raw', got {self.puct_value!r}")

@@ -142,7 +142,8 @@ class Committed(Event):
     node: int
     text: str
     simulations: int                # simulations spent on this move
-    reason: str                     # "threshold" (stop rule met), "budget" (window used up) or "fixed"
+    reason: str                     # "threshold" (stop rule met), "budget" (window used up), "fixed", or
+                                    # "node_cap" (max_tree_nodes reached; see Search._room_for_simulation)
     priors: dict[int, float]        # new priors of the new root's children
 
 

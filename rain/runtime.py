@@ -17,6 +17,7 @@ from rain.embedder import MiniLMEmbedder
 from rain.engine import ReferenceEngine, TrieEngine, UnsupportedModelError
 from rain.events import Event
 from rain.export import RunRecord, nodes_of
+from rain.replay import rebuild
 from rain.judge import SelfJudge
 from rain.lm import LanguageModel
 from rain.models import HFCodec, embedded_embedder_dir, load_causal_lm
@@ -106,6 +107,6 @@ class Runtime:
             model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype},
             judge={"format": search.config.judge_format, "criterion": search.config.criterion,
                    "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
-            events=events, nodes=nodes_of(search.tree), answer=search.answer(), vanilla=vanilla,
+            events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
             stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
                    **(extra_stats or {})})

@@ -296,6 +296,16 @@ class Search:
         yield BackedUp(sim, evaluation.score, stats, shares, terminal)
         yield Rewound(sim, tree.root)
 
+    def _room_for_simulation(self) -> bool:
+        """Room under `max_tree_nodes` for one more simulation's nodes: one expansion plus one added node per
+        level of the longest possible path. Abandoned branches are evicted before the answer is no."""
+        tree, config = self.tree, self.config
+        needed = config.candidates + (tree.deepest_step - tree[tree.root].step + 1)
+        if tree.size + needed <= config.max_tree_nodes:
+            return True
+        tree.evict_abandoned()
+        return tree.size + needed <= config.max_tree_nodes
+
     def _window(self) -> int:
         """Simulations allowed for this move: max(maxT - root fn, 15) (§1.3 gmeval), or the fixed budget."""
         if self.config.sims_per_move is not None:
@@ -341,12 +351,15 @@ class Search:
         while True:
             window, spent, why = self._window(), 0, "budget"
             for _ in range(window):
+                if not self._room_for_simulation():
+                    why = "node_cap"
+                    break
                 yield from self.simulate()
                 spent += 1
                 if config.sims_per_move is None and config.early_stop and stop_rule_met(tree, config):
                     why = "threshold"
                     break
-            if config.sims_per_move is not None:
+            if config.sims_per_move is not None and why != "node_cap":
                 why = "fixed"
             move = self._choose_move()
             if move is None:
@@ -372,6 +385,7 @@ class Search:
             "moves": moves,
             "answer_tokens": len(self._answer_tokens(self.root_state)),
             "nodes": len(self.tree.nodes),
+            "nodes_evicted": self.tree.evicted,
             "evaluations": len(self.evaluations),
             "eval_cache_hits": self.cache_hits,
             "seconds": round(elapsed, 3),

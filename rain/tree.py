@@ -38,12 +38,18 @@ class Node:
 
 @dataclass
 class Tree:
-    """All nodes ever created (abandoned branches stay for display) and the current root."""
+    """All nodes ever created and the current root.
 
-    nodes: list[Node]
+    Abandoned branches stay for display until `evict_abandoned` frees them (the search does so only when its
+    node cap is reached); an evicted id keeps its list slot as None, so ids never change.
+    """
+
+    nodes: list[Node | None]
     root: int = ROOT_ID
     min_value: float = -1.0        # root.minqn: range that normalises q in Eq. (1); only widens
     max_value: float = 1.0         # root.maxqn
+    evicted: int = 0               # nodes freed by evict_abandoned
+    deepest_step: int = 0          # largest step of any node created (bounds a simulation's path length)
 
     @classmethod
     def new(cls, prompt_text: str = "") -> "Tree":
@@ -55,6 +61,7 @@ class Tree:
                     step=self.nodes[parent].step + 1, prior=prior, added=added)
         self.nodes.append(node)
         self.nodes[parent].children[tokens] = node.id
+        self.deepest_step = max(self.deepest_step, node.step)
         return node
 
     def __getitem__(self, node_id: int) -> Node:
@@ -77,6 +84,35 @@ class Tree:
             chain.append(self.nodes[node_id].tokens)
             node_id = self.nodes[node_id].parent
         return [t for tokens in reversed(chain) for t in tokens]
+
+    @property
+    def size(self) -> int:
+        """Nodes held (created minus evicted)."""
+        return len(self.nodes) - self.evicted
+
+    def evict_abandoned(self) -> int:
+        """Free every node that is neither on the committed path nor under the root; returns how many."""
+        keep = set()
+        node_id = self.root
+        while node_id != NO_PARENT:                       # the committed path
+            keep.add(node_id)
+            node_id = self.nodes[node_id].parent
+        stack = [self.root]
+        while stack:                                      # the live subtree
+            node_id = stack.pop()
+            keep.add(node_id)
+            stack.extend(self.nodes[node_id].children.values())
+        freed = 0
+        for node_id, node in enumerate(self.nodes):
+            if node is None or node_id in keep:
+                continue
+            self.nodes[node_id] = None
+            freed += 1
+        for node_id in keep:                              # committed-path nodes forget their abandoned children
+            node = self.nodes[node_id]
+            node.children = {tokens: child for tokens, child in node.children.items() if child in keep}
+        self.evicted += freed
+        return freed
 
     def most_visited_child(self, node_id: int) -> Node | None:
         """get_max_n_action: argmax n (similarity mass included); ties go to the higher q, then dict order."""

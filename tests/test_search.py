@@ -316,3 +316,36 @@ def test_ablations_switch_off_similarity_and_addition():
 
 def test_fake_stats_object_is_reported():
     assert ComputeStats(forwarded_tokens=10, distinct_tokens=8).recompute_ratio == 1.25
+
+
+def test_node_cap_evicts_abandoned_branches_then_ends_the_move_and_the_export_still_replays():
+    from rain.export import RunRecord, loads, dumps, nodes_of
+    from rain.replay import rebuild
+
+    cap = 40
+    search, events = fake_run(preset("hh", sims_per_move=30, max_moves=4, max_tree_nodes=cap))
+    tree = search.tree
+    commits = [e for e in events if e.type == "commit"]
+    assert len(commits) >= 2 and events[-1].reason in ("eos", "max_moves")
+    assert all(c.reason == "node_cap" and 1 <= c.simulations < 30 for c in commits)
+    assert tree.evicted > 0 and tree.size <= cap                           # the cap held ...
+    assert tree.size + tree.evicted == len(tree.nodes) == events[-1].stats["nodes"]
+    node_id = tree.root                                                    # ... and the committed path survived
+    while node_id != -1:
+        assert tree[node_id] is not None and tree[node_id].committed
+        node_id = tree[node_id].parent
+    # the events still describe every node ever created, so export and import see the whole history
+    record = RunRecord("q", search.config.to_dict(), {"name": "fake"},
+                       {"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]},
+                       events, nodes=nodes_of(rebuild(events)))
+    assert len(loads(dumps(record)).tree().nodes) == len(tree.nodes)
+
+
+def test_without_the_cap_a_fixed_budget_is_spent_in_full():
+    _, events = fake_run(preset("hh", sims_per_move=30, max_moves=2))
+    assert [(c.simulations, c.reason) for c in events if c.type == "commit"] == [(30, "fixed"), (30, "fixed")]
+
+
+def test_node_cap_below_one_expansion_is_refused():
+    with pytest.raises(ConfigError, match="max_tree_nodes"):
+        preset("hh", max_tree_nodes=5)
