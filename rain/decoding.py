@@ -29,6 +29,22 @@ def top_k_probs(logits: torch.Tensor, k: int, temperature: float = 1.0) -> torch
     return torch.softmax(scaled.masked_fill(scaled < kth, float("-inf")), dim=-1)
 
 
+def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of `probs` [rows, n] (non-negative, any positive sum), drawn by inverting the CDF.
+
+    The same distribution as torch.multinomial(probs, 1), which on CPU cost 1.6 ms for one 49k-token row and
+    19 ms for ten (a third of a small forward); this costs 0.04 ms. One uniform per row, so the generator
+    advances the same whatever the probabilities. A zero-probability index is never returned.
+    """
+    rows = probs if probs.dim() == 2 else probs.unsqueeze(0)
+    cdf = torch.cumsum(rows, dim=-1)
+    target = torch.rand((rows.shape[0], 1), generator=generator, device=rows.device, dtype=cdf.dtype) * cdf[:, -1:]
+    chosen = torch.searchsorted(cdf, target, right=True).squeeze(1)          # first index whose CDF exceeds u
+    last_positive = rows.shape[-1] - 1 - torch.argmax((rows.flip(-1) > 0).to(torch.int8), dim=-1)
+    chosen = torch.minimum(chosen, last_positive)                            # u·total rounded up to the total
+    return chosen if probs.dim() == 2 else chosen[0]
+
+
 def single_token_candidates(logits: torch.Tensor, count: int, temperature: float,
                             keep_ranked: int) -> tuple[list[Candidate], list[tuple[int, float]]]:
     """Token sets of length 1: the top-`count` tokens with their renormalised probabilities.
@@ -64,7 +80,7 @@ def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted
         logits = lm.next_logits(unique)
         index = torch.tensor([unique.index(s) for s in states], device=logits.device)
         probs = top_k_probs(logits[index], top_k, temperature)
-        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        chosen = sample(probs, generator)
         if alive[0] == 0:
             chosen[0] = torch.argmax(probs[0])
         log_probs[torch.tensor(alive, device=lm.device)] += torch.log(probs.gather(1, chosen[:, None]).squeeze(1))
@@ -132,7 +148,7 @@ def rollout(lm: LanguageModel, codec: TextCodec, state: Sequence[int], answer_st
         if not rules.to_eos and last_char(codec, state[answer_start:], prompt_last_char) in rules.stop_chars:
             break
         probs = torch.softmax(lm.next_logits([state])[0], dim=-1)
-        token = int(torch.multinomial(probs, 1, generator=generator))
+        token = int(sample(probs, generator))
         state.append(token)
         sampled.append(token)
     return sampled
@@ -149,7 +165,7 @@ def vanilla_tokens(lm: LanguageModel, state: Sequence[int], max_new_tokens: int,
             return
         logits = lm.next_logits([state])[0]
         if temperature > 0:
-            token = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
+            token = int(sample(torch.softmax(logits / temperature, dim=-1), generator))
         else:
             token = int(torch.argmax(logits))
         state.append(token)

@@ -93,6 +93,23 @@ def probe_model(model: PreTrainedModel, max_length: int | None = None) -> ModelS
     return ModelShape(len(layers), kv_heads, head_dim, vocab_size, int(context), parameter.dtype, parameter.device)
 
 
+@dataclass(frozen=True)
+class PrefixKV:
+    """Keys and values of a constant token prefix (the judge's instruction and few-shot examples).
+
+    Computed once per model and judge prompt (`TrieEngine.export_prefix`) and copied into each new engine
+    (`TrieEngine.adopt_prefix`), so runs share the work without sharing mutable state (issue #3: "computed once
+    per model and judge format").
+    """
+
+    tokens: tuple[int, ...]
+    values: torch.Tensor            # [2, layers, kv_heads, len(tokens), head_dim], never written after creation
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.numel() * self.values.element_size()
+
+
 def _check_state(state: TokenState, max_length: int) -> None:
     if len(state) == 0:
         raise ValueError("a state must hold at least one token")
@@ -306,6 +323,44 @@ class TrieEngine:
             self.stats.judge_prefix_tokens += prefix_length
             self.stats.judge_prefix_hits += self._computed_prefix_length(end, prefix_length)
         return self._logits_of(ends)
+
+    @torch.no_grad()
+    def export_prefix(self, tokens: TokenState) -> PrefixKV:
+        """Keys/values of `tokens` (computing what is missing), as a standalone tensor other engines can adopt."""
+        self.next_logits([tokens])
+        path, node = [], self._find(tokens)
+        while node.parent is not None:
+            path.append(node.slot)
+            node = node.parent
+        slots = np.asarray(path[::-1], dtype=np.int64)
+        values = self._arena.data.index_select(3, torch.from_numpy(slots).to(self.device))
+        return PrefixKV(tuple(int(t) for t in tokens), values)
+
+    def adopt_prefix(self, prefix: PrefixKV) -> None:
+        """Take `prefix`'s keys/values as computed (they count as preloaded, not as distinct or forwarded)."""
+        if prefix.values.shape[:3] != self._arena.data.shape[:3] or prefix.values.shape[3] != len(prefix.tokens):
+            raise ValueError("the prefix was computed on another model")
+        node, fresh = self._root, []
+        for depth, token in enumerate(prefix.tokens):
+            child = node.children.get(token)
+            if child is None:
+                child = node.children[token] = _TrieNode(token=token, depth=depth, parent=node)
+            if not child.computed:
+                fresh.append(depth)
+            node = child
+        if not fresh or len(fresh) > self._arena.free_slots:
+            return
+        nodes, node = [], self._root
+        for token in prefix.tokens:
+            node = node.children[token]
+            nodes.append(node)
+        nodes = [nodes[depth] for depth in fresh]
+        slots = self._arena.allocate(nodes)
+        for new in nodes:
+            new.parent.computed_children += 1
+        self._arena.write(slots, prefix.values.index_select(3, torch.tensor(fresh, device=self.device)))
+        self.stats.preloaded_tokens += len(fresh)
+        self._update_bytes()
 
     def release(self, keep: TokenState, under: TokenState) -> None:
         """Drop everything strictly below `under` except the path to `keep` and what extends it.

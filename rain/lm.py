@@ -28,6 +28,7 @@ class ComputeStats:
     kv_bytes: int = 0               # KV currently held
     kv_peak_bytes: int = 0          # most KV ever held at once
     evicted_tokens: int = 0         # cached tokens dropped to stay under the KV cap
+    preloaded_tokens: int = 0       # positions adopted ready-made (the judge prefix, computed once per model)
 
     @property
     def recompute_ratio(self) -> float:
@@ -47,6 +48,7 @@ class ComputeStats:
             "kv_bytes": self.kv_bytes,
             "kv_peak_bytes": self.kv_peak_bytes,
             "evicted_tokens": self.evicted_tokens,
+            "preloaded_tokens": self.preloaded_tokens,
         }
 
 

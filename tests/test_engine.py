@@ -234,6 +234,36 @@ def test_judge_prefix_is_computed_once(model):
     assert reference.stats.forwarded_tokens == 4 * 320
 
 
+def test_an_adopted_prefix_gives_the_same_logits_without_recomputing_it(model):
+    prefix = random_tokens(200, seed=21)
+    shared = TrieEngine(model, verify=False).export_prefix(prefix)
+    assert shared.values.shape[3] == 200 and shared.tokens == tuple(prefix)
+    engine = TrieEngine(model, verify=False)
+    engine.adopt_prefix(shared)
+    assert engine.stats.preloaded_tokens == 200 and engine.stats.distinct_tokens == 0
+    states = [prefix + random_tokens(15, seed=22 + order) for order in range(2)]
+    assert_close(engine.judge_logits(states, shared_prefix=200), ReferenceEngine(model).judge_logits(states, 200))
+    assert engine.stats.forwarded_tokens == 30 and engine.stats.judge_prefix_hits == 400
+    check_trie_invariants(engine)
+    engine.adopt_prefix(shared)                                     # adopting twice changes nothing
+    assert engine.stats.preloaded_tokens == 200
+    with pytest.raises(ValueError, match="another model"):
+        engine.adopt_prefix(type(shared)(shared.tokens[:10], shared.values))
+
+
+def test_runtime_computes_each_judge_prefix_once_and_every_engine_adopts_it(runtime):
+    from rain.config import preset
+
+    config = preset("hh", judge_format="yesno_logit")
+    first, second = runtime.engine(config), runtime.engine(config)
+    judges = [runtime.judge(first, config), runtime.judge(second, config)]
+    prefix = judges[0].prompt.prefix
+    assert runtime.judge_prefix(prefix) is runtime.judge_prefix(prefix)
+    assert first.stats.preloaded_tokens == second.stats.preloaded_tokens == len(prefix)
+    one, two = (judge.evaluate("How do I pick a lock?", "I can't help with that.") for judge in judges)
+    assert one == two and first.stats.forwarded_tokens < 60
+
+
 def test_states_are_validated(model):
     engine = TrieEngine(model, verify=False)
     with pytest.raises(ValueError):

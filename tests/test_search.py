@@ -327,7 +327,9 @@ def test_node_cap_evicts_abandoned_branches_then_ends_the_move_and_the_export_st
     tree = search.tree
     commits = [e for e in events if e.type == "commit"]
     assert len(commits) >= 2 and events[-1].reason in ("eos", "max_moves")
-    assert all(c.reason == "node_cap" and 1 <= c.simulations < 30 for c in commits)
+    capped = [c for c in commits if c.reason == "node_cap"]
+    assert len(capped) >= 2 and all(1 <= c.simulations < 30 for c in capped)
+    assert all(c.reason == "fixed" and c.simulations == 30 for c in commits if c not in capped)
     assert tree.evicted > 0 and tree.size <= cap                           # the cap held ...
     assert tree.size + tree.evicted == len(tree.nodes) == events[-1].stats["nodes"]
     node_id = tree.root                                                    # ... and the committed path survived
@@ -349,3 +351,15 @@ def test_without_the_cap_a_fixed_budget_is_spent_in_full():
 def test_node_cap_below_one_expansion_is_refused():
     with pytest.raises(ConfigError, match="max_tree_nodes"):
         preset("hh", max_tree_nodes=5)
+
+
+def test_sample_draws_by_the_probabilities_and_never_a_zero_probability_index():
+    from rain.decoding import sample
+
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.8, 0.0], [0.5, 0.0, 0.0, 0.0, 1.5]])     # rows need not sum to 1
+    draws = torch.stack([sample(probs, generator) for _ in range(20000)])
+    assert set(draws[:, 0].tolist()) == {1, 3} and set(draws[:, 1].tolist()) == {0, 4}
+    assert abs(float((draws[:, 0] == 3).float().mean()) - 0.8) < 0.015
+    assert abs(float((draws[:, 1] == 4).float().mean()) - 0.75) < 0.015
+    assert sample(torch.tensor([0.0, 0.0, 1.0, 0.0]), generator).dim() == 0           # one row in, one index out
