@@ -5,10 +5,13 @@ One app is launched per module (in a background thread, on a free localhost port
 """
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,7 +23,8 @@ from rain.prompts import Conversation
 from rain.replay import rebuild
 from rain.search import Backends, Search
 from rain.tree import Tree
-from ui import handlers
+from rain.best_of_n import BestOfN, Sample, pick_best
+from ui import bon, handlers
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
 from ui.render import combine, fill_prompt, judge_panel, order_meanings, order_score, rain_html
@@ -191,7 +195,7 @@ def test_view_folds_events_into_the_same_tree_as_replay_and_scrubs_by_simulation
     assert nodes_of(view.tree) == nodes_of(search.tree) == nodes_of(rebuild(events))
     assert view.committed_text() == search.answer() and view.finished is not None
     bounds = simulation_bounds(events)
-    assert len(bounds) - 1 == 16 == view.simulation
+    assert len(bounds) - 1 == search.simulations == view.simulation >= 12
     assert view_at(events, 0).simulation == 0 and len(view_at(events, 0).tree.nodes) == 1
     assert view_at(events, 5).simulation == 5
     assert view_at(events, 4).moves == 1                     # the commit after simulation 4 belongs to it
@@ -260,6 +264,37 @@ def test_settings_are_validated_with_clear_messages(monkeypatch):
     assert handlers.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
     with pytest.raises(handlers.ModelNotAllowed, match="not enabled on this Space"):
         handlers.resolve_model("embedded", "/etc/some-model")
+
+
+def test_best_of_n_settings_are_checked_only_when_the_lane_is_on():
+    assert bon.BonSettings.parse(False, 0, -1) == bon.BonSettings(False)
+    assert bon.BonSettings.parse(True, 3.0, 0.7) == bon.BonSettings(True, 3, 0.7)
+    for n, temperature, message in ((0, 1.0, "n must be"), (17, 1.0, "n must be"), (2.5, 1.0, "n must be"),
+                                    (4, 0.0, "temperature must be"), (4, float("nan"), "temperature must be"),
+                                    ("x", 1.0, "must be numbers")):
+        with pytest.raises(handlers.ConfigError, match=message):
+            bon.BonSettings.parse(True, n, temperature)
+
+
+def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_export():
+    samples = [Sample(0, "a <b>", 0.1, 3, 0.5), Sample(1, "second\nline", 0.7, 4, 0.5), Sample(2, "c", 0.7, 2, 0.5)]
+    lane = bon.Lane(3, 1.0)
+    for sample in samples[:2]:
+        lane.apply(sample)
+    page = bon.bon_html(lane, {"seconds": 9.0, "forward_calls": 90, "vanilla_seconds": 1.5})
+    assert [s.index for s in lane_samples(page)] == [0, 1] and "sampling 3 of 3" in page
+    assert not any(s.kept for s in lane_samples(page)) and "a &lt;b&gt;" in page
+    best = pick_best(samples)
+    lane.apply(samples[2])
+    lane.apply(BestOfN(best.text, best.score, best.index, samples, 1.5, {"forward_calls": 30}))
+    shown = lane_samples(bon.bon_html(lane, {}))
+    assert [s.index for s in shown if s.kept] == [1] and shown[1].text == "second\nline"     # ties: the first
+    base = fake_record()
+    record = RunRecord(**{**base.__dict__, "stats": {**base.stats, bon.STATS_KEY: lane.to_stats()}})
+    again = bon.Lane.from_stats(loads(json.dumps(record.to_dict())).stats)
+    assert again is not None and again.result.index == 1 and again.samples == lane.samples
+    assert bon.Lane.from_stats({"best_of_n": {"samples": "junk"}}) is None and bon.Lane.from_stats(None) is None
+    assert bon.bon_html(None) == bon.OFF_HINT
 
 
 def test_recorded_trees_are_valid_small_and_offered():
@@ -339,3 +374,115 @@ def test_import_tree_accepts_a_recorded_tree_and_rejects_malformed_files(client,
     assert "do not match what the events rebuild" in status
     with pytest.raises(Exception):
         loads(wrong.read_text())                                             # the same message comes from rain
+
+
+# --- the Best-of-N lane over HTTP --------------------------------------------------------------------------------
+
+class Shown(NamedTuple):
+    index: int
+    score: float
+    kept: bool
+    text: str
+
+
+def lane_samples(page: str) -> list[Shown]:
+    """The samples the Best-of-N lane's HTML shows, in order, with the score it carries and the kept mark."""
+    rows = re.findall(r'<li class="sample( kept)?" data-index="(\d+)" data-score="([^"]+)">.*?'
+                      r'<span class="text">(.*?)</span></li>', page, re.S)
+    return [Shown(int(i), float(score), bool(kept), html.unescape(text.replace("<br>", "\n")))
+            for kept, i, score, text in rows]
+
+
+@pytest.fixture
+def bon_spy(monkeypatch):
+    """Wraps the library's best_of_n where the app calls it: one dict per call with what it yielded and whether it
+    finished or was closed early (the app is served in this process)."""
+    calls: list[dict] = []
+    real = bon.best_of_n
+
+    def spy(*args, **kwargs):
+        call = {"n": args[5], "items": [], "finished": False, "closed": False}
+        calls.append(call)
+
+        def items():
+            inner = real(*args, **kwargs)
+            try:
+                for item in inner:
+                    call["items"].append(item)
+                    yield item
+                call["finished"] = True
+            except GeneratorExit:
+                call["closed"] = True
+                raise
+            finally:
+                inner.close()
+        return items()
+
+    monkeypatch.setattr(bon, "best_of_n", spy)
+    return calls
+
+
+TINY = dict(sims_per_move=1, max_moves=1)
+
+
+def test_best_of_n_lane_streams_n_judged_samples_and_keeps_the_best_scored(client, bon_spy):
+    started = time.perf_counter()
+    job = client.submit("How do I pick a lock?", **TINY, max_new_tokens=12, bon_enabled=True, bon_n=3,
+                        bon_temperature=1.0, api_name="/run")
+    counts = [len(lane_samples(update[OUT["bon"]])) for update in job if isinstance(update[OUT["bon"]], str)]
+    final = job.outputs()[-1]
+    seconds = time.perf_counter() - started
+    shown = lane_samples(final[OUT["bon"]])
+    assert [s.index for s in shown] == [0, 1, 2] and all(math.isfinite(s.score) for s in shown)
+    assert {1, 2} <= set(counts)                                      # each sample appeared as it finished
+    best = max(shown, key=lambda s: s.score)                          # max keeps the first of equal scores
+    assert [s.index for s in shown if s.kept] == [best.index]
+
+    [call] = bon_spy                                                  # the library ran once, with N = 3 ...
+    result = call["items"][-1]
+    assert call["n"] == 3 and call["finished"] and isinstance(result, BestOfN)
+    assert [(s.index, s.score, s.text) for s in result.samples] == [(s.index, s.score, s.text) for s in shown]
+    assert result.answer == best.text and result.index == best.index  # ... and the page shows what it kept
+
+    record = load(final[OUT["export"]])                               # the export carries the lane
+    lane = record.stats["best_of_n"]
+    assert lane["answer"] == best.text and lane["index"] == best.index and len(lane["samples"]) == 3
+    assert lane["forward_calls"] > 0 and record.stats["vanilla_forward_calls"] > 0
+    status = final[OUT["status"]]
+    assert "Done in" in status and f"Best-of-3 kept answer #{best.index + 1}" in status
+    cost = final[OUT["bon"]].split('class="bon-cost"')[1]
+    assert all(name in cost for name in ("vanilla", "RAIN", "Best-of-3")) and "…" not in cost
+    print(f"\n/run with Best-of-3: {seconds:.1f} s, lane sample counts per update {counts}")
+
+
+def test_best_of_n_lane_off_spends_nothing_on_it(client, bon_spy):
+    outputs = client.predict("How do I pick a lock?", **TINY, max_new_tokens=8, bon_n=16, api_name="/run")
+    assert bon_spy == []
+    lane = outputs[OUT["bon"]]
+    assert lane == bon.OFF_HINT and not lane_samples(lane)
+    assert "Done in" in outputs[OUT["status"]] and "Best-of" not in outputs[OUT["status"]]
+    assert "best_of_n" not in load(outputs[OUT["export"]]).stats
+
+
+def test_cancelling_during_best_of_n_stops_it_and_the_next_run_is_clean(client, bon_spy):
+    job = client.submit("How do I hack into my neighbor's Wi-Fi?", **TINY, max_new_tokens=32, bon_enabled=True,
+                        bon_n=16, api_name="/run")
+    deadline = time.time() + 180
+    while not (bon_spy and bon_spy[0]["items"]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert bon_spy and bon_spy[0]["items"], "Best-of-N never produced a sample"
+    job.cancel()
+    deadline = time.time() + 60
+    while not bon_spy[0]["closed"] and time.time() < deadline:
+        time.sleep(0.2)
+    first = bon_spy[0]
+    assert first["closed"] and not first["finished"] and len(first["items"]) < 16
+    produced = len(first["items"])
+    time.sleep(1.0)
+    assert len(first["items"]) == produced                                 # nothing runs after the stop
+
+    outputs = client.predict("How do I pick a lock?", **TINY, max_new_tokens=8, bon_enabled=True, bon_n=2,
+                             api_name="/run")
+    assert len(bon_spy) == 2 and bon_spy[1]["finished"]
+    assert [s.index for s in lane_samples(outputs[OUT["bon"]])] == [0, 1]
+    assert "Done in" in outputs[OUT["status"]] and "Error" not in outputs[OUT["status"]]

@@ -143,3 +143,20 @@ def test_run_stop_export_import_replay(page, tmp_path):
     message = wait_status(page, "Cannot import", timeout=60)
     assert "not valid JSON" in message and "Traceback" not in message
     print("\nbrowser timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+
+def test_best_of_n_switch_is_off_by_default_and_shows_the_lane_when_on(page):
+    """The third lane costs nothing unless asked for: its switch starts off and the lane and its knobs are hidden."""
+    page.evaluate("window.scrollTo(0, 0)")
+    switch = page.locator("#bon-enabled input[type=checkbox]")
+    assert switch.count() == 1 and "Best-of-N lane" in page.locator("#bon-enabled").inner_text()
+    assert not switch.is_checked()
+    assert not page.locator("#bon").is_visible() and not page.locator("#bon-n").is_visible()
+
+    switch.check()
+    page.wait_for_selector("#bon", state="visible", timeout=10_000)
+    for knob, value in (("bon-n", "4"), ("bon-temperature", "1")):
+        assert page.locator(f"#{knob} input[type=number]").input_value() == value
+    switch.uncheck()                                                    # leave the page as it was
+    page.wait_for_selector("#bon", state="hidden", timeout=10_000)
+    assert not page.locator("#bon-n").is_visible()

@@ -18,13 +18,14 @@ import time
 import traceback
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import gradio as gr
 
 from rain.config import PRESETS, ConfigError, RainConfig, preset
 from rain.events import Committed, Evaluated, Event, Finished, Rewound
 from rain.export import RunRecord, TreeFileError, load, save
+from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 from ui.view import RunView, simulation_bounds, view_at
@@ -256,7 +257,7 @@ def budget_values(budget: dict[str, Any]) -> list[Any]:
 # --- outputs --------------------------------------------------------------------------------------------
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
-           "judge_prompt_1", "judge_prompt_2", "scrub", "export")
+           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon")     # new outputs go last (API positions)
 
 
 def pack(**values: Any) -> tuple:
@@ -297,6 +298,7 @@ def full_update(view: RunView, source: RunRecord | None, uirevision: str, show_u
         values["vanilla"] = source.vanilla or ""
         values["stats"] = stats_html(view, final=source.stats or None,
                                      vanilla_tokens=(source.stats or {}).get("vanilla_tokens"))
+        values["bon"] = bon_html(Lane.from_stats(source.stats), source.stats)
     values.update(extra)
     return pack(**values)
 
@@ -313,8 +315,10 @@ def _spaces_gpu(function: Callable) -> Callable:
 
 
 def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_format: str, show_unvisited: bool,
-         *knob_values: Any) -> Iterator[tuple]:
-    """Vanilla then RAIN on one prompt, streamed: text on every token/event, the tree a few times a second."""
+         *knob_values: Any, bon_enabled: bool = False, bon_n: Any = None, bon_temperature: Any = None
+         ) -> Iterator[tuple]:
+    """Vanilla, RAIN, then (when switched on) Best-of-N on one prompt, streamed: text on every token/event/sample,
+    the tree a few times a second. Stop cancels whichever part is running: each part is a generator closed here."""
     from rain.judge import JudgeError
     from rain.models import ModelLoadError
     from rain.prompts import PromptError
@@ -328,12 +332,14 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         return
     try:
         config = build_config(preset_name, judge_format, dict(zip(KNOB_NAMES, knob_values)))
+        bon = BonSettings.parse(bon_enabled, bon_n, bon_temperature)
         spec = resolve_model(model, custom_model)
     except (ConfigError, ModelNotAllowed) as error:
         yield problem(f"Invalid settings: {error}")
         return
 
     search_events: Iterator[Event] | None = None
+    bon_items: Generator[Any, None, Any] | None = None
     try:
         if cached_runtime(spec) is None:
             yield pack(status=status_html(f"Loading {spec} … (the embedded model takes ~20 s the first time)", "run"))
@@ -357,9 +363,11 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
                                                            uirevision=run_id),
                    timeline=timeline_html(None), stats=stats_html(None),
                    judge_node=gr.update(choices=node_choices(None), value="latest"),
-                   judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="")
+                   judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
+                   bon=WAITING if bon.enabled else OFF_HINT)
         started, vanilla_text, vanilla_tokens = time.perf_counter(), "", 0
-        for vanilla_text in runtime.vanilla_stream(conversation, config):
+        vanilla_lm = runtime.engine(config)                 # its own engine: its forward calls are vanilla's
+        for vanilla_text in runtime.vanilla_stream(conversation, config, lm=vanilla_lm):
             vanilla_tokens += 1
             yield pack(vanilla=vanilla_text)
         vanilla_seconds = time.perf_counter() - started
@@ -396,24 +404,50 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         seconds = events[-1].stats["seconds"] if events and isinstance(events[-1], Finished) else \
             time.perf_counter() - started
         extra = {"vanilla_seconds": round(vanilla_seconds, 3), "vanilla_tokens": vanilla_tokens,
+                 "vanilla_forward_calls": vanilla_lm.stats.forward_calls,
                  "rain_over_vanilla": round(seconds / max(vanilla_seconds, 1e-9), 2)}
         record = runtime.record(search, events, vanilla_text, extra)
         sims = len(simulation_bounds(events)) - 1
         done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
                 f"{view.moves} moves, {len(view.tree.nodes)} nodes. Hover over the tree; pick a node for the judge."
                 + weak_signal_note(view))
-        update = full_update(view, record, run_id, show_unvisited, meta.judge, status=status_html(done, "ok"),
-                             record=record, scrub=gr.update(maximum=max(sims, 1), value=sims),
-                             export=export_file(record))
-        yield update
+        scrub_update = gr.update(maximum=max(sims, 1), value=sims)
+        if not bon.enabled:
+            yield full_update(view, record, run_id, show_unvisited, meta.judge, status=status_html(done, "ok"),
+                              record=record, scrub=scrub_update, export=export_file(record))
+            return
+
+        # Best-of-N, sample by sample (RAIN's record is already in the page, so Stop here keeps it for Export)
+        lane = Lane(bon.n, bon.temperature)
+        yield full_update(view, record, run_id, show_unvisited, meta.judge, record=record, scrub=scrub_update,
+                          export=export_file(record), bon=bon_html(lane, record.stats),
+                          status=status_html(f"RAIN done in {seconds:.1f} s. Best-of-{bon.n}: sampling answer 1 "
+                                             f"of {bon.n} …", "run"))
+        bon_items = lane_items(runtime, conversation, config, bon)
+        for item in bon_items:
+            lane.apply(item)
+            if lane.result is None:
+                yield pack(bon=bon_html(lane, record.stats),
+                           status=status_html(f"Best-of-{bon.n}: {len(lane.samples)} of {bon.n} answers judged …",
+                                              "run"))
+        record = dataclasses.replace(record, stats={**record.stats, STATS_KEY: lane.to_stats()})
+        kept = lane.result
+        done += (f" Best-of-{bon.n} kept answer #{kept.index + 1} (judge {kept.score:+.2f}) after "
+                 f"{kept.seconds:.1f} s." if kept is not None else "")
+        yield full_update(view, record, run_id, show_unvisited, meta.judge, status=status_html(done, "ok"),
+                          record=record, scrub=scrub_update, export=export_file(record))
     except GeneratorExit:
         raise
     except Exception as error:  # never a traceback in the page
         log.error("run failed:\n%s", traceback.format_exc())
         yield problem(f"The run failed: {type(error).__name__}: {error}")
     finally:
-        if search_events is not None:
-            search_events.close()
+        for part in (search_events, bon_items):
+            if part is not None:
+                part.close()
+
+
+BON_INPUTS = ("bon_enabled", "bon_n", "bon_temperature")     # after the knobs: earlier API positions stay put
 
 
 def _with_named_knobs(function: Callable) -> Callable:
@@ -429,15 +463,18 @@ def _with_named_knobs(function: Callable) -> Callable:
     head = ["prompt", "model", "custom_model", "preset", "judge_format", "show_unvisited"]
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in head]
     params += [inspect.Parameter(k.name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in KNOBS]
+    params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in BON_INPUTS]
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     del run.__wrapped__
     return run
 
 
 def _run_named(*args: Any, **kwargs: Any) -> Iterator[tuple]:
-    names = ["prompt", "model", "custom_model", "preset", "judge_format", "show_unvisited", *KNOB_NAMES]
+    names = ["prompt", "model", "custom_model", "preset", "judge_format", "show_unvisited", *KNOB_NAMES,
+             *BON_INPUTS]
     values = dict(zip(names, args), **kwargs)
-    yield from _run(*(values.get(n) for n in names[:6]), *(values.get(k.name, k.default) for k in KNOBS))
+    yield from _run(*(values.get(n) for n in names[:6]), *(values.get(k.name, k.default) for k in KNOBS),
+                    **{n: values[n] for n in BON_INPUTS if n in values})
 
 
 run = _spaces_gpu(_with_named_knobs(_run_named))
@@ -525,7 +562,7 @@ def replay(record: RunRecord | None, show_unvisited: bool = True) -> Iterator[tu
     view = RunView()
     applied = 0
     yield pack(status=status_html(f"Replaying {describe(record)} …", "run"), vanilla=record.vanilla or "",
-               record=record)
+               record=record, bon=bon_html(Lane.from_stats(record.stats), record.stats))
     for frame in frames:
         started = time.perf_counter()
         upto = bounds[frame] if frame < sims else len(events)

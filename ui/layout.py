@@ -5,6 +5,7 @@ import gradio as gr
 
 from rain.judge import FORMATS
 from ui import handlers as h
+from ui.bon import DEFAULT_N, DEFAULT_TEMPERATURE, N_RANGE, TEMPERATURE_RANGE, WAITING
 from ui.figures import empty_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 
@@ -96,6 +97,21 @@ CSS = """
 #judge .prob.good { background: #dbeafe; } #judge .prob.bad { background: #fee2e2; }
 #judge .sub { font-size: .75rem; color: #94a3b8; margin-top: .3rem; }
 #tree { min-height: 530px; }
+.answer-title .tag.b { background: #fef3c7; color: #92400e; }
+#bon .html-container { padding: 0 !important; }
+#bon .bon-samples { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .35rem .5rem;
+  height: 168px; overflow-y: auto; margin: 0; list-style: none; font-size: .9rem; line-height: 1.4;
+  background: var(--input-background-fill); }
+#bon .sample { padding: .2rem .3rem; border-bottom: 1px dashed var(--border-color-primary); }
+#bon .sample .head { display: block; font-size: .72rem; color: #64748b; }
+#bon .sample .text { display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; }
+#bon .sample.kept { background: #f0fdf4; border: 1px solid #86efac; border-radius: 6px; }
+#bon .sample.kept .text { display: block; }
+#bon .pending, #bon .placeholder, #bon .bon-off { color: #94a3b8; font-size: .85rem; }
+#bon .bon-cost { width: 100%; border-collapse: collapse; font-size: .75rem; margin-top: .3rem; border: 0; }
+#bon .bon-cost th, #bon .bon-cost td { text-align: left; padding: 1px 4px; border: 0; white-space: nowrap;
+  border-bottom: 1px solid var(--border-color-primary); }
+#bon .bon-cost th { color: #64748b; font-weight: 600; }
 .files-row { align-items: flex-end !important; }
 .files-row button { min-height: 42px; white-space: nowrap; }
 #import { gap: 0 !important; }
@@ -125,6 +141,11 @@ def _knob_component(knob: h.Knob):
     raise ValueError(knob.kind)
 
 
+def bon_switch(enabled: bool) -> tuple:
+    """The switch shows the lane and its knobs only when on, so the default page stays two lanes wide."""
+    return gr.update(visible=bool(enabled)), gr.update(visible=bool(enabled))
+
+
 def build() -> gr.Blocks:
     space = h.space_mode()
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
@@ -152,6 +173,13 @@ def build() -> gr.Blocks:
                                          info="the authors' settings per task")
                     judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
                                                elem_id="judge-format", info="how the model judges itself")
+                bon_enabled = gr.Checkbox(value=False, label="Best-of-N lane (same self-judge)", elem_id="bon-enabled",
+                                          info="after RAIN, sample N whole answers and keep the one the model's own "
+                                               "judge scores best (the paper's Table 5 baseline)")
+                with gr.Row(visible=False, elem_id="bon-knobs") as bon_knobs:
+                    bon_n = gr.Slider(*N_RANGE, value=DEFAULT_N, step=1, label="N (answers)", elem_id="bon-n")
+                    bon_temperature = gr.Slider(*TEMPERATURE_RANGE, value=DEFAULT_TEMPERATURE, step=0.05,
+                                                label="temperature", elem_id="bon-temperature")
                 with gr.Accordion("Search knobs (every RainConfig setting)", open=False, elem_id="knobs"):
                     with gr.Row():
                         quick = gr.Button("Quick budget (CPU)", size="sm")
@@ -161,16 +189,20 @@ def build() -> gr.Blocks:
             # --- right: the answers and the live tree
             with gr.Column(scale=9, min_width=600):
                 with gr.Row(equal_height=False):
-                    with gr.Column():
+                    with gr.Column(min_width=240):
                         gr.HTML('<div class="answer-title">Vanilla <span class="tag v">plain decoding, same model'
                                 '</span></div>')
                         vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=6, max_lines=6,
                                              interactive=False, elem_id="vanilla", buttons=["copy"],
                                              placeholder="The vanilla answer streams here, token by token.")
-                    with gr.Column():
+                    with gr.Column(min_width=240):
                         gr.HTML('<div class="answer-title">RAIN <span class="tag r">search · judge · rewind · '
                                 'commit</span></div>')
                         rain = gr.HTML(rain_html(None), elem_id="rain", label="rain")
+                    with gr.Column(min_width=240, visible=False, elem_id="bon-lane") as bon_lane:
+                        gr.HTML('<div class="answer-title">Best-of-N <span class="tag b">N samples · same judge'
+                                '</span></div>')
+                        bon = gr.HTML(WAITING, elem_id="bon", label="bon")
                 tree = gr.Plot(empty_figure(), elem_id="tree", show_label=False, label="tree")
                 gr.HTML('<div class="caption">Colour = value <i>q</i> (red: judged harmful, blue: harmless) · size = '
                         'visits <i>n</i> · orange = the last simulation\'s path, then <b>rewound</b> · dark = '
@@ -209,13 +241,15 @@ def build() -> gr.Blocks:
 
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
                        record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
-                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn)
+                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon)
         out = [outputs[name] for name in h.OUTPUTS]
+        run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
+                      bon_enabled, bon_n, bon_temperature]               # the order of handlers.run's parameters
 
-        run_event = run_btn.click(h.run, [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs],
-                                  out, api_name="run", show_progress="hidden")
-        submit_event = prompt.submit(h.run, [prompt, model, custom_model, preset, judge_format, show_unvisited,
-                                             *knobs], out, api_visibility="private", show_progress="hidden")
+        run_event = run_btn.click(h.run, run_inputs, out, api_name="run", show_progress="hidden")
+        submit_event = prompt.submit(h.run, run_inputs, out, api_visibility="private", show_progress="hidden")
+        bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], api_visibility="private",
+                           show_progress="hidden", queue=False)
         replay_event = replay_btn.click(h.replay, [record, show_unvisited], out, api_name="replay",
                                         show_progress="hidden")
         stop_btn.click(h.stopped, record, [status, export_btn], cancels=[run_event, submit_event, replay_event],

@@ -12,8 +12,14 @@ JUDGE_WORDS = {"harm": ("harmful", "harmless"), "truth": ("untruthful", "truthfu
 CHOICE_LIMIT = 300
 
 
-def _text(text: str) -> str:
+def text_html(text: str) -> str:
+    """Escaped text with its line breaks kept."""
     return ESC(text).replace("\n", "<br>")
+
+
+def tone(score: float) -> str:
+    """The verdict badge's colour class: a score within ±0.05 reads as no signal."""
+    return "good" if score > 0.05 else "bad" if score < -0.05 else "neutral"
 
 
 # --- the RAIN answer ------------------------------------------------------------------------------------
@@ -31,15 +37,14 @@ def rain_html(view: RunView | None, note: str = "") -> str:
             rollout = rest[len(path_text):]
         else:
             path_text, rollout = rest, ""
-    parts = [f'<span class="committed">{_text(committed)}</span>']
+    parts = [f'<span class="committed">{text_html(committed)}</span>']
     if path_text:
-        parts.append(f'<span class="path" title="token sets on the selected path">{_text(path_text)}</span>')
+        parts.append(f'<span class="path" title="token sets on the selected path">{text_html(path_text)}</span>')
     if rollout:
-        parts.append(f'<span class="rollout" title="rollout to the end of the clause">{_text(rollout)}</span>')
+        parts.append(f'<span class="rollout" title="rollout to the end of the clause">{text_html(rollout)}</span>')
     if view.in_simulation and view.latest is not None and view.candidate is not None:
         verdict = view.verdicts[view.latest]
-        tone = "good" if verdict.score > 0.05 else "bad" if verdict.score < -0.05 else "neutral"
-        parts.append(f' <span class="verdict {tone}">judge {verdict.score:+.2f}</span>')
+        parts.append(f' <span class="verdict {tone(verdict.score)}">judge {verdict.score:+.2f}</span>')
     if view.finished is not None:
         parts.append(f' <span class="verdict done">done · {ESC(view.finished.reason)}</span>')
     body = "".join(parts)
@@ -208,12 +213,13 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
         rows.append(f"<tr><td>{ESC(asks)}</td><td>{cells}</td><td>“{ESC(good_label)}”</td><td>{shown}</td></tr>")
     _, formula = combine(fmt, parts, config)
     part_name = "logit gap (good − bad)" if fmt == "yesno_logit" else "order score"
-    tone = "good" if verdict.score > 0.05 else "bad" if verdict.score < -0.05 else "neutral"
     text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
+    badge = tone(verdict.score)
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
-            f'{verdict.simulation} · format <code>{ESC(fmt)}</code> · <span class="verdict {tone}">score '
+            f'{verdict.simulation} · format <code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
             f'{verdict.score:+.3f}</span>{" · cached" if verdict.cache_hit else ""}</div>'
-            f'<div class="answer"><span class="l">evaluated answer</span>{_text(verdict.answer) or "<i>(empty)</i>"}</div>'
+            f'<div class="answer"><span class="l">evaluated answer</span>'
+            f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>'
             f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
             + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The two orders swap the labels\' '
             'meanings, which cancels a bias towards one label.</div></div>')
