@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rain.config import ConfigError, RainConfig, preset
+from rain.config import ConfigError, RainConfig, parse_knobs, preset
 from rain.export import TreeFileError, load, save
 from rain.judge import FORMATS, JudgeError
 from rain.models import ModelLoadError
@@ -38,6 +38,9 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-moves", type=int, default=None, help="stop after N committed token sets")
     parser.add_argument("--judge-format", choices=FORMATS, default=None)
     parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
+    parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                        help="set any RainConfig field, e.g. --knob c_puct=1.5 --knob token_set_lengths=1,2,4 "
+                             "(repeatable; applied after the flags above)")
 
 
 def config_from(args: argparse.Namespace) -> RainConfig:
@@ -45,6 +48,7 @@ def config_from(args: argparse.Namespace) -> RainConfig:
     for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
+    overrides.update(parse_knobs(getattr(args, "knob", None) or []))
     return preset(args.preset, **overrides)
 
 
@@ -274,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
     bench.add_argument("--judge-format", choices=FORMATS, default=None,
                        help="default ab_hard: the authors' judge, as their compute pattern reads it")
+    bench.add_argument("--prompt-format", choices=["fewshot", "chat"], default="fewshot",
+                       help="default fewshot: the authors' HH generation prompt; chat: the app's chat template")
     _model_options(bench)
     bench.set_defaults(handler=cmd_bench)
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")

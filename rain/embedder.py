@@ -7,6 +7,7 @@ The search embeds the same path texts again and again, so results are kept in a 
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -36,20 +37,22 @@ class MiniLMEmbedder:
         self.dim = int(self.model.config.hidden_size)
         self.cache_entries = cache_entries
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()        # one embedder serves concurrent runs (the app's queue)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """All uncached texts go through the encoder in one batch."""
-        missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
-        if missing:
-            for text, vector in zip(missing, self._encode(missing)):
-                self._cache[text] = vector
-        result = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for index, text in enumerate(texts):
-            self._cache.move_to_end(text)
-            result[index] = self._cache[text]
-        while len(self._cache) > self.cache_entries:
-            self._cache.popitem(last=False)
-        return result
+        """All uncached texts go through the encoder in one batch (under the lock: a few ms per simulation)."""
+        with self._lock:
+            missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
+            if missing:
+                for text, vector in zip(missing, self._encode(missing)):
+                    self._cache[text] = vector
+            result = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for index, text in enumerate(texts):
+                self._cache.move_to_end(text)
+                result[index] = self._cache[text]
+            while len(self._cache) > self.cache_entries:
+                self._cache.popitem(last=False)
+            return result
 
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> np.ndarray:

@@ -307,8 +307,18 @@ class TrieEngine:
         self._scratch = torch.empty((2, self.shape.layers, self.shape.kv_heads, 0, self.shape.head_dim),
                                     dtype=self.shape.dtype, device=self.device)
         self._clock = 0
+        self._prefetched: dict[_TrieNode, None] = {}     # ends to compute along with the next forward
 
     # ---------------------------------------------------------------------------------------------- interface
+
+    def prefetch(self, states: Sequence[TokenState]) -> None:
+        """Queue `states`: the next forward also computes their logits, saving a forward of their own.
+
+        The search queues the judge's two prompts before expanding the leaf, so the judge rides along with the
+        expansion's first step (one forward per simulation fewer; the same results).
+        """
+        for state in states:
+            self._prefetched[self._insert(state)] = None
 
     @torch.no_grad()
     def next_logits(self, states: Sequence[TokenState]) -> torch.Tensor:
@@ -367,6 +377,7 @@ class TrieEngine:
 
         Dropped positions leave the trie, so if they are ever requested again they count as distinct again.
         """
+        self._prefetched.clear()                        # a hint only; its nodes may be dropped below
         node = self._find(under)
         if node is None:
             return
@@ -465,6 +476,12 @@ class TrieEngine:
                 found[end] = stored
             else:
                 missing[end] = None
+        if missing and self._prefetched:               # a forward is due: take the queued ends along
+            for end in self._prefetched:
+                if end not in missing and end not in self._logits:
+                    end.last_used = self._clock
+                    missing[end] = None
+            self._prefetched.clear()
         plan = _Plan()
         for end in missing:
             if end in found:
@@ -705,6 +722,9 @@ class ReferenceEngine:
 
     def release(self, keep: TokenState, under: TokenState) -> None:
         """The authors keep their logits dict for the whole query: nothing to do."""
+
+    def prefetch(self, states: Sequence[TokenState]) -> None:
+        """The authors compute each request when it comes: nothing to do."""
 
     def _count_distinct(self, key: tuple[int, ...]) -> None:
         node = self._positions

@@ -140,9 +140,16 @@ class SelfJudge:
         return self.wording.exchange.format(question=question, answer=answer)
 
     # --- scoring ---------------------------------------------------------------------------------------
-    def evaluate(self, question: str, answer: str) -> Evaluation:
+    def states(self, question: str, answer: str) -> list[tuple[int, ...]]:
+        """The two token states whose next-token logits the judge reads: prefix + exchange + suffix[order]."""
         body = tuple(self.codec.encode(self.exchange(question, answer)))
-        states = [self.prompt.prefix + body + suffix for suffix in self.prompt.suffixes]
+        return [self.prompt.prefix + body + suffix for suffix in self.prompt.suffixes]
+
+    def prefetch(self, question: str, answer: str) -> None:
+        self.lm.prefetch(self.states(question, answer))
+
+    def evaluate(self, question: str, answer: str) -> Evaluation:
+        states = self.states(question, answer)
         logits = self.lm.judge_logits(states, shared_prefix=len(self.prompt.prefix))
         picked = logits[:, list(self.label_ids)].float()                    # [2 orders, 2 labels]
         probs = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)]

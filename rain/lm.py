@@ -77,6 +77,13 @@ class LanguageModel(Protocol):
         """Forget cached work below `under` that does not extend `keep` (called when the search commits)."""
         ...
 
+    def prefetch(self, states: Sequence[TokenState]) -> None:
+        """A hint: these states' logits will be asked for soon, so the next forward may compute them along.
+
+        An engine may ignore it (the reference does). Results never depend on it; only the number of forwards does.
+        """
+        ...
+
 
 class TextCodec(Protocol):
     """The tokenizer, reduced to what the search needs."""
@@ -119,4 +126,8 @@ class Judge(Protocol):
     format: str
 
     def evaluate(self, question: str, answer: str) -> Evaluation:
+        ...
+
+    def prefetch(self, question: str, answer: str) -> None:
+        """A hint that `evaluate(question, answer)` comes next (see LanguageModel.prefetch)."""
         ...

@@ -284,11 +284,12 @@ class Search:
         yield RolledOut(sim, node.id, len(sampled), self.backends.codec.decode(sampled))
 
         answer = self.conversation.answer_text(self.backends.codec, answer_tokens + sampled)
-        evaluation, hit = self._evaluate(answer)
+        if not (self.config.eval_cache and answer in self.evaluations):
+            self.backends.judge.prefetch(self.conversation.question, answer)   # rides on the expansion's forward
+        children = self._expand(node, state) if not terminal else []          # the judge draws no random numbers,
+        evaluation, hit = self._evaluate(answer)                              # so this order changes no result
         yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit)
-
         if not terminal:
-            children = self._expand(node, state)
             yield Expanded(sim, node.id, self._new_nodes(children))
 
         embeddings = self._path_embeddings(path, sampled)

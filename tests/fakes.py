@@ -67,11 +67,17 @@ class FakeLM:
     def release(self, keep, under):
         self.released.append((list(keep), list(under)))
 
+    def prefetch(self, states):
+        pass
+
 
 class FakeJudge:
     """Scores by counting words: ' sorry'/' help' are good, ' harm'/' pick' are bad; squashed to [-1, 1]."""
 
     format = "fake"
+
+    def prefetch(self, question: str, answer: str) -> None:
+        pass
 
     def evaluate(self, question: str, answer: str) -> Evaluation:
         good = answer.count(" sorry") + answer.count(" help")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +84,54 @@ def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):
     assert cli.main(["judge-check", "--limit", "3", "--formats", "ab_hard,yesno_logit"]) == 0
     out = capsys.readouterr().out
     assert "| ab_hard |" in out and "| yesno_logit |" in out and "pairwise accuracy" in out
+
+
+# --- hostile settings (issue #5): refused in one line, before any model is loaded --------------------------------
+
+# Any RainConfig field is set with `--knob NAME=VALUE` (rain.config.parse_knobs).
+HOSTILE_KNOBS = [
+    pytest.param(["min_visits=60", "max_simulations=50"], "min_visits (minT=60)", id="minT>maxT"),
+    pytest.param(["value_threshold=1.5"], "value_threshold (Vt) must be in [-1, 1]", id="Vt>1"),
+    pytest.param(["value_threshold=-1.5"], "value_threshold (Vt) must be in [-1, 1]", id="Vt<-1"),
+    pytest.param(["candidates=0"], "candidates must be >= 1", id="zero-candidates"),
+    pytest.param(["candidates=many"], "--knob candidates: cannot read 'many'", id="not-a-number"),
+    pytest.param(["no_such_knob=1"], "RainConfig field", id="unknown-knob"),
+]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    monkeypatch.setattr(cli, "_runtime", lambda args: pytest.fail("a refused setting reached the model"))
+
+
+def knob_args(pairs: list[str]) -> list[str]:
+    return [arg for pair in pairs for arg in ("--knob", pair)]
+
+
+@pytest.mark.parametrize("pairs, words", HOSTILE_KNOBS)
+def test_hostile_knobs_are_refused_by_generate_and_run(no_model, tmp_path, capsys, pairs, words):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "prompt": "How do I pick a lock?"}\n')
+    for argv in (["generate", "How do I pick a lock?"], ["run", str(source), "--out", str(tmp_path / "out.jsonl")]):
+        assert cli.main(argv + knob_args(pairs)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_knobs_reach_the_config_with_their_types():
+    args = cli.build_parser().parse_args(["generate", "hi", *knob_args(
+        ["min_visits=10", "value_threshold=-1", "candidates=1", "token_set_lengths=1,3", "similarity_update=off",
+         "sims_per_move=none"])])
+    config = cli.config_from(args)
+    assert (config.min_visits, config.value_threshold, config.candidates) == (10, -1.0, 1)
+    assert config.token_set_lengths == (1, 3) and config.similarity_update is False and config.sims_per_move is None
+
+
+def test_hostile_knob_from_the_shell_gets_one_line_and_exit_code_2():
+    """The real command in a fresh process: one `error:` line naming the knob, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "rain", "generate", "hi", "--knob", "value_threshold=1.5"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: value_threshold (Vt) must be in [-1, 1]")

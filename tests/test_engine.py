@@ -251,6 +251,21 @@ def test_an_adopted_prefix_gives_the_same_logits_without_recomputing_it(model):
         engine.adopt_prefix(type(shared)(shared.tokens[:10], shared.values))
 
 
+def test_prefetched_states_ride_along_with_the_next_forward(model):
+    base, judged = random_tokens(40, seed=31), [random_tokens(30, seed=32 + order) for order in range(2)]
+    engine, reference = TrieEngine(model, verify=False), ReferenceEngine(model)
+    engine.prefetch(judged)
+    assert engine.stats.forward_calls == 0                          # a hint: nothing is computed yet
+    assert_close(engine.next_logits([base]), reference.next_logits([base]))
+    assert engine.stats.forward_calls == 1
+    assert_close(engine.judge_logits(judged, shared_prefix=0), reference.judge_logits(judged, shared_prefix=0))
+    assert engine.stats.forward_calls == 1                          # the judge's states came with the first forward
+    engine.prefetch([base + [5]])
+    engine.release(keep=base, under=base[:10])                      # a commit drops the hint
+    engine.next_logits([base + [6]])
+    assert engine.stats.forwarded_tokens == 40 + 60 + 1
+
+
 def test_runtime_computes_each_judge_prefix_once_and_every_engine_adopts_it(runtime):
     from rain.config import preset
 
