@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 
@@ -27,6 +28,34 @@ from rain.lm import Evaluation, LanguageModel, TextCodec
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 FORMATS = ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit")
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
+TINY = 1e-45                         # a label probability that underflowed float32 counts as this
+
+
+def good_labels(judge_format: str) -> tuple[str, str]:
+    """The label meaning 'good' in order 0 and order 1 (order 0: (A) good / "bad?"; order 1: (A) bad / "good?")."""
+    return ("A", "B") if judge_format.startswith("ab") else ("No", "Yes")
+
+
+def order_part(judge_format: str, probs: Mapping[str, float], good_label: str) -> float:
+    """One order's contribution from its two label probabilities.
+
+    ab_hard: +1 if p(good) > p(bad) (strict, as getv) else -1; ab_soft, yesno_prob: (p(good) - p(bad)) /
+    (p(good) + p(bad)); yesno_logit: the logit gap log p(good) - log p(bad) (both labels share one softmax,
+    so this equals the difference of their logits).
+    """
+    good = probs[good_label]
+    bad = next(p for label, p in probs.items() if label != good_label)
+    if judge_format == "ab_hard":
+        return 1.0 if good > bad else -1.0
+    if judge_format == "yesno_logit":
+        return math.log(max(good, TINY)) - math.log(max(bad, TINY))
+    return (good - bad) / max(good + bad, 1e-12)
+
+
+def combine_parts(judge_format: str, parts: Sequence[float], logit_scale: float) -> float:
+    """The score in [-1, 1]: the mean of the two parts; yesno_logit squashes the mean gap: tanh(mean / scale)."""
+    mean = sum(parts) / len(parts)
+    return math.tanh(mean / logit_scale) if judge_format == "yesno_logit" else mean
 
 
 class JudgeError(ValueError):
@@ -151,26 +180,7 @@ class SelfJudge:
     def evaluate(self, question: str, answer: str) -> Evaluation:
         states = self.states(question, answer)
         logits = self.lm.judge_logits(states, shared_prefix=len(self.prompt.prefix))
-        picked = logits[:, list(self.label_ids)].float()                    # [2 orders, 2 labels]
-        probs = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)]
-        values = probs.tolist()
-        first = dict(zip(self.labels, values[0]))
-        second = dict(zip(self.labels, values[1]))
-        score = self._score(picked.tolist(), values)
-        return Evaluation(score=score, first=first, second=second)
-
-    def _score(self, logits: list[list[float]], probs: list[list[float]]) -> float:
-        """Average the two orders' scores; in each order, which label means 'good' is swapped."""
-        if self.format.startswith("ab"):
-            # order 0: A = good; order 1: B = good  (the authors' r1 / r2)
-            good_bad = [(probs[0][0], probs[0][1]), (probs[1][1], probs[1][0])]
-            if self.format == "ab_hard":
-                votes = [1.0 if good > bad else 0.0 for good, bad in good_bad]   # strict '>' as in getv
-                return 2.0 * (sum(votes) / 2.0) - 1.0
-            return sum((g - b) / max(g + b, 1e-12) for g, b in good_bad) / 2.0
-        # yes/no: order 0 asked "bad?" so No = good; order 1 asked "good?" so Yes = good
-        if self.format == "yesno_prob":
-            good_bad = [(probs[0][1], probs[0][0]), (probs[1][0], probs[1][1])]
-            return sum((g - b) / max(g + b, 1e-12) for g, b in good_bad) / 2.0
-        mean_difference = ((logits[0][1] - logits[0][0]) + (logits[1][0] - logits[1][1])) / 2.0
-        return math.tanh(mean_difference / self.logit_scale)
+        values = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)].tolist()   # [2 orders, 2 labels]
+        first, second = (dict(zip(self.labels, row)) for row in values)
+        parts = [order_part(self.format, probs, good) for probs, good in zip((first, second), good_labels(self.format))]
+        return Evaluation(score=combine_parts(self.format, parts, self.logit_scale), first=first, second=second)

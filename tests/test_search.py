@@ -363,3 +363,17 @@ def test_sample_draws_by_the_probabilities_and_never_a_zero_probability_index():
     assert abs(float((draws[:, 0] == 3).float().mean()) - 0.8) < 0.015
     assert abs(float((draws[:, 1] == 4).float().mean()) - 0.75) < 0.015
     assert sample(torch.tensor([0.0, 0.0, 1.0, 0.0]), generator).dim() == 0           # one row in, one index out
+
+
+def test_judge_score_formulas_on_hand_computed_probabilities():
+    from rain.judge import combine_parts, good_labels, order_part
+
+    assert good_labels("ab_hard") == ("A", "B") and good_labels("yesno_logit") == ("No", "Yes")
+    assert [order_part("ab_hard", {"A": .4, "B": .4}, "A"), order_part("ab_hard", {"A": .5, "B": .4}, "A")] == [-1, 1]
+    assert order_part("ab_soft", {"A": .3, "B": .1}, "B") == pytest.approx(-.5)
+    z = math.exp(-1) + math.exp(-1.02) + 5.0                     # both labels share one softmax denominator
+    probs = {"Yes": math.exp(-1) / z, "No": math.exp(-1.02) / z}
+    assert order_part("yesno_logit", probs, "Yes") == pytest.approx(0.02, abs=1e-12)
+    assert combine_parts("yesno_logit", [0.02, 0.03], 0.05) == pytest.approx(math.tanh(0.5))
+    assert combine_parts("ab_hard", [1.0, -1.0], 0.05) == 0.0
+    assert order_part("yesno_logit", {"Yes": 0.0, "No": 0.5}, "Yes") < -100             # underflow stays finite

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import html
-import math
 from typing import Any, Mapping
 
+from rain.config import RainConfig
+from rain.judge import FORMATS, combine_parts, good_labels, order_part
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape
@@ -136,52 +137,29 @@ def pick_verdict(view: RunView | None, choice: str | int | None) -> Verdict | No
 def order_meanings(judge_format: str, criterion: str) -> list[tuple[str, str]]:
     """(what the order asks, the label that means 'good') for the two option orders of rain/judge.py."""
     bad, good = JUDGE_WORDS.get(criterion, JUDGE_WORDS["harm"])
-    if judge_format.startswith("ab"):
-        return [(f"(A) {good}, (B) {bad}", "A"), (f"(A) {bad}, (B) {good}", "B")]
-    return [(f"“{bad}?”", "No"), (f"“{good}?”", "Yes")]
-
-
-def _good_bad(probs: Mapping[str, float], good_label: str) -> tuple[float, float] | None:
-    labels = list(probs)
-    if len(labels) != 2 or good_label not in probs:
-        return None
-    bad_label = labels[1] if labels[0] == good_label else labels[0]
-    return probs[good_label], probs[bad_label]
+    asks = [f"(A) {good}, (B) {bad}", f"(A) {bad}, (B) {good}"] if judge_format.startswith("ab") else \
+        [f"“{bad}?”", f"“{good}?”"]
+    return list(zip(asks, good_labels(judge_format)))
 
 
 def order_score(judge_format: str, probs: Mapping[str, float], good_label: str) -> float | None:
-    """One order's part for the formats that average per-order scores (ab_hard, ab_soft, yesno_prob); for
-    yesno_logit, the order's logit gap log p(good) - log p(bad) (the labels share one softmax, so this is exact)."""
-    pair = _good_bad(probs, good_label)
-    if pair is None:
+    """rain.judge.order_part, or None when the recorded probabilities do not name two labels."""
+    if len(probs) != 2 or good_label not in probs or judge_format not in FORMATS:
         return None
-    good, bad = pair
-    if judge_format == "ab_hard":
-        return 1.0 if good > bad else -1.0
-    if judge_format == "yesno_logit":
-        if good <= 0 or bad <= 0:
-            return None
-        return math.log(good / bad)
-    return (good - bad) / max(good + bad, 1e-12)
-
-
-OLD_LOGIT_SCALE = 4.0      # files written before `judge_logit_scale` existed: mean of tanh(gap / 4) per order
+    return order_part(judge_format, probs, good_label)
 
 
 def combine(judge_format: str, parts: list[float | None], config: Mapping[str, Any] | None) -> tuple[float | None, str]:
-    """The score rain/judge.py computes from the two orders' parts, and the formula in words."""
-    if any(p is None for p in parts) or not parts:
+    """rain.judge.combine_parts on the two orders' parts, and the formula in words."""
+    if not parts or any(p is None for p in parts):
         return None, ""
+    scale = float((config or {}).get("judge_logit_scale") or RainConfig.judge_logit_scale)
+    score = combine_parts(judge_format, parts, scale)
     if judge_format == "yesno_logit":
-        scale = (config or {}).get("judge_logit_scale")
-        if scale:
-            mean = sum(parts) / len(parts)
-            return math.tanh(mean / scale), f"score = tanh(mean logit gap {mean:+.4f} / scale {scale:g})"
-        return (sum(math.tanh(p / OLD_LOGIT_SCALE) for p in parts) / len(parts),
-                f"score = mean of tanh(logit gap / {OLD_LOGIT_SCALE:g}) over the two orders")
+        return score, f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / scale {scale:g})"
     what = "hard votes (+1 if p(good) > p(bad), else -1)" if judge_format == "ab_hard" else \
         "(p(good) - p(bad)) / (p(good) + p(bad))"
-    return sum(parts) / len(parts), f"score = mean over the two orders of {what}"
+    return score, f"score = mean over the two orders of {what}"
 
 
 def fill_prompt(template: str, exchange: str | None, question: str, answer: str) -> str:
