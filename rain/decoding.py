@@ -2,17 +2,54 @@
 
 All three ask `LanguageModel.next_logits` for whole states, so the engine alone decides what is recomputed;
 randomness comes only from the `torch.Generator` passed in.
+
+Candidate sets and rollouts are written as *programs*: generators that yield the states whose next-token
+logits they need and receive those logits. `drive` runs several programs in lockstep, one `next_logits` call
+per round for all of them, so a simulation's rollout and its expansion share forwards (on CPU a forward costs
+about the same for 1 or 12 new tokens). Each program keeps its own generator, so running them together or
+one after the other draws the same tokens.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 import torch
 
 from rain.lm import LanguageModel, TextCodec
 
 TokenSet = tuple[int, ...]
+Program = Generator[list[tuple[int, ...]], torch.Tensor, Any]   # yields states, receives their logits, returns
+
+
+def drive(lm: LanguageModel, programs: Sequence[Program],
+          on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """Run `programs` in lockstep; each round is ONE next_logits call for every program's pending states.
+
+    Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes (the
+    search uses it to queue the judge while the expansion still runs).
+    """
+    results: list[Any] = [None] * len(programs)
+    pending: dict[int, list[tuple[int, ...]]] = {}
+
+    def advance(i: int, logits: torch.Tensor | None) -> None:
+        try:
+            pending[i] = programs[i].send(logits) if logits is not None else next(programs[i])
+        except StopIteration as stop:
+            pending.pop(i, None)
+            results[i] = stop.value
+            if on_done is not None:
+                on_done(i, stop.value)
+
+    for i in range(len(programs)):
+        advance(i, None)
+    while pending:
+        unique = list(dict.fromkeys(state for states in pending.values() for state in states))
+        logits = lm.next_logits(unique)
+        row = {state: r for r, state in enumerate(unique)}
+        for i, states in list(pending.items()):
+            advance(i, logits[torch.tensor([row[state] for state in states], device=logits.device)])
+    return results
 
 
 @dataclass(frozen=True)
@@ -63,6 +100,19 @@ def single_token_candidates(logits: torch.Tensor, count: int, temperature: float
 def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted: int, attempts: int,
                     top_k: int, temperature: float, generator: torch.Generator,
                     eos_ids: frozenset[int]) -> list[Candidate]:
+    """`path_program` run on its own."""
+    return drive(lm, [path_program(state, length, wanted, attempts, top_k, temperature, generator, eos_ids)])[0]
+
+
+def single_token_program(state: Sequence[int], count: int, temperature: float,
+                         keep_ranked: int) -> Program:
+    """`single_token_candidates` at `state`, as a program (one request: the state's own logits)."""
+    logits = yield [tuple(state)]
+    return single_token_candidates(logits[0], count, temperature, keep_ranked)
+
+
+def path_program(state: Sequence[int], length: int, wanted: int, attempts: int, top_k: int, temperature: float,
+                 generator: torch.Generator, eos_ids: frozenset[int]) -> Program:
     """Token sets longer than 1: one greedy path, then up to `wanted - 1` distinct sampled paths.
 
     Each step samples from the top-k filtered softmax; a path's probability is the product of those
@@ -72,18 +122,17 @@ def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted
     """
     rows = 1 + attempts                                   # row 0 is greedy
     paths: list[list[int]] = [[] for _ in range(rows)]
-    log_probs = torch.zeros(rows, device=lm.device)
+    log_probs: torch.Tensor | None = None
     alive = list(range(rows))
     for _ in range(length):
-        states = [tuple(state) + tuple(paths[r]) for r in alive]
-        unique = list(dict.fromkeys(states))
-        logits = lm.next_logits(unique)
-        index = torch.tensor([unique.index(s) for s in states], device=logits.device)
-        probs = top_k_probs(logits[index], top_k, temperature)
+        logits = yield [tuple(state) + tuple(paths[r]) for r in alive]
+        probs = top_k_probs(logits, top_k, temperature)
         chosen = sample(probs, generator)
         if alive[0] == 0:
             chosen[0] = torch.argmax(probs[0])
-        log_probs[torch.tensor(alive, device=lm.device)] += torch.log(probs.gather(1, chosen[:, None]).squeeze(1))
+        if log_probs is None:
+            log_probs = torch.zeros(rows, device=logits.device)
+        log_probs[torch.tensor(alive, device=logits.device)] += torch.log(probs.gather(1, chosen[:, None]).squeeze(1))
         still = []
         for r, token in zip(alive, chosen.tolist()):
             paths[r].append(token)
@@ -92,7 +141,7 @@ def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted
         alive = still
         if not alive:
             break
-    path_probs = torch.exp(log_probs).tolist()
+    path_probs = torch.exp(log_probs).tolist() if log_probs is not None else [1.0] * rows
     greedy = Candidate(tuple(paths[0]), path_probs[0])
     seen = {greedy.tokens}
     sampled: list[Candidate] = []
@@ -133,6 +182,13 @@ class RolloutRules:
 
 def rollout(lm: LanguageModel, codec: TextCodec, state: Sequence[int], answer_start: int, prompt_last_char: str,
             rules: RolloutRules, generator: torch.Generator, turn_ended: Callable[[Sequence[int]], bool]) -> list[int]:
+    """`rollout_program` run on its own."""
+    return drive(lm, [rollout_program(codec, state, answer_start, prompt_last_char, rules, generator, turn_ended)])[0]
+
+
+def rollout_program(codec: TextCodec, state: Sequence[int], answer_start: int, prompt_last_char: str,
+                    rules: RolloutRules, generator: torch.Generator,
+                    turn_ended: Callable[[Sequence[int]], bool]) -> Program:
     """Sample from the full softmax (T = 1, no top-k) until a stop; return the sampled tokens.
 
     The tests run before each sample, as in simg: a state that already ends a clause gets no rollout. The
@@ -147,8 +203,8 @@ def rollout(lm: LanguageModel, codec: TextCodec, state: Sequence[int], answer_st
             break
         if not rules.to_eos and last_char(codec, state[answer_start:], prompt_last_char) in rules.stop_chars:
             break
-        probs = torch.softmax(lm.next_logits([state])[0], dim=-1)
-        token = int(sample(probs, generator))
+        logits = yield [tuple(state)]
+        token = int(sample(torch.softmax(logits[0], dim=-1), generator))
         state.append(token)
         sampled.append(token)
     return sampled

@@ -142,11 +142,19 @@ def check_setup(folder: Path, setup: dict[str, Any], fresh: bool = False) -> Non
         setup_path.unlink(missing_ok=True)
     if setup_path.exists() and results_path.exists():
         old = json.loads(setup_path.read_text(encoding="utf-8"))
-        changed = _differences(old, setup)
+        changed = _differences(_with_defaults(old), _with_defaults(setup))
         if changed:
             raise EvalError(f"{folder} holds results of another setup ({'; '.join(changed[:3])}); "
                             "use another --out or --fresh")
     setup_path.write_text(json.dumps(setup, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _with_defaults(setup: dict[str, Any]) -> dict[str, Any]:
+    """A knob missing from a setup's config (e.g. added since that run) counts at its default value."""
+    if not isinstance(setup.get("config"), dict):
+        return setup
+    defaults = {f.name: f.default for f in dataclasses.fields(RainConfig) if f.name != "preset"}
+    return {**setup, "config": {**defaults, **setup["config"]}}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rain.config import RainConfig
-from rain.decoding import RolloutRules, path_candidates, rollout, sample, single_token_candidates
+from rain.decoding import Program, RolloutRules, drive, path_program, rollout_program, sample, single_token_program
 from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
                          NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
@@ -25,6 +25,7 @@ from rain.prompts import Conversation
 from rain.tree import Node, Tree
 
 VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
+ROLLOUT_SEED_OFFSET = 1             # rollouts draw from their own generator, seeded with seed + 1
 
 
 @dataclass
@@ -165,7 +166,10 @@ class Search:
         self.backends, self.conversation, self.config = backends, conversation, config.validate()
         self.tree = Tree.new(backends.codec.decode(conversation.prompt_tokens))
         self.root_state: list[int] = list(conversation.prompt_tokens)
+        # two random streams, so a rollout and an expansion can share forwards (rain/decoding.py `drive`) and
+        # still draw the same tokens as when run one after the other
         self.generator = torch.Generator(device=backends.lm.device).manual_seed(config.seed)
+        self.rollout_generator = torch.Generator(device=backends.lm.device).manual_seed(config.seed + ROLLOUT_SEED_OFFSET)
         self.evaluations: dict[str, Evaluation] = {}          # the authors' `dic`: answer text -> score
         self.max_length = min(config.max_length, backends.lm.max_length)
         self.rollout_rules = RolloutRules(config.rollout_stop_chars, config.rollout_to_eos,
@@ -190,19 +194,23 @@ class Search:
         return [NewNode(n.id, n.parent, list(n.tokens), n.text, n.prior) for n in nodes]
 
     # --- phases of one simulation
+    def _candidates_program(self, node: Node, state: list[int], wanted: int) -> Program:
+        """group_getp as a program: token sets of the length scheduled for this depth, and (1-token sets) the
+        ranked logits; it returns (entries, ranked or None)."""
+        config = self.config
+        if config.token_set_length(node.step) == 1:
+            candidates, ranked = yield from single_token_program(state, wanted, config.candidate_temperature,
+                                                                 config.addition_max_children)
+        else:
+            candidates, ranked = (yield from path_program(state, config.token_set_length(node.step), wanted,
+                                                          config.sample_attempts(wanted), config.candidate_top_k,
+                                                          config.candidate_temperature, self.generator,
+                                                          self.conversation.stop_ids)), None
+        return [(c.tokens, c.prob) for c in candidates], ranked
+
     def _candidates(self, node: Node, state: list[int], wanted: int
                     ) -> tuple[list[tuple[tuple[int, ...], float]], list[tuple[int, float]] | None]:
-        """group_getp: token sets of the length scheduled for this depth, and (1-token sets) the ranked logits."""
-        config, lm = self.config, self.backends.lm
-        if config.token_set_length(node.step) == 1:
-            candidates, ranked = single_token_candidates(lm.next_logits([state])[0], wanted,
-                                                         config.candidate_temperature, config.addition_max_children)
-        else:
-            candidates, ranked = path_candidates(lm, state, config.token_set_length(node.step), wanted,
-                                                 config.sample_attempts(wanted), config.candidate_top_k,
-                                                 config.candidate_temperature, self.generator,
-                                                 self.conversation.stop_ids), None
-        return [(c.tokens, c.prob) for c in candidates], ranked
+        return drive(self.backends.lm, [self._candidates_program(node, state, wanted)])[0]
 
     def _attach(self, node: Node, entries: list[tuple[tuple[int, ...], float]], added: bool) -> list[Node]:
         """Children for the entries not already present, priors renormalised over all entries (§1.3 expand/add)."""
@@ -211,8 +219,9 @@ class Search:
         return [self.tree.add(node.id, tokens, decode(tokens), prior, added)
                 for (tokens, _), prior in zip(entries, priors) if tokens not in node.children]
 
-    def _expand(self, node: Node, state: list[int]) -> list[Node]:
-        candidates, ranked = self._candidates(node, state, self.config.candidates)
+    def _expand(self, node: Node, candidates: list[tuple[tuple[int, ...], float]],
+                ranked: list[tuple[int, float]] | None) -> list[Node]:
+        """Keep what dynamic addition needs later, and attach the candidates as children."""
         if ranked is None:
             node.candidate_sets = candidates
         else:
@@ -278,19 +287,31 @@ class Search:
         terminal = self._is_terminal(node, state)
         node.terminal = terminal
         answer_tokens = self._answer_tokens(state)
-        sampled = rollout(self.backends.lm, self.backends.codec, state, len(self.conversation.prompt_tokens),
-                          self.conversation.prompt_last_char, self.rollout_rules, self.generator,
-                          self._turn_ended) if not terminal else []
-        yield RolledOut(sim, node.id, len(sampled), self.backends.codec.decode(sampled))
+        codec = self.backends.codec
 
-        answer = self.conversation.answer_text(self.backends.codec, answer_tokens + sampled)
-        if not (self.config.eval_cache and answer in self.evaluations):
-            self.backends.judge.prefetch(self.conversation.question, answer)   # rides on the expansion's forward
-        children = self._expand(node, state) if not terminal else []          # the judge draws no random numbers,
-        evaluation, hit = self._evaluate(answer)                              # so this order changes no result
+        def rolled_out(program: int, tokens: list[int]) -> None:
+            """As soon as the rollout ends, queue the judge's prompts: they ride on the expansion's next forward."""
+            if program != 0:
+                return
+            answer = self.conversation.answer_text(codec, answer_tokens + tokens)
+            if not (config.eval_cache and answer in self.evaluations):
+                self.backends.judge.prefetch(self.conversation.question, answer)
+
+        sampled: list[int] = []
+        expansion = None
+        if not terminal:      # the rollout and the expansion both start at the leaf: run them in lockstep
+            roll = rollout_program(codec, state, len(self.conversation.prompt_tokens),
+                                   self.conversation.prompt_last_char, self.rollout_rules, self.rollout_generator,
+                                   self._turn_ended)
+            expand = self._candidates_program(node, state, config.candidates)
+            sampled, expansion = drive(self.backends.lm, [roll, expand], on_done=rolled_out)
+        yield RolledOut(sim, node.id, len(sampled), codec.decode(sampled))
+
+        answer = self.conversation.answer_text(codec, answer_tokens + sampled)
+        evaluation, hit = self._evaluate(answer)
         yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit)
-        if not terminal:
-            yield Expanded(sim, node.id, self._new_nodes(children))
+        if expansion is not None:
+            yield Expanded(sim, node.id, self._new_nodes(self._expand(node, *expansion)))
 
         embeddings = self._path_embeddings(path, sampled)
         stats, shares = backup(tree, path, evaluation.score, embeddings, config)

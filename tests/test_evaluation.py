@@ -9,7 +9,7 @@ import rain.cli as cli
 from fakes import EOS, FakeCodec, FakeJudge, FakeLM
 from rain import evaluation as ev
 from rain.best_of_n import BestOfN, Sample, best_of_n, pick_best
-from rain.config import preset
+from rain.config import RainConfig, preset
 from rain.decoding import vanilla_tokens
 from rain.prompts import Conversation
 
@@ -191,6 +191,8 @@ def test_a_folder_from_another_setup_is_refused_unless_fresh(tmp_path):
     with pytest.raises(ev.EvalError, match="max_moves: 4 -> 2"):
         ev.check_setup(tmp_path, {"config": {"max_moves": 2}, "n": 4})
     ev.check_setup(tmp_path, {"config": {"max_moves": 2}, "n": 4}, fresh=True)
+    # a knob added to RainConfig since a folder's run is read at its default, so old folders still resume
+    ev.check_setup(tmp_path, {"config": {"max_moves": 2, "max_tree_nodes": RainConfig().max_tree_nodes}, "n": 4})
     assert not (tmp_path / ev.RESULTS_FILE).exists()
 
 
