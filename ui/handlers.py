@@ -25,6 +25,12 @@ import gradio as gr
 from rain.config import PRESETS, ConfigError, RainConfig, preset
 from rain.events import Committed, Evaluated, Event, Finished, Rewound
 from rain.export import RunRecord, TreeFileError, load, save
+from rain.judge import JudgeError
+# Imported here, in the importing (main) thread: transformers resolves its classes lazily, and two request
+# threads doing that first import at once got "cannot import name 'AutoModelForCausalLM'" (scripts/cancel_cycles.py).
+from rain.models import ModelLoadError
+from rain.prompts import PromptError
+from rain.runtime import Runtime
 from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -107,8 +113,6 @@ def get_runtime(spec: str):
         runtime = cached_runtime(spec)
         if runtime is not None:
             return runtime
-        from rain.runtime import Runtime  # heavy: torch and transformers
-
         runtime = Runtime(None if spec == EMBEDDED else spec)
         with _RUNTIMES_LOCK:
             _RUNTIMES[spec] = runtime
@@ -319,10 +323,6 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
          ) -> Iterator[tuple]:
     """Vanilla, RAIN, then (when switched on) Best-of-N on one prompt, streamed: text on every token/event/sample,
     the tree a few times a second. Stop cancels whichever part is running: each part is a generator closed here."""
-    from rain.judge import JudgeError
-    from rain.models import ModelLoadError
-    from rain.prompts import PromptError
-
     question = (prompt or "").strip()
     if not question:
         yield problem("Type a prompt first: the prompt is empty.")
