@@ -180,12 +180,6 @@ class RolloutRules:
     max_length: int
 
 
-def rollout(lm: LanguageModel, codec: TextCodec, state: Sequence[int], answer_start: int, prompt_last_char: str,
-            rules: RolloutRules, generator: torch.Generator, turn_ended: Callable[[Sequence[int]], bool]) -> list[int]:
-    """`rollout_program` run on its own."""
-    return drive(lm, [rollout_program(codec, state, answer_start, prompt_last_char, rules, generator, turn_ended)])[0]
-
-
 def rollout_program(codec: TextCodec, state: Sequence[int], answer_start: int, prompt_last_char: str,
                     rules: RolloutRules, generator: torch.Generator,
                     turn_ended: Callable[[Sequence[int]], bool]) -> Program:
