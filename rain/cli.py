@@ -216,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"loading judge {args.judge} ...", file=sys.stderr)
         external = ev.load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
                                           config.criterion, config.kv_cache_bytes,
-                                          getattr(config, "judge_logit_scale", None))
+                                          config.judge_logit_scale)
     if todo:
         runtime = _runtime(args)
         runner = ev.MethodRunner.on(runtime, config, external=external,
@@ -232,7 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
     budget = (f"sims_per_move={config.sims_per_move or 'auto (early stop)'}, max_moves={config.max_moves or '-'}, "
               f"max_new_tokens={config.max_new_tokens}, judge_format={config.judge_format} "
-              f"(logit scale {getattr(config, 'judge_logit_scale', '-')}), "
+              f"(logit scale {config.judge_logit_scale}), "
               f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
     header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
               f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")

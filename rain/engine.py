@@ -105,10 +105,6 @@ class PrefixKV:
     tokens: tuple[int, ...]
     values: torch.Tensor            # [2, layers, kv_heads, len(tokens), head_dim], never written after creation
 
-    @property
-    def nbytes(self) -> int:
-        return self.values.numel() * self.values.element_size()
-
 
 def _check_state(state: TokenState, max_length: int) -> None:
     if len(state) == 0:
@@ -314,8 +310,8 @@ class TrieEngine:
     def prefetch(self, states: Sequence[TokenState]) -> None:
         """Queue `states`: the next forward also computes their logits, saving a forward of their own.
 
-        The search queues the judge's two prompts before expanding the leaf, so the judge rides along with the
-        expansion's first step (one forward per simulation fewer; the same results).
+        The search queues the judge's two prompts as soon as a rollout ends, so they ride along with the
+        expansion's next forward (one forward per simulation fewer; the same results).
         """
         for state in states:
             self._prefetched[self._insert(state)] = None
@@ -355,20 +351,16 @@ class TrieEngine:
             child = node.children.get(token)
             if child is None:
                 child = node.children[token] = _TrieNode(token=token, depth=depth, parent=node)
-            if not child.computed:
-                fresh.append(depth)
+            if not child.computed:                    # computed positions are ancestor-closed: a suffix is fresh
+                fresh.append(child)
             node = child
         if not fresh or len(fresh) > self._arena.free_slots:
             return
-        nodes, node = [], self._root
-        for token in prefix.tokens:
-            node = node.children[token]
-            nodes.append(node)
-        nodes = [nodes[depth] for depth in fresh]
-        slots = self._arena.allocate(nodes)
-        for new in nodes:
+        slots = self._arena.allocate(fresh)
+        for new in fresh:
             new.parent.computed_children += 1
-        self._arena.write(slots, prefix.values.index_select(3, torch.tensor(fresh, device=self.device)))
+        depths = torch.tensor([new.depth for new in fresh], device=self.device)
+        self._arena.write(slots, prefix.values.index_select(3, depths))
         self.stats.preloaded_tokens += len(fresh)
         self._update_bytes()
 

@@ -181,7 +181,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("similarity_update", "similarity update (Eq. 2)", "check", BASE.similarity_update, "ablation switch"),
     Knob("dynamic_addition", "dynamic node addition", "check", BASE.dynamic_addition, "ablation switch"),
     Knob("judge_logit_scale", "judge logit scale (yes/no logit format)", "slider",
-         getattr(BASE, "judge_logit_scale", 0.05), "score = tanh(mean logit gap / scale); small models need a small scale",
+         BASE.judge_logit_scale, "score = tanh(mean logit gap / scale); small models need a small scale",
          0.01, 5, 0.01),
 )
 KNOBS = tuple(k for k in KNOBS if k.name in {f.name for f in dataclasses.fields(RainConfig)})  # library's knobs only
