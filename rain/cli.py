@@ -1,4 +1,4 @@
-"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench.
+"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench, eval, check-models.
 
 Bad input gets one line on stderr and a non-zero exit, never a traceback.
 """
@@ -62,7 +62,7 @@ def _runtime(args: argparse.Namespace):
 def stats_line(stats: dict[str, Any]) -> str:
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
-            "vanilla_seconds", "rain_over_vanilla")
+            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source")
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
@@ -89,6 +89,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("the prompt is empty")
     runtime = _runtime(args)
     record, vanilla = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
+    print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
     print(f"vanilla: {vanilla.text}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
@@ -175,10 +176,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_judge_check(args: argparse.Namespace) -> int:
     from rain.judge_check import judge_check, format_table
 
+    parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])          # a bad scale fails before loading
     runtime = _runtime(args)
-    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion)
+    scale = parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])["judge_logit_scale"]
+    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion, scale)
     print(format_table(results, runtime.name))
     return 0
+
+
+def cmd_check_models(args: argparse.Namespace) -> int:
+    """Tiny random-weight models of every family: engine error against full forwards, and a short search."""
+    from rain.embedder import MiniLMEmbedder
+    from rain.model_check import ARCHITECTURES, check_models, load_tokenizer, summary_line
+
+    archs = args.archs.split(",") if args.archs else list(ARCHITECTURES)
+    unknown = sorted(set(archs) - set(ARCHITECTURES))
+    if unknown:
+        raise UsageError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+    print("loading the embedded tokenizer and the embedder ...", file=sys.stderr)
+    tokenizer, embedder = load_tokenizer(args.tokenizer), MiniLMEmbedder(device="cpu")
+    results = check_models(tokenizer, embedder, archs, progress=lambda result: print(result.line(), flush=True))
+    for result in results:
+        print(f"  {result.arch}: {result.note} ({result.seconds:.1f} s)", file=sys.stderr)
+    print(summary_line(results))
+    return 0 if all(result.ok for result in results) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -272,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--formats", default=",".join(FORMATS))
     check.add_argument("--criterion", default="harm", choices=["harm"])
     check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    check.add_argument("--judge-logit-scale", default="auto",
+                       help="yesno_logit scale: auto (calibrated on assets/judge_calibration.jsonl) or a number")
     check.set_defaults(handler=cmd_judge_check)
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
@@ -297,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(evaluate)
     _search_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
+
+    models = commands.add_parser("check-models", help="the engines on tiny random-weight models of every family")
+    models.add_argument("--archs", default=None, help="comma-separated families (default: all)")
+    models.add_argument("--tokenizer", default=None, metavar="DIR",
+                        help="a saved tokenizer folder (default: the embedded model's, read from its GGUF)")
+    models.set_defaults(handler=cmd_check_models)
     return parser
 
 
