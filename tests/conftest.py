@@ -25,6 +25,18 @@ def real_model():
 
 
 @pytest.fixture(scope="session")
+def tiny_llama():
+    """A random-weight 2-layer Llama with the embedded tokenizer's vocabulary: engine tests without real weights."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         initializer_range=0.2)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
 def real_embedder():
     """The embedded all-MiniLM-L6-v2 on CPU, loaded once."""
     from rain.embedder import MiniLMEmbedder
