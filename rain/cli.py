@@ -79,6 +79,8 @@ def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, pro
     conversation = runtime.conversation(question, config, prompt_format)
     vanilla = runtime.vanilla(conversation, config)
     search = runtime.search(conversation, config)
+    if progress:
+        print(f"searching ({runtime.dtype} generation, {runtime.judge_dtype} judge) ...", file=sys.stderr)
     events = []
     for event in search.run():
         events.append(event)
