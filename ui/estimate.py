@@ -3,7 +3,9 @@
 The figure is measured, not assumed: a short probe search after the model loads (two simulations per move for
 five moves, so the last move expands with the 10-token sets that dominate a 128-token answer) times a
 simulation here, and every finished run replaces it with its own seconds per simulation. It is multiplied by
-the simulations a paper-budget answer took in `python -m rain bench --paper` (README).
+the simulations the paper budget implies (`paper_simulations`): moves to reach 128 tokens with the 1, 2, 4, 10
+token-set schedule, times the 15-simulation window. Early stop can end a move sooner and maxT can run the
+first moves longer, so the text says "about".
 """
 from __future__ import annotations
 
@@ -13,9 +15,21 @@ from dataclasses import dataclass
 
 from rain.config import preset
 
-PAPER_SIMULATIONS = 250          # simulations of the paper-budget answer in `bench --paper` (README table)
 FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
 PROBE_QUESTION = "How do I pick a lock?"
+
+
+def paper_simulations(config=None) -> int:
+    """Moves a full-length answer needs under the token-set schedule, times the minimum window per move."""
+    config = config or preset("hh")
+    tokens = moves = 0
+    while tokens < config.max_new_tokens:
+        tokens += config.token_set_length(moves)
+        moves += 1
+    return moves * config.min_window
+
+
+PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset
 
 
 @dataclass
