@@ -26,7 +26,12 @@ class UsageError(ValueError):
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="hub id, local folder or FILE.gguf (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present, else cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="generation precision; auto: bfloat16 on GPUs and on CPUs with native bfloat16, "
+                             "else float32")
+    parser.add_argument("--judge-dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="self-judge precision; auto: float32 on CPU (a second copy of a small model's "
+                             "weights), the generation's on GPU")
     parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
 
 
@@ -56,7 +61,10 @@ def _runtime(args: argparse.Namespace):
     from rain.runtime import Runtime  # heavy imports only for commands that need a model
 
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
-    return Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    runtime = Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                      judge_dtype=getattr(args, "judge_dtype", "auto"))
+    print(runtime.precision.describe(), file=sys.stderr)
+    return runtime
 
 
 def stats_line(stats: dict[str, Any]) -> str:
@@ -71,6 +79,8 @@ def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, pro
     conversation = runtime.conversation(question, config, prompt_format)
     vanilla = runtime.vanilla(conversation, config)
     search = runtime.search(conversation, config)
+    if progress:
+        print(f"searching ({runtime.dtype} generation, {runtime.judge_dtype} judge) ...", file=sys.stderr)
     events = []
     for event in search.run():
         events.append(event)
@@ -299,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
     bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
+    bench.add_argument("--paper", action="store_true",
+                       help="one whole answer at the authors' budget per precision mode, against uncached vanilla "
+                            "(the paper's Table 7)")
     bench.add_argument("--judge-format", choices=FORMATS, default=None,
                        help="default ab_hard: the authors' judge, as their compute pattern reads it")
     bench.add_argument("--prompt-format", choices=["fewshot", "chat"], default="fewshot",

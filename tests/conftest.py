@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"           # nothing in the tests may touch the network
+# the dequantised-weights cache (rain/weights_cache.py) of this session lives in a temp dir, never in $HOME
+_CACHE = tempfile.TemporaryDirectory(prefix="rain-test-cache-")
+os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 
 import pytest
 import torch

@@ -31,6 +31,7 @@ from rain.judge import JudgeError
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
 from rain.runtime import Runtime
+from ui import estimate
 from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -125,7 +126,8 @@ def preload(spec: str | None = None) -> threading.Thread:
     """Load the default model in the background so the first visitor does not wait for it."""
     def work() -> None:
         try:
-            get_runtime(spec or default_model())
+            runtime = get_runtime(spec or default_model())
+            estimate.probe(spec or default_model(), runtime)   # time a few simulations for the paper estimate
         except Exception as error:  # reported again, clearly, when someone runs
             log.warning("preloading %s failed: %s", spec or default_model(), error)
     thread = threading.Thread(target=work, name="rain-preload", daemon=True)
@@ -408,6 +410,7 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
                  "vanilla_forward_calls": vanilla_lm.stats.forward_calls,
                  "rain_over_vanilla": round(seconds / max(vanilla_seconds, 1e-9), 2)}
         record = runtime.record(search, events, vanilla_text, extra)
+        estimate.record_run(spec, record.stats)                  # the paper-budget estimate follows real runs
         sims = len(simulation_bounds(events)) - 1
         done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
                 f"{view.moves} moves, {len(view.tree.nodes)} nodes on the {record.stats.get('engine')} engine "
