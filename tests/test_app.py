@@ -184,7 +184,7 @@ def test_big_trees_are_capped_and_say_so():
     assert shown == MAX_NODES
     assert f"showing {MAX_NODES} of {len(tree.nodes)} nodes" in figure.layout.annotations[0].text
     print(f"\n600-node figure: {payload / 1024:.0f} KB, built and serialised in {seconds * 1000:.0f} ms")
-    assert payload < 100_000 and seconds < 1.0
+    assert payload < 100_000                                  # speed is measured in benchmarks, not asserted
 
 
 # --- pure: the event fold, replay and the judge panel -----------------------------------------------------------
