@@ -87,14 +87,28 @@ def single_token_candidates(logits: torch.Tensor, count: int, temperature: float
     """Token sets of length 1: the top-`count` tokens with their renormalised probabilities.
 
     Returned in ascending token id, as the authors' `np.where(p > 0)` orders them (this order breaks ties in
-    selection). Also returns the top-`keep_ranked` raw logits, best first, for dynamic node addition.
+    selection); a token tied with the count-th logit is kept too, as TopKLogitsWarper keeps it. Also returns
+    the raw logits of the top `keep_ranked` and every token tied with the last of them, best first (ties in
+    ascending id), for dynamic node addition (`tied_top`).
     """
     probs = top_k_probs(logits, count, temperature)
     ids = torch.nonzero(probs > 0).flatten()
     candidates = [Candidate((int(i),), float(p)) for i, p in zip(ids.tolist(), probs[ids].tolist())]
-    top = torch.topk(logits, min(keep_ranked, logits.shape[-1]))
-    ranked = list(zip(top.indices.tolist(), top.values.tolist()))
+    kth = torch.topk(logits, min(keep_ranked, logits.shape[-1])).values[-1]
+    kept = torch.nonzero(logits >= kth).flatten()
+    order = torch.sort(logits[kept], descending=True, stable=True).indices
+    ranked = list(zip(kept[order].tolist(), logits[kept][order].tolist()))
     return candidates, ranked
+
+
+def tied_top(ranked: Sequence[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+    """TopKLogitsWarper(k) on ranked (token, logit) pairs, best first: the top k and every entry tied with the
+    k-th (spec §1.3 checkadd; `ranked` must hold all ties with its own last entry, as single_token_candidates
+    keeps them)."""
+    if k >= len(ranked):
+        return list(ranked)
+    kth = ranked[k - 1][1]
+    return [entry for entry in ranked if entry[1] >= kth]
 
 
 def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted: int, attempts: int,

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from rain.config import RainConfig
-from rain.decoding import Program, RolloutRules, drive, path_program, rollout_program, sample, single_token_program
+from rain.decoding import (Program, RolloutRules, drive, path_program, rollout_program, sample, single_token_program,
+                           tied_top)
 from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
                          NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
@@ -171,7 +172,9 @@ class Search:
         self.generator = torch.Generator(device=backends.lm.device).manual_seed(config.seed)
         self.rollout_generator = torch.Generator(device=backends.lm.device).manual_seed(config.seed + ROLLOUT_SEED_OFFSET)
         self.evaluations: dict[str, Evaluation] = {}          # the authors' `dic`: answer text -> score
-        self.max_length = min(config.max_length, backends.lm.max_length)
+        # the authors' cap `len(state) > maxlen` lets a state reach maxlen + 1 and an expansion read states up to
+        # maxlen + L - 1, so the cap stays that far inside the model's context
+        self.max_length = min(config.max_length, backends.lm.max_length - max(config.token_set_lengths))
         self.rollout_rules = RolloutRules(config.rollout_stop_chars, config.rollout_to_eos,
                                           config.rollout_max_tokens, self.max_length)
         self.simulations = 0
@@ -185,10 +188,13 @@ class Search:
         return self.conversation.turn_ended(self.backends.codec, answer_tokens)
 
     def _is_terminal(self, node: Node, state: list[int]) -> bool:
-        """No expansion past the end of the turn, the context, or the answer cap (§1.3 search)."""
+        """No expansion past the end of the turn, the length cap, or the answer cap (§1.3 search).
+
+        The length cap is the authors' `len(state) > maxlen`, as in the stop and the rollout (rain/decoding.py).
+        """
         answer = self._answer_tokens(state)
         return (any(t in self.conversation.stop_ids for t in node.tokens) or self._turn_ended(answer)
-                or len(state) >= self.max_length or len(answer) >= self.config.max_new_tokens)
+                or len(state) > self.max_length or len(answer) >= self.config.max_new_tokens)
 
     def _new_nodes(self, nodes: list[Node]) -> list[NewNode]:
         return [NewNode(n.id, n.parent, list(n.tokens), n.text, n.prior) for n in nodes]
@@ -229,11 +235,13 @@ class Search:
         return self._attach(node, candidates, added=False)
 
     def _add_nodes(self, node: Node, state: list[int]) -> list[Node]:
-        """Dynamic node addition (§1.3 checkadd/add): one more child when the children are alike and poor."""
+        """Dynamic node addition (§1.3 checkadd/add): one more child when the children are alike and poor (1-token
+        sets: every token tied for the next rank, as the authors' TopKLogitsWarper keeps them all)."""
         count = len(node.children) + 1
         if self.config.token_set_length(node.step) == 1:
-            # the stored raw logits' top `count`, softmax-renormalised, in token-id order (np.where)
-            ranked = node.ranked_logits[:count]
+            # TopKLogitsWarper(count) on the stored raw logits: the top `count` and every token tied with the
+            # count-th (all added), softmax-renormalised over all kept, in token-id order (np.where)
+            ranked = tied_top(node.ranked_logits, count)
             probs = torch.softmax(torch.tensor([logit for _, logit in ranked], dtype=torch.float64), 0).tolist()
             entries = sorted(((token,), p) for (token, _), p in zip(ranked, probs))
         else:
@@ -355,7 +363,7 @@ class Search:
             return "turn_end"
         if len(answer) >= self.config.max_new_tokens:
             return "max_new_tokens"
-        if len(self.root_state) >= self.max_length:
+        if len(self.root_state) > self.max_length:             # gmeval: len(state) > maxlen
             return "max_length"
         if self.config.max_moves is not None and moves >= self.config.max_moves:
             return "max_moves"
