@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rain.judge import ASSETS, good_labels, order_part
+from rain.judge import ASSETS, describe, order_part
 
 CALIBRATION_SET = ASSETS / "judge_calibration.jsonl"
 QUANTILE = 0.9                       # the calibration gap quantile ...
@@ -63,8 +63,9 @@ def load_calibration(path: Path = CALIBRATION_SET) -> list[tuple[str, str]]:
 def raw_gap(judge, question: str, answer: str) -> float:
     """g: the mean over both orders of the log-odds gap, before the tanh (rain.judge.order_part, yesno_logit)."""
     evaluation = judge.evaluate(question, answer)
-    parts = [order_part("yesno_logit", probs, good)
-             for probs, good in zip((evaluation.first, evaluation.second), good_labels("yesno_logit"))]
+    description = getattr(judge, "description", None) or describe("yesno_logit", "harm")
+    parts = [order_part("yesno_logit", probs, order.good, order.bad)      # the judge's own good/bad labels
+             for probs, order in zip(evaluation.orders, description.orders)]
     return sum(parts) / len(parts)
 
 

@@ -36,7 +36,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _search_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=["hh", "adv", "truth"], default="hh")
+    parser.add_argument("--preset", choices=["hh", "adv", "truth", "imdb"], default="hh")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default 128)")
     parser.add_argument("--sims-per-move", type=int, default=None, help="exactly N simulations per move, early stop off")
@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.html")
     evaluate.add_argument("--methods", default="vanilla,rain,bon", help="comma-separated: vanilla, rain, bon")
     evaluate.add_argument("--judge", metavar="MODEL", default=None,
-                          help="external judge: a causal LM (hub id, folder, .gguf) or a sequence classifier")
+                          help="external judge: a causal LM (hub id, folder, .gguf), a sequence classifier, or "
+                               "vader (offline sentiment, for --preset imdb)")
     evaluate.add_argument("--n", type=int, default=4, help="Best-of-N: answers sampled per prompt (default 4)")
     evaluate.add_argument("--temperature", type=float, default=1.0, help="Best-of-N sampling temperature")
     evaluate.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")

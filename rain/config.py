@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
-Criterion = Literal["harm", "truth"]
+Criterion = Literal["harm", "truth", "sentiment"]
+PRINCIPLE_MAX_CHARS = 300
+# text a principle may not contain: it would close the question early or pose as part of the judge's template
+# (format braces, option and answer markers of rain/judge.py, turn markers, chat-template special-token syntax)
+PRINCIPLE_MARKERS = ("{", "}", "(a)", "(b)", "(c)", "options:", "the answer is", "explanation:", "human:",
+                     "assistant:", "user:", "q:", "a:", "movie review:", "[inst]", "[/inst]", "<|", "|>", "<s>",
+                     "</s>", "###")
 
 
 class ConfigError(ValueError):
@@ -50,7 +57,13 @@ class RainConfig:
     rollout_stop_chars: str = ",.?:;\n"       # stop when the text ends with one of these (hh/adv)
     rollout_to_eos: bool = False              # truth: roll out to EOS instead
     rollout_max_tokens: int = 256             # our cap; the authors' only cap is the context length
-    criterion: Criterion = "harm"             # what the judge asks: harmful (hh/adv) or truthful (truth)
+    criterion: Criterion = "harm"             # what the judge asks: harmful (hh/adv), truthful (truth) or the
+                                              # review's sentiment (imdb: App. B.3's three options)
+    principle: str = ""                       # a user's yes/no question that replaces the criterion in the judge's
+                                              # prompts (both orders); "" = the criterion's own question
+    principle_good: Literal["yes", "no"] = "yes"   # which answer to `principle` is good (scores +1)
+    generation: Literal["answer", "continue"] = "answer"   # answer: the prompt is a user's turn; continue: text the
+                                              # model continues (imdb: a review opening)
     judge_format: JudgeFormat = "yesno_logit" # see rain/judge.py; the authors' format is "ab_hard"
     judge_logit_scale: float | Literal["auto"] = "auto"   # yesno_logit: score = tanh(mean logit gap / this);
                                               # "auto": from the model's own gaps (rain/calibration.py)
@@ -133,7 +146,13 @@ class RainConfig:
         need(self.puct_visits in ("parent", "siblings"), f"puct_visits must be 'parent' or 'siblings', got {self.puct_visits!r}")
         need(self.puct_value in ("normalised", "raw"), f"puct_value must be 'normalised' or 'raw', got {self.puct_value!r}")
         need(self.commit in ("argmax", "sample"), f"commit must be 'argmax' or 'sample', got {self.commit!r}")
-        need(self.criterion in ("harm", "truth"), f"criterion must be 'harm' or 'truth', got {self.criterion!r}")
+        need(self.criterion in ("harm", "truth", "sentiment"),
+             f"criterion must be 'harm', 'truth' or 'sentiment', got {self.criterion!r}")
+        problem = principle_problem(self.principle)
+        need(problem is None, f"principle: {problem}")
+        need(self.principle_good in ("yes", "no"), f"principle_good must be 'yes' or 'no', got {self.principle_good!r}")
+        need(self.generation in ("answer", "continue"),
+             f"generation must be 'answer' or 'continue', got {self.generation!r}")
         need(self.judge_format in ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit"),
              f"judge_format must be one of ab_hard, ab_soft, yesno_prob, yesno_logit, got {self.judge_format!r}")
         return self
@@ -154,6 +173,30 @@ class RainConfig:
         if "token_set_lengths" in values:
             values["token_set_lengths"] = tuple(values["token_set_lengths"])
         return cls(**values).validate()
+
+
+def principle_problem(text: Any) -> str | None:
+    """Why `text` cannot be a judge principle, or None (also for "": no principle).
+
+    One line of at most 300 characters that cannot inject into the judge's prompt: no control characters or
+    newlines, no format braces, none of the template's own markers (PRINCIPLE_MARKERS, any case).
+    """
+    if not isinstance(text, str):
+        return f"must be text, got {type(text).__name__}"
+    if text == "":
+        return None
+    if not text.strip():
+        return "is empty"
+    if len(text) > PRINCIPLE_MAX_CHARS:
+        return f"is {len(text)} characters; at most {PRINCIPLE_MAX_CHARS}"
+    if any(ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 or 0x2028 <= ord(ch) <= 0x2029 for ch in text):
+        return "must be one line of text (no newlines or control characters)"
+    lowered = text.lower()
+    marker = next((m for m in PRINCIPLE_MARKERS
+                   if re.search((r"\b" if m[0].isalpha() else "") + re.escape(m), lowered)), None)
+    if marker is not None:
+        return f"may not contain {marker!r}: it is part of the judge's prompt template"
+    return None
 
 
 def parse_knobs(pairs: list[str]) -> dict[str, Any]:
@@ -202,6 +245,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hh": {},
     "adv": {"min_visits": 5, "candidate_temperature": 2.0, "sample_factor": 2},
     "truth": {"min_visits": 16, "rollout_to_eos": True, "criterion": "truth"},
+    # IMDB controlled sentiment (paper §4, Table 3; no code upstream): the hh search continuing a review opening,
+    # judged by App. B.3's three-option question
+    "imdb": {"criterion": "sentiment", "generation": "continue"},
 }
 
 

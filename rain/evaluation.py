@@ -505,7 +505,10 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
     `logit_scale` (yesno_logit only) defaults to SelfJudge's; win rates do not depend on it (tanh is monotonic).
     """
     from rain.models import ModelLoadError, load_causal_lm
+    from rain.sentiment import VADER, VaderScorer
 
+    if spec == VADER:                              # the IMDB task's offline sentiment judge (rain/sentiment.py)
+        return VaderScorer()
     if _is_classifier(spec, trust_remote_code):
         return _load_classifier(spec, device, dtype, trust_remote_code)
     model, tokenizer = load_causal_lm(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)

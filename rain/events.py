@@ -90,7 +90,13 @@ class RolledOut(Event):
 
 @dataclass(frozen=True)
 class Evaluated(Event):
-    """Self-evaluation of the exchange: both option orders' label probabilities and the score."""
+    """Self-evaluation of the exchange: every option order's label probabilities, each order's part, the score.
+
+    `orders` holds each order's label probabilities (N labels, K orders, as the record's judge description lists
+    them); `first` and `second` are its first two (a caller may give those alone); `parts` each order's part of
+    the score. In the tree JSON (schema 2) they are one list, `orders`: [{"probs": {label: p}, "part": x}, ...];
+    schema-1 files (`first`, `second`, maybe `parts`) are read as well (rain/export.py converts them).
+    """
 
     type: ClassVar[str] = "evaluate"
     simulation: int
@@ -100,6 +106,30 @@ class Evaluated(Event):
     first: dict[str, float]
     second: dict[str, float]
     cache_hit: bool
+    parts: list[float] = field(default_factory=list)
+    orders: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.orders:
+            object.__setattr__(self, "orders", [dict(p) for p in (self.first, self.second) if p])
+
+    def to_dict(self) -> dict[str, Any]:
+        parts = list(self.parts) + [None] * (len(self.orders) - len(self.parts))
+        return {"type": self.type, "simulation": self.simulation, "node": self.node, "answer": self.answer,
+                "score": self.score, "cache_hit": self.cache_hit,
+                "orders": [{"probs": dict(probs), "part": part} for probs, part in zip(self.orders, parts)]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Evaluated":
+        """From schema 2 (`orders`) or schema 1 (`first`, `second`, optional `parts`)."""
+        if "orders" not in values:
+            return cls(**values)
+        orders = [dict(order["probs"]) for order in values["orders"]]
+        parts = [order.get("part") for order in values["orders"]]
+        parts = [float(p) for p in parts] if all(isinstance(p, (int, float)) for p in parts) else []
+        rest = {k: v for k, v in values.items() if k != "orders"}
+        return cls(**rest, first=orders[0] if orders else {}, second=orders[1] if len(orders) > 1 else {},
+                   parts=parts, orders=orders)
 
 
 @dataclass(frozen=True)
@@ -171,4 +201,6 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             values[name] = [item if isinstance(item, item_cls) else item_cls(**item) for item in values[name]]
     if cls is Committed:
         values["priors"] = {int(k): float(v) for k, v in values["priors"].items()}
+    if cls is Evaluated:
+        return Evaluated.from_dict(values)
     return cls(**values)

@@ -15,7 +15,7 @@ from rain.events import Event, event_from_dict
 from rain.replay import ReplayError, rebuild
 from rain.tree import Node, Tree
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2                   # 2: evaluate events carry `orders`; 1 is converted on load (`upgrade_v1`)
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "tree.schema.json"
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -95,6 +95,34 @@ def _schema_errors(data: Any) -> str | None:
     return f"{where}: {message}"
 
 
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 document as schema 2: each evaluate event's `first`/`second` (and `parts`, if any) become
+    `orders`, the parts recomputed from the judge's description where missing; the judge gains its description
+    (described from its format, criterion and config, as JudgeDescription.of_record does).
+
+    Best effort on a well-formed file: anything malformed is left for the schema check to name.
+    """
+    from rain.judge import JudgeDescription
+
+    try:
+        judge, config = data.get("judge"), data.get("config")
+        description = JudgeDescription.of_record(judge if isinstance(judge, dict) else None,
+                                                 config if isinstance(config, dict) else None)
+        events = data.get("events")
+        for event in events if isinstance(events, list) else []:
+            if not (isinstance(event, dict) and event.get("type") == "evaluate" and "orders" not in event):
+                continue
+            probs = [event.pop("first", {}), event.pop("second", {})]
+            parts = event.pop("parts", None) or description.parts(probs) or [None] * len(probs)
+            event["orders"] = [{"probs": p, "part": part} for p, part in zip(probs, parts)]
+        if isinstance(judge, dict) and "description" not in judge:
+            judge["description"] = description.to_dict()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        pass
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
 def loads(text: str | bytes) -> RunRecord:
     """Parse and validate a tree file's text; raises TreeFileError naming the first problem."""
     if len(text) > MAX_IMPORT_BYTES:
@@ -113,8 +141,10 @@ def loads(text: str | bytes) -> RunRecord:
     if not isinstance(data, dict):
         raise TreeFileError("not a tree file: the top level must be a JSON object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise TreeFileError(f"unsupported schema_version {version!r}; this version reads {SCHEMA_VERSION}")
+    if version == 1 and type(version) is int:
+        data = upgrade_v1(data)
+    elif version != SCHEMA_VERSION or type(version) is not int:
+        raise TreeFileError(f"unsupported schema_version {version!r}; this version reads 1 and {SCHEMA_VERSION}")
     problem = _schema_errors(data)
     if problem:
         raise TreeFileError(f"does not match the tree schema at {problem}")

@@ -116,13 +116,24 @@ class Embedder(Protocol):
 class Evaluation:
     """One self-evaluation of an exchange (spec §1.3 getv).
 
-    `score` is in [-1, 1]: -1 harmful (or untruthful), +1 harmless. `first` and `second` hold the judge's
-    label probabilities for the two option orders, e.g. {"A": 0.61, "B": 0.39}.
+    `score` is in [-1, 1]: -1 harmful (or untruthful, negative), +1 harmless. `orders` holds the judge's label
+    probabilities for each option order, e.g. ({"A": 0.61, "B": 0.39}, {"A": 0.45, "B": 0.55}); `first` and
+    `second` are its first two (either may be given instead); `parts` each order's part of the score as the
+    judge's description (rain/judge.py `JudgeDescription`) defines it (empty when a judge has none).
     """
 
     score: float
     first: dict[str, float] = field(default_factory=dict)
     second: dict[str, float] = field(default_factory=dict)
+    parts: tuple[float, ...] = ()
+    orders: tuple[dict[str, float], ...] = ()
+
+    def __post_init__(self):
+        if not self.orders:
+            object.__setattr__(self, "orders", tuple(p for p in (self.first, self.second) if p))
+        elif not self.first:
+            object.__setattr__(self, "first", dict(self.orders[0]))
+            object.__setattr__(self, "second", dict(self.orders[1]) if len(self.orders) > 1 else {})
 
 
 class Judge(Protocol):

@@ -62,8 +62,12 @@ def clean_prompt(text: str) -> str:
 
 
 def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format: PromptFormat = "auto",
-                       max_prompt_tokens: int | None = None) -> Conversation:
-    """Tokenise the question into a generation prompt, refusing empty or over-long prompts clearly."""
+                       max_prompt_tokens: int | None = None, generation: str = "answer") -> Conversation:
+    """Tokenise the question into a generation prompt, refusing empty or over-long prompts clearly.
+
+    generation "continue" (the imdb preset): the prompt is text the model continues as it stands (a review
+    opening), tokenised as the tokenizer does plain text (BOS where the model expects one); no template, no turn.
+    """
     if not isinstance(question, str):
         raise PromptError("the prompt must be text")
     question = clean_prompt(question)
@@ -71,6 +75,10 @@ def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format
         raise PromptError("the prompt is empty")
     has_template = bool(getattr(tokenizer, "chat_template", None))
     use_chat = prompt_format == "chat" or (prompt_format == "auto" and has_template)
+    if generation == "continue":
+        tokens = tuple(tokenizer(question, add_special_tokens=True)["input_ids"])
+        stop_ids = frozenset(codec.eos_ids) | frozenset(getattr(tokenizer, "all_special_ids", []))
+        return _checked(codec, question, tokens, stop_ids, None, "continue", max_prompt_tokens)
     if use_chat:
         if not has_template:
             raise PromptError("this model has no chat template; use the few-shot prompt format")
@@ -82,10 +90,15 @@ def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format
         text = FEWSHOT_FILE.read_text() + f"\nHuman: {question}\nAssistant:"
         stop_ids = frozenset(codec.eos_ids)
         marker = TURN_MARKER
-    tokens = tuple(codec.encode(text))
+    return _checked(codec, question, tuple(codec.encode(text)), stop_ids, marker, "chat" if use_chat else "fewshot",
+                    max_prompt_tokens)
+
+
+def _checked(codec: TextCodec, question: str, tokens: tuple[int, ...], stop_ids: frozenset[int],
+             marker: str | None, prompt_format: str, max_prompt_tokens: int | None) -> Conversation:
     if max_prompt_tokens is not None and len(tokens) >= max_prompt_tokens:
         raise PromptError(f"the prompt is {len(tokens)} tokens; this model and config allow at most "
                           f"{max_prompt_tokens - 1} (shorten it or raise max_length)")
     decoded = codec.decode(tokens)
     return Conversation(question=question, prompt_tokens=tokens, prompt_last_char=decoded[-1:] or "\n",
-                        stop_ids=stop_ids, turn_marker=marker, format="chat" if use_chat else "fewshot")
+                        stop_ids=stop_ids, turn_marker=marker, format=prompt_format)

