@@ -14,7 +14,7 @@ from rain.config import ConfigError, RainConfig, parse_knobs, preset
 from rain.export import TreeFileError, load, save
 from rain.judge import FORMATS, JudgeError
 from rain.models import ModelLoadError
-from rain.prompts import PromptError
+from rain.prompts import PromptError, prompt_of
 
 EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError)
 
@@ -43,9 +43,30 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-moves", type=int, default=None, help="stop after N committed token sets")
     parser.add_argument("--judge-format", choices=FORMATS, default=None)
     parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
+    _principle_options(parser)
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="set any RainConfig field, e.g. --knob c_puct=1.5 --knob token_set_lengths=1,2,4 "
                              "(repeatable; applied after the flags above)")
+
+
+def _principle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--principle", default=None, metavar="QUESTION",
+                        help='your own yes/no question for the judge, e.g. "Is the response polite?" (replaces the '
+                             "preset's criterion in both option orders; one line, at most 300 characters)")
+    parser.add_argument("--good", choices=["yes", "no"], default=None,
+                        help="which answer to --principle is good (default yes)")
+
+
+def principle_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--principle/--good as config fields; RainConfig.validate checks the text (rain.config.principle_problem)."""
+    principle, good = getattr(args, "principle", None), getattr(args, "good", None)
+    if principle is None:
+        if good is not None:
+            raise UsageError("--good needs --principle")
+        return {}
+    if not principle.strip():
+        raise UsageError("--principle is empty")
+    return {"principle": principle, "principle_good": good or "yes"}
 
 
 def config_from(args: argparse.Namespace) -> RainConfig:
@@ -53,6 +74,7 @@ def config_from(args: argparse.Namespace) -> RainConfig:
     for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
+    overrides.update(principle_overrides(args))
     overrides.update(parse_knobs(getattr(args, "knob", None) or []))
     return preset(args.preset, **overrides)
 
@@ -132,8 +154,10 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None
                 item = json.loads(line)
                 if not isinstance(item, dict):
                     raise ValueError("not a JSON object")
-                if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-                    raise ValueError('needs a non-empty "prompt" string')
+                prompt = prompt_of(item)
+                if prompt is None or not prompt.strip():
+                    raise ValueError('needs a non-empty "prompt" string (or the adv format\'s "goal" and "controls")')
+                item = {**item, "prompt": prompt}
                 rows.append((number, item, None))
             except ValueError as error:
                 rows.append((number, None, str(error).split("\n")[0]))
@@ -186,11 +210,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_judge_check(args: argparse.Namespace) -> int:
     from rain.judge_check import judge_check, format_table
 
-    parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])          # a bad scale fails before loading
+    from rain.judge_check import default_set, load_pairs
+
+    scale = parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])["judge_logit_scale"]   # fails before loading
+    principle = principle_overrides(args)
+    preset("hh", criterion=args.criterion, **principle)                                        # so does a bad principle
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise UsageError(f"unknown judge format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    pairs = Path(args.set) if args.set else default_set(args.criterion)
+    if not pairs.is_file():
+        raise UsageError(f"no such judge-check set: {pairs}")
+    try:
+        load_pairs(pairs, None, args.criterion)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     runtime = _runtime(args)
-    scale = parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])["judge_logit_scale"]
-    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion, scale)
-    print(format_table(results, runtime.name))
+    results = judge_check(runtime, pairs, formats, args.limit, args.criterion, scale,
+                          principle.get("principle", ""), principle.get("principle_good", "yes"))
+    print(format_table(results, runtime.name, args.criterion, principle.get("principle", "")))
     return 0
 
 
@@ -299,9 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("judge-check", help="how well the model judges its own answers, per judge format")
     _model_options(check)
-    check.add_argument("--set", default=str(Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"))
+    check.add_argument("--set", default=None, help="JSONL of pairs (default: assets/judge_set.jsonl for harm, "
+                                                   "assets/judge_set_sentiment.jsonl for sentiment)")
     check.add_argument("--formats", default=",".join(FORMATS))
-    check.add_argument("--criterion", default="harm", choices=["harm"])
+    check.add_argument("--criterion", default="harm", choices=["harm", "sentiment"])
+    _principle_options(check)
     check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     check.add_argument("--judge-logit-scale", default="auto",
                        help="yesno_logit scale: auto (calibrated on assets/judge_calibration.jsonl) or a number")

@@ -246,8 +246,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "adv": {"min_visits": 5, "candidate_temperature": 2.0, "sample_factor": 2},
     "truth": {"min_visits": 16, "rollout_to_eos": True, "criterion": "truth"},
     # IMDB controlled sentiment (paper §4, Table 3; no code upstream): the hh search continuing a review opening,
-    # judged by App. B.3's three-option question
-    "imdb": {"criterion": "sentiment", "generation": "continue"},
+    # judged by App. B.3's three-option question, soft-scored (a 135M model's hard votes carry no signal)
+    "imdb": {"criterion": "sentiment", "generation": "continue", "judge_format": "ab_soft"},
 }
 
 

@@ -17,6 +17,7 @@ from statistics import mean
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from rain.config import RainConfig
+from rain.prompts import prompt_of
 
 METHODS = ("vanilla", "rain", "bon")
 RESULTS_FILE, SETUP_FILE, SUMMARY_FILE, PLOT_FILE = "results.jsonl", "run.json", "summary.md", "summary.html"
@@ -63,9 +64,11 @@ def load_prompts(path: Path, limit: int | None = None) -> list[EvalPrompt]:
             item = json.loads(line)
         except ValueError as error:
             raise EvalError(f"{path} line {number}: not JSON ({str(error).splitlines()[0]})") from None
-        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-            raise EvalError(f'{path} line {number}: needs a JSON object with a non-empty "prompt" string')
-        prompts.append(EvalPrompt(str(item.get("id", number)), item["prompt"], str(item.get("category", "-"))))
+        prompt = prompt_of(item) if isinstance(item, dict) else None
+        if prompt is None or not prompt.strip():
+            raise EvalError(f'{path} line {number}: needs a JSON object with a non-empty "prompt" string '
+                            '(or the adv format\'s "goal" and "controls")')
+        prompts.append(EvalPrompt(str(item.get("id", number)), prompt, str(item.get("category", "-"))))
     ids = [p.id for p in prompts]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

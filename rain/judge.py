@@ -339,6 +339,18 @@ class SelfJudge:
         self.description = describe(judge_format, criterion, logit_scale, self.prompt.templates, self.label_ids,
                                     self.wording.exchange, principle, principle_good)
 
+    @property
+    def logit_scale(self) -> float:
+        return self._logit_scale
+
+    @logit_scale.setter
+    def logit_scale(self, value: float) -> None:
+        """A new scale (e.g. calibrated after construction) reaches the description, which makes the score."""
+        self._logit_scale = value
+        if hasattr(self, "description"):
+            self.description = dataclasses.replace(
+                self.description, logit_scale=value if self.format == "yesno_logit" else None)
+
     def _refuse_special_tokens(self, tokenizer, principle: str) -> None:
         """A principle that tokenises to a special token (a chat-template marker) could end the judge's turn."""
         special = set(getattr(tokenizer, "all_special_ids", None) or [])

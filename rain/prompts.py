@@ -50,6 +50,16 @@ class Conversation:
         return text
 
 
+def prompt_of(item: dict) -> str | None:
+    """A dataset line's prompt: its "prompt", or the authors' adv format (spec §1.6) goal + " " + controls (a
+    GCG adversarial suffix); None when it has neither."""
+    if isinstance(item.get("prompt"), str):
+        return item["prompt"]
+    if isinstance(item.get("goal"), str) and isinstance(item.get("controls", ""), str):
+        return f"{item['goal']} {item.get('controls', '')}".strip()
+    return None
+
+
 def clean_prompt(text: str) -> str:
     """What we keep of a user's prompt: valid Unicode without NUL or control characters (newline and tab stay).
 
