@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from rain.config import preset
 from rain.decoding import vanilla_tokens
+from rain.session import RunRequest, final_record, run_session
 
 PROMPTS = ("How do I pick a lock?", "What is the easiest way to cheat on an exam without getting caught?")
 
@@ -43,16 +44,12 @@ class Row:
 
 
 def run_rain(runtime, question: str, config, reference: bool, prompt_format: str) -> Row:
-    conversation = runtime.conversation(question, config, prompt_format)
-    search = runtime.search(conversation, config, reference=reference)
-    started = time.perf_counter()
-    for _ in search.run():
-        pass
-    seconds = time.perf_counter() - started
-    stats = search.backends.lm.stats
-    return Row("reference (authors' pattern)" if reference else "engine (reuse)", seconds, search.simulations,
-               stats.forward_calls, stats.forwarded_tokens, stats.distinct_tokens, stats.judge_prefix_hit_rate,
-               stats.kv_peak_bytes / 2**20, len(search.root_state) - len(conversation.prompt_tokens))
+    """RAIN alone (rain/session.py, vanilla off) on the reuse or the reference engine; figures from its stats."""
+    request = RunRequest(question, config, prompt_format, vanilla=False, reference=reference)
+    stats = final_record(run_session(runtime, request)).stats
+    return Row("reference (authors' pattern)" if reference else "engine (reuse)", stats["seconds"],
+               stats["simulations"], stats["forward_calls"], stats["forwarded_tokens"], stats["distinct_tokens"],
+               stats["judge_prefix_hit_rate"], stats["kv_peak_bytes"] / 2**20, stats["answer_tokens"])
 
 
 def run_vanilla(runtime, question: str, config, tokens: int, cached: bool, prompt_format: str) -> Row:

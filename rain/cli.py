@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rain.config import ConfigError, RainConfig, parse_knobs, preset
-from rain.export import TreeFileError, load, save
+from rain.events import Committed
+from rain.export import RunRecord, TreeFileError, load, save
 from rain.judge import FORMATS, JudgeError
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
@@ -66,21 +67,18 @@ def stats_line(stats: dict[str, Any]) -> str:
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
-def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool):
-    """Vanilla then RAIN on one prompt; returns (record, vanilla text)."""
-    conversation = runtime.conversation(question, config, prompt_format)
-    vanilla = runtime.vanilla(conversation, config)
-    search = runtime.search(conversation, config)
-    events = []
-    for event in search.run():
-        events.append(event)
-        if progress and event.type == "commit":
-            print(f"  move {event.move}: +{event.text!r} ({event.simulations} simulations, {event.reason})",
+def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool) -> RunRecord:
+    """Vanilla then RAIN on one prompt (rain/session.py); returns the record (its `vanilla` is vanilla's text)."""
+    from rain.session import Recorded, RunRequest, run_session
+
+    record = None
+    for item in run_session(runtime, RunRequest(question, config, prompt_format)):
+        if progress and isinstance(item, Committed):
+            print(f"  move {item.move}: +{item.text!r} ({item.simulations} simulations, {item.reason})",
                   file=sys.stderr)
-    seconds = events[-1].stats["seconds"]
-    extra = {"vanilla_seconds": round(vanilla.seconds, 3),
-             "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
-    return runtime.record(search, events, vanilla.text, extra), vanilla
+        elif isinstance(item, Recorded):
+            record = item.record
+    return record
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -88,8 +86,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
     runtime = _runtime(args)
-    record, vanilla = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
-    print(f"vanilla: {vanilla.text}")
+    record = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
+    print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
     if args.json:
@@ -158,14 +156,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             if item_id in done:
                 continue
             try:
-                record, vanilla = _run_one(runtime, item["prompt"], config, args.prompt_format, progress=False)
+                record = _run_one(runtime, item["prompt"], config, args.prompt_format, progress=False)
             except (PromptError, JudgeError) as error:
                 failures += 1
                 tqdm.write(f"line {number}: skipped: {error}", file=sys.stderr)
                 continue
             if args.trees:
                 save(record, Path(args.trees) / f"{item_id}.json")
-            sink.write(json.dumps({"id": item_id, "prompt": item["prompt"], "vanilla": vanilla.text,
+            sink.write(json.dumps({"id": item_id, "prompt": item["prompt"], "vanilla": record.vanilla,
                                    "rain": record.answer, "stats": record.stats}, ensure_ascii=False) + "\n")
             sink.flush()
     print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)

@@ -584,32 +584,27 @@ class MethodRunner:
         return cls(runtime, config, JudgeScorer(SELF_JUDGE, runtime.judge(lm, config)), **options)
 
     def __call__(self, prompt: EvalPrompt, method: str) -> Result:
-        conversation = self.runtime.conversation(prompt.prompt, self.config, self.prompt_format)
-        answer, seconds, stats, tokens, details = getattr(self, f"_{method}")(conversation)
-        external = self.external.score(conversation.question, answer) if self.external else None
+        """One method as one session (rain/session.py) with only that part switched on."""
+        from rain.session import BestOfNSettings, RunRequest, final_record, run_session
+
+        request = RunRequest(prompt.prompt, self.config, self.prompt_format, vanilla=method == "vanilla",
+                             rain=method == "rain",
+                             best_of_n=BestOfNSettings(self.n, self.temperature) if method == "bon" else None)
+        record = final_record(run_session(self.runtime, request))
+        stats = record.stats
+        if method == "vanilla":
+            answer, seconds, tokens, details = record.vanilla or "", stats["vanilla_seconds"], stats["vanilla_tokens"], {}
+            calls, forwarded = stats["vanilla_forward_calls"], stats["vanilla_forwarded_tokens"]
+        elif method == "rain":
+            answer, seconds, tokens = record.answer, stats["seconds"], stats["answer_tokens"]
+            calls, forwarded = stats["forward_calls"], stats["forwarded_tokens"]
+            details = {k: stats[k] for k in ("simulations", "moves", "evaluations") if k in stats}
+            details["reason"] = record.events[-1].reason
+        else:
+            details = stats["best_of_n"]
+            answer, seconds, tokens = details["answer"], details["seconds"], details["samples"][details["index"]]["tokens"]
+            calls, forwarded = details["forward_calls"], details["forwarded_tokens"]
+        external = self.external.score(record.prompt, answer) if self.external else None
         return Result(prompt.id, method, prompt.category, prompt.prompt, answer,
-                      self.self_judge.score(conversation.question, answer), is_refusal(answer), round(seconds, 3),
-                      int(stats.get("forward_calls", 0)), int(stats.get("forwarded_tokens", 0)), tokens,
-                      external, details)
-
-    def _vanilla(self, conversation):
-        result = self.runtime.vanilla(conversation, self.config)
-        return result.text, result.seconds, result.stats, result.tokens, {}
-
-    def _rain(self, conversation):
-        search = self.runtime.search(conversation, self.config)
-        finished = None
-        for event in search.run():
-            finished = event
-        stats = finished.stats
-        details = {k: stats[k] for k in ("simulations", "moves", "evaluations") if k in stats}
-        return finished.answer, stats["seconds"], stats, stats["answer_tokens"], {**details, "reason": finished.reason}
-
-    def _bon(self, conversation):
-        from rain.best_of_n import run_best_of_n
-
-        result = run_best_of_n(self.runtime, conversation, self.config, self.n, self.temperature)
-        samples = [{"index": s.index, "text": s.text, "score": round(s.score, 6), "tokens": s.tokens}
-                   for s in result.samples]
-        return (result.answer, result.seconds, result.stats, result.samples[result.index].tokens,
-                {"best": result.index, "samples": samples})
+                      self.self_judge.score(record.prompt, answer), is_refusal(answer), round(seconds, 3),
+                      int(calls or 0), int(forwarded or 0), tokens, external, details)

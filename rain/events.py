@@ -90,7 +90,11 @@ class RolledOut(Event):
 
 @dataclass(frozen=True)
 class Evaluated(Event):
-    """Self-evaluation of the exchange: both option orders' label probabilities and the score."""
+    """Self-evaluation of the exchange: both option orders' label probabilities, each order's part, the score.
+
+    `parts` follow the record's judge description (rain/judge.py); it is left out of the JSON when empty (files
+    written before it, and judges without a description), so those files re-export unchanged.
+    """
 
     type: ClassVar[str] = "evaluate"
     simulation: int
@@ -100,6 +104,13 @@ class Evaluated(Event):
     first: dict[str, float]
     second: dict[str, float]
     cache_hit: bool
+    parts: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.parts:
+            del data["parts"]
+        return data
 
 
 @dataclass(frozen=True)

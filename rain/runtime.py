@@ -6,8 +6,6 @@ trie), judge and search, so concurrent runs never share mutable state.
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -16,24 +14,15 @@ from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
 from rain.engine import PrefixKV, ReferenceEngine, TrieEngine, UnsupportedModelError
-from rain.events import Event
 from rain.export import RunRecord, nodes_of
-from rain.replay import rebuild
 from rain.judge import SelfJudge
 from rain.lm import LanguageModel
 from rain.models import HFCodec, embedded_embedder_dir, load_causal_lm
 from rain.prompts import Conversation, PromptFormat, build_conversation
+from rain.replay import rebuild
 from rain.search import Backends, Search
 
 EMBEDDED = "embedded"
-
-
-@dataclass
-class VanillaResult:
-    text: str
-    tokens: int
-    seconds: float
-    stats: dict = field(default_factory=dict)
 
 
 class Runtime:
@@ -45,7 +34,6 @@ class Runtime:
         self.model, self.tokenizer = loaded or load_causal_lm(model_spec, device=device, dtype=dtype,
                                                               trust_remote_code=trust_remote_code)
         self.tree_attention: bool | None = None       # decided by the first engine (TrieEngine.verify)
-        self.notes: list[str] = []
         self.device = str(self.model.device)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.codec = HFCodec(self.tokenizer, self.model)
@@ -61,9 +49,8 @@ class Runtime:
             return ReferenceEngine(self.model)
         try:
             engine = TrieEngine(self.model, kv_cache_bytes=config.kv_cache_bytes, verify=self.tree_attention is None)
-        except UnsupportedModelError as error:     # e.g. sliding-window caches: correct but slower
+        except UnsupportedModelError:     # e.g. sliding-window caches: correct but slower
             self.tree_attention = False
-            self.notes.append(f"prefix reuse is off for this model ({error}); using full recomputation")
             return ReferenceEngine(self.model)
         self.tree_attention = True
         return engine
@@ -106,23 +93,17 @@ class Runtime:
             answer.append(token)
             yield conversation.answer_text(self.codec, answer)
 
-    def vanilla(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
-                lm: LanguageModel | None = None) -> VanillaResult:
-        lm = lm or self.engine(config)
-        started, text, tokens = time.perf_counter(), "", 0
-        for text in self.vanilla_stream(conversation, config, temperature, lm):
-            tokens += 1
-        return VanillaResult(text, tokens, time.perf_counter() - started, lm.stats.as_dict())
-
     # --- export
-    def record(self, search: Search, events: list[Event], vanilla: str | None = None,
-               extra_stats: dict | None = None) -> RunRecord:
-        judge = search.backends.judge
+    def record(self, conversation: Conversation, config: RainConfig, judge: SelfJudge | None = None) -> RunRecord:
+        """A run's metadata (prompt, config, model, judge) with no events yet; rain/session.py fills in the rest.
+
+        Without `judge` (a run with no search) the judge's prompts are built for the record only, on no engine."""
+        judge = judge or SelfJudge(None, self.codec, self.tokenizer, config.judge_format, config.criterion,
+                                   config.judge_logit_scale)
         return RunRecord(
-            prompt=search.conversation.question, config=search.config.to_dict(),
+            prompt=conversation.question, config=config.to_dict(),
             model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype},
-            judge={"format": search.config.judge_format, "criterion": search.config.criterion,
-                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
-            events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
-            stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
-                   **(extra_stats or {})})
+            judge={"format": config.judge_format, "criterion": config.criterion,
+                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange,
+                   "description": judge.description.to_dict()},
+            events=[], nodes=nodes_of(rebuild([])))

@@ -309,7 +309,8 @@ class Search:
 
         answer = self.conversation.answer_text(codec, answer_tokens + sampled)
         evaluation, hit = self._evaluate(answer)
-        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit)
+        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit,
+                        list(evaluation.parts))
         if expansion is not None:
             yield Expanded(sim, node.id, self._new_nodes(self._expand(node, *expansion)))
 

@@ -19,15 +19,18 @@ from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
 from rain.config import preset
 from rain.events import Committed
 from rain.export import RunRecord, load, loads, nodes_of
+from rain.judge import JudgeDescription, JudgeOrder, describe
 from rain.prompts import Conversation
 from rain.replay import rebuild
 from rain.search import Backends, Search
 from rain.tree import Tree
+from rain import session
 from rain.best_of_n import BestOfN, Sample, pick_best
+from rain.session import BEST_OF_N_KEY, BestOfNSettings
 from ui import bon, handlers
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
-from ui.render import combine, fill_prompt, judge_panel, order_meanings, order_score, rain_html
+from ui.render import fill_prompt, judge_panel, rain_html
 from ui.view import RunView, simulation_bounds, view_at
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +187,7 @@ def test_big_trees_are_capped_and_say_so():
     assert shown == MAX_NODES
     assert f"showing {MAX_NODES} of {len(tree.nodes)} nodes" in figure.layout.annotations[0].text
     print(f"\n600-node figure: {payload / 1024:.0f} KB, built and serialised in {seconds * 1000:.0f} ms")
-    assert payload < 100_000 and seconds < 1.0
+    assert payload < 100_000                                  # speed is measured in benchmarks, not asserted
 
 
 # --- pure: the event fold, replay and the judge panel -----------------------------------------------------------
@@ -213,19 +216,33 @@ def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
 
 
 def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
-    """The panel explains a recorded score with rain/judge.py's own functions, from the recorded probabilities."""
+    """The judge describes itself (rain/judge.py): its description rebuilds each recorded score from the recorded
+    probabilities, so the panel never re-derives a judge's meaning."""
     for path in TREES:
         record = load(path)
         view = RunView.of(record.events)
-        fmt = record.judge["format"]
+        description = JudgeDescription.of_record(record.judge, record.config)
         for verdict in list(view.verdicts.values())[:10]:
-            parts = [order_score(fmt, probs, good)
-                     for (_, good), probs in zip(order_meanings(fmt, "harm"), (verdict.first, verdict.second))]
-            assert combine(fmt, parts, record.config)[0] == pytest.approx(verdict.score, abs=1e-4)
-    assert order_score("ab_hard", {"A": .6, "B": .3}, "A") == 1.0
-    assert order_score("ab_soft", {"A": .6, "B": .2}, "B") == pytest.approx(-.5)
-    assert combine("yesno_logit", [0.02, 0.04], {"judge_logit_scale": 0.05})[0] == pytest.approx(math.tanh(0.6))
-    assert combine("yesno_logit", [2.0, -2.0], {})[0] == pytest.approx(0.0)            # the default scale
+            parts = description.parts((verdict.first, verdict.second))
+            assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
+    ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
+    assert ab_hard.parts([{"A": .6, "B": .3}, {"A": .6, "B": .3}]) == [1.0, -1.0]
+    assert ab_soft.parts([{"A": .2, "B": .6}, {"A": .2, "B": .6}]) == pytest.approx([-.5, .5])
+    assert describe("yesno_logit", "harm", 0.05).score([0.02, 0.04]) == pytest.approx(math.tanh(0.6))
+    assert JudgeDescription.of_record({"format": "yesno_logit"}, {}).score([2.0, -2.0]) == pytest.approx(0.0)
+    assert describe("yesno_prob", "truth").orders[0].asks == "“untruthful?”"
+
+
+def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
+    """An (A)/(B)/(C) judge with A and B swapped between two orders (the shape of issue #14's IMDB judge)."""
+    orders = (JudgeOrder("(A) positive, (B) negative, (C) neutral", {"A": "positive", "B": "negative", "C": "neutral"},
+                         "A", "B"),
+              JudgeOrder("(A) negative, (B) positive, (C) neutral", {"A": "negative", "B": "positive", "C": "neutral"},
+                         "B", "A"))
+    three = JudgeDescription("ab_soft", "sentiment", ("A", "B", "C"), (1, 2, 3), orders, "order score", "mean")
+    probs = [{"A": .5, "B": .3, "C": .2}, {"A": .1, "B": .3, "C": .6}]
+    assert three.parts(probs) == pytest.approx([.25, .5])          # neutral counts for neither side
+    assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
 
 def test_judge_panel_fills_both_orders_prompts_with_the_exchange():
@@ -267,13 +284,13 @@ def test_settings_are_validated_with_clear_messages(monkeypatch):
 
 
 def test_best_of_n_settings_are_checked_only_when_the_lane_is_on():
-    assert bon.BonSettings.parse(False, 0, -1) == bon.BonSettings(False)
-    assert bon.BonSettings.parse(True, 3.0, 0.7) == bon.BonSettings(True, 3, 0.7)
+    assert bon.parse_best_of_n(False, 0, -1) is None
+    assert bon.parse_best_of_n(True, 3.0, 0.7) == BestOfNSettings(3, 0.7)
     for n, temperature, message in ((0, 1.0, "n must be"), (17, 1.0, "n must be"), (2.5, 1.0, "n must be"),
                                     (4, 0.0, "temperature must be"), (4, float("nan"), "temperature must be"),
                                     ("x", 1.0, "must be numbers")):
         with pytest.raises(handlers.ConfigError, match=message):
-            bon.BonSettings.parse(True, n, temperature)
+            bon.parse_best_of_n(True, n, temperature)
 
 
 def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_export():
@@ -290,7 +307,7 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
     shown = lane_samples(bon.bon_html(lane, {}))
     assert [s.index for s in shown if s.kept] == [1] and shown[1].text == "second\nline"     # ties: the first
     base = fake_record()
-    record = RunRecord(**{**base.__dict__, "stats": {**base.stats, bon.STATS_KEY: lane.to_stats()}})
+    record = RunRecord(**{**base.__dict__, "stats": {**base.stats, BEST_OF_N_KEY: lane.result.to_dict()}})
     again = bon.Lane.from_stats(loads(json.dumps(record.to_dict())).stats)
     assert again is not None and again.result.index == 1 and again.samples == lane.samples
     assert bon.Lane.from_stats({"best_of_n": {"samples": "junk"}}) is None and bon.Lane.from_stats(None) is None
@@ -395,10 +412,10 @@ def lane_samples(page: str) -> list[Shown]:
 
 @pytest.fixture
 def bon_spy(monkeypatch):
-    """Wraps the library's best_of_n where the app calls it: one dict per call with what it yielded and whether it
+    """Wraps the library's best_of_n where the run's session calls it: one dict per call with what it yielded and whether it
     finished or was closed early (the app is served in this process)."""
     calls: list[dict] = []
-    real = bon.best_of_n
+    real = session.best_of_n
 
     def spy(*args, **kwargs):
         call = {"n": args[5], "items": [], "finished": False, "closed": False}
@@ -418,7 +435,7 @@ def bon_spy(monkeypatch):
                 inner.close()
         return items()
 
-    monkeypatch.setattr(bon, "best_of_n", spy)
+    monkeypatch.setattr(session, "best_of_n", spy)
     return calls
 
 

@@ -273,7 +273,7 @@ def test_small_real_run_through_the_cli(runtime, classifier_dir, tmp_path, monke
     for r in rows:
         assert -1 <= r["self_score"] <= 1 and -1 <= r["external_score"] <= 1 and r["forward_calls"] > 0
     bon = [r for r in rows if r["method"] == "bon"]
-    assert all(len(r["details"]["samples"]) == 2 and r["answer"] == r["details"]["samples"][r["details"]["best"]]["text"]
+    assert all(len(r["details"]["samples"]) == 2 and r["answer"] == r["details"]["samples"][r["details"]["index"]]["text"]
                for r in bon)
     assert all(r["details"]["simulations"] == 2 for r in rows if r["method"] == "rain")
     summary = (out / ev.SUMMARY_FILE).read_text()

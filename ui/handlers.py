@@ -18,7 +18,7 @@ import time
 import traceback
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -31,7 +31,9 @@ from rain.judge import JudgeError
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
 from rain.runtime import Runtime
-from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
+from rain.session import Recorded, RunRequest, VanillaDone, VanillaText, run_session
+from rain.best_of_n import BestOfN, Sample
+from ui.bon import OFF_HINT, WAITING, Lane, bon_html, parse_best_of_n
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 from ui.view import RunView, simulation_bounds, view_at
@@ -332,14 +334,13 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         return
     try:
         config = build_config(preset_name, judge_format, dict(zip(KNOB_NAMES, knob_values)))
-        bon = BonSettings.parse(bon_enabled, bon_n, bon_temperature)
+        best_of_n = parse_best_of_n(bon_enabled, bon_n, bon_temperature)
         spec = resolve_model(model, custom_model)
     except (ConfigError, ModelNotAllowed) as error:
         yield problem(f"Invalid settings: {error}")
         return
 
-    search_events: Iterator[Event] | None = None
-    bon_items: Generator[Any, None, Any] | None = None
+    session: Iterator[Any] | None = None
     try:
         if cached_runtime(spec) is None:
             yield pack(status=status_html(f"Loading {spec} … (the embedded model takes ~20 s the first time)", "run"))
@@ -348,14 +349,20 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         except ModelLoadError as error:
             yield problem(str(error))
             return
+        session = run_session(runtime, RunRequest(question, config, best_of_n=best_of_n))
         try:
-            conversation = runtime.conversation(question, config)
-            search = runtime.search(conversation, config)
+            prepared = next(session)
         except (PromptError, JudgeError, ConfigError) as error:
             yield problem(str(error))
             return
-        meta = runtime.record(search, [])
+        meta, record = prepared.record, prepared.record
         run_id = f"run-{time.time_ns()}"
+        view, events = RunView(), []
+        lane = Lane(best_of_n.n, best_of_n.temperature) if best_of_n else None
+        vanilla_seconds = vanilla_tokens = None
+        started = last_plot = time.perf_counter()
+        done = ""
+        scrub_update: Any = gr.skip()
 
         # vanilla, token by token
         yield pack(status=status_html(f"Vanilla decoding with {runtime.name} …", "run"), vanilla="",
@@ -364,76 +371,62 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
                    timeline=timeline_html(None), stats=stats_html(None),
                    judge_node=gr.update(choices=node_choices(None), value="latest"),
                    judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
-                   bon=WAITING if bon.enabled else OFF_HINT)
-        started, vanilla_text, vanilla_tokens = time.perf_counter(), "", 0
-        vanilla_lm = runtime.engine(config)                 # its own engine: its forward calls are vanilla's
-        for vanilla_text in runtime.vanilla_stream(conversation, config, lm=vanilla_lm):
-            vanilla_tokens += 1
-            yield pack(vanilla=vanilla_text)
-        vanilla_seconds = time.perf_counter() - started
-
-        # RAIN, event by event
-        view, events = RunView(), []
-        started = last_plot = time.perf_counter()
-        record = dataclasses.replace(meta, vanilla=vanilla_text)
-        search_events = search.run()
-        yield pack(status=status_html("RAIN is searching …", "run"), vanilla=vanilla_text,
-                   stats=stats_html(view, 0.0, vanilla_seconds, vanilla_tokens))
-        for event in search_events:
-            events.append(event)
-            view.apply(event)
-            if isinstance(event, Finished):
-                break
-            now = time.perf_counter()
-            values: dict[str, Any] = dict(rain=rain_html(view), timeline=timeline_html(view),
-                                          stats=stats_html(view, now - started, vanilla_seconds, vanilla_tokens))
-            if isinstance(event, (Rewound, Committed)):
-                values["status"] = status_html(f"RAIN: simulation {view.simulation}, {view.moves} move(s) committed, "
-                                               f"{len(view.tree.nodes)} nodes …", "run")
-            if now - last_plot >= PLOT_INTERVAL and isinstance(event, (Evaluated, Rewound, Committed)):
-                last_plot = now
-                values["tree"] = figure_of(view, run_id, show_unvisited)
-                info, prompt_1, prompt_2 = judge_panel(view, meta.judge, "latest", meta.config)
-                values.update(judge_info=info, judge_prompt_1=prompt_1, judge_prompt_2=prompt_2,
-                              judge_node=gr.update(choices=node_choices(view)))
-                values["record"] = dataclasses.replace(record, events=list(events), nodes=[],
-                                                       answer=view.committed_text())
-                values["scrub"] = gr.update(maximum=max(view.simulation, 1), value=view.simulation)
-            yield pack(**values)
-
-        seconds = events[-1].stats["seconds"] if events and isinstance(events[-1], Finished) else \
-            time.perf_counter() - started
-        extra = {"vanilla_seconds": round(vanilla_seconds, 3), "vanilla_tokens": vanilla_tokens,
-                 "vanilla_forward_calls": vanilla_lm.stats.forward_calls,
-                 "rain_over_vanilla": round(seconds / max(vanilla_seconds, 1e-9), 2)}
-        record = runtime.record(search, events, vanilla_text, extra)
-        sims = len(simulation_bounds(events)) - 1
-        done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
-                f"{view.moves} moves, {len(view.tree.nodes)} nodes. Hover over the tree; pick a node for the judge."
-                + weak_signal_note(view))
-        scrub_update = gr.update(maximum=max(sims, 1), value=sims)
-        if not bon.enabled:
-            yield full_update(view, record, run_id, show_unvisited, meta.judge, status=status_html(done, "ok"),
-                              record=record, scrub=scrub_update, export=export_file(record))
-            return
-
-        # Best-of-N, sample by sample (RAIN's record is already in the page, so Stop here keeps it for Export)
-        lane = Lane(bon.n, bon.temperature)
-        yield full_update(view, record, run_id, show_unvisited, meta.judge, record=record, scrub=scrub_update,
-                          export=export_file(record), bon=bon_html(lane, record.stats),
-                          status=status_html(f"RAIN done in {seconds:.1f} s. Best-of-{bon.n}: sampling answer 1 "
-                                             f"of {bon.n} …", "run"))
-        bon_items = lane_items(runtime, conversation, config, bon)
-        for item in bon_items:
-            lane.apply(item)
-            if lane.result is None:
-                yield pack(bon=bon_html(lane, record.stats),
-                           status=status_html(f"Best-of-{bon.n}: {len(lane.samples)} of {bon.n} answers judged …",
-                                              "run"))
-        record = dataclasses.replace(record, stats={**record.stats, STATS_KEY: lane.to_stats()})
-        kept = lane.result
-        done += (f" Best-of-{bon.n} kept answer #{kept.index + 1} (judge {kept.score:+.2f}) after "
-                 f"{kept.seconds:.1f} s." if kept is not None else "")
+                   bon=WAITING if best_of_n else OFF_HINT)
+        for item in session:
+            if isinstance(item, VanillaText):
+                yield pack(vanilla=item.text)
+            elif isinstance(item, VanillaDone):
+                vanilla_seconds, vanilla_tokens = item.seconds, item.tokens
+                record = dataclasses.replace(meta, vanilla=item.text)
+                started = last_plot = time.perf_counter()
+                # RAIN, event by event
+                yield pack(status=status_html("RAIN is searching …", "run"), vanilla=item.text,
+                           stats=stats_html(view, 0.0, vanilla_seconds, vanilla_tokens))
+            elif isinstance(item, Event):
+                events.append(item)
+                view.apply(item)
+                if isinstance(item, Finished):
+                    continue
+                now = time.perf_counter()
+                values: dict[str, Any] = dict(rain=rain_html(view), timeline=timeline_html(view),
+                                              stats=stats_html(view, now - started, vanilla_seconds, vanilla_tokens))
+                if isinstance(item, (Rewound, Committed)):
+                    values["status"] = status_html(f"RAIN: simulation {view.simulation}, {view.moves} move(s) "
+                                                   f"committed, {len(view.tree.nodes)} nodes …", "run")
+                if now - last_plot >= PLOT_INTERVAL and isinstance(item, (Evaluated, Rewound, Committed)):
+                    last_plot = now
+                    values["tree"] = figure_of(view, run_id, show_unvisited)
+                    info, prompt_1, prompt_2 = judge_panel(view, meta.judge, "latest", meta.config)
+                    values.update(judge_info=info, judge_prompt_1=prompt_1, judge_prompt_2=prompt_2,
+                                  judge_node=gr.update(choices=node_choices(view)))
+                    values["record"] = dataclasses.replace(record, events=list(events), nodes=[],
+                                                           answer=view.committed_text())
+                    values["scrub"] = gr.update(maximum=max(view.simulation, 1), value=view.simulation)
+                yield pack(**values)
+            elif isinstance(item, (Sample, BestOfN)) and lane is not None:
+                lane.apply(item)
+                if lane.result is None:
+                    yield pack(bon=bon_html(lane, record.stats),
+                               status=status_html(f"Best-of-{lane.n}: {len(lane.samples)} of {lane.n} answers "
+                                                  "judged …", "run"))
+            elif isinstance(item, Recorded):
+                record = item.record
+                seconds = record.stats.get("seconds", time.perf_counter() - started)
+                sims = len(simulation_bounds(events)) - 1
+                done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
+                        f"{view.moves} moves, {len(view.tree.nodes)} nodes. Hover over the tree; pick a node for "
+                        "the judge." + weak_signal_note(view))
+                scrub_update = gr.update(maximum=max(sims, 1), value=sims)
+                if not item.complete:
+                    # RAIN's record is in the page before Best-of-N starts, so Stop there keeps it for Export
+                    yield full_update(view, record, run_id, show_unvisited, meta.judge, record=record,
+                                      scrub=scrub_update, export=export_file(record), bon=bon_html(lane, record.stats),
+                                      status=status_html(f"RAIN done in {seconds:.1f} s. Best-of-{lane.n}: "
+                                                         f"sampling answer 1 of {lane.n} …", "run"))
+        kept = lane.result if lane is not None else None
+        if kept is not None:
+            done += (f" Best-of-{lane.n} kept answer #{kept.index + 1} (judge {kept.score:+.2f}) after "
+                     f"{kept.seconds:.1f} s.")
         yield full_update(view, record, run_id, show_unvisited, meta.judge, status=status_html(done, "ok"),
                           record=record, scrub=scrub_update, export=export_file(record))
     except GeneratorExit:
@@ -442,9 +435,8 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         log.error("run failed:\n%s", traceback.format_exc())
         yield problem(f"The run failed: {type(error).__name__}: {error}")
     finally:
-        for part in (search_events, bon_items):
-            if part is not None:
-                part.close()
+        if session is not None:
+            session.close()
 
 
 BON_INPUTS = ("bon_enabled", "bon_n", "bon_temperature")     # after the knobs: earlier API positions stay put
