@@ -92,13 +92,17 @@ class JudgeDescription:
             return None
         return [order_part(self.format, p, order.good, order.bad) for order, p in zip(self.orders, probs)]
 
-    def score(self, parts: Sequence[float]) -> float:
+    def score(self, parts: Sequence[float]) -> float | None:
+        """The score from the orders' parts; None for a yes/no logit judge whose scale was not recorded."""
+        if self.format == "yesno_logit" and self.logit_scale is None:
+            return None
         return combine_parts(self.format, parts, self.logit_scale or 1.0)
 
     def formula(self, parts: Sequence[float]) -> str:
         """The score rule with these parts' numbers filled in."""
         if self.format == "yesno_logit":
-            return (f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / scale {self.logit_scale:g})")
+            scale = "scale (not recorded)" if self.logit_scale is None else f"scale {self.logit_scale:g}"
+            return f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / {scale})"
         return self.score_rule
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,16 +125,13 @@ class JudgeDescription:
                 return cls.from_dict(judge["description"])
             except (KeyError, TypeError):
                 pass
-        scale = config.get("judge_logit_scale")
+        scale = config.get("judge_logit_scale")         # "auto" alone (no number recorded): nothing to recompute
         return describe(str(judge.get("format", "yesno_logit")), str(judge.get("criterion", "harm")),
-                        float(scale) if isinstance(scale, (int, float)) else DEFAULT_LOGIT_SCALE,
+                        float(scale) if isinstance(scale, (int, float)) else None,
                         tuple(judge.get("templates") or ()), (), str(judge.get("exchange") or ""))
 
 
-DEFAULT_LOGIT_SCALE = 0.05           # RainConfig.judge_logit_scale's default (rain/config.py)
-
-
-def describe(judge_format: str, criterion: str, logit_scale: float = DEFAULT_LOGIT_SCALE,
+def describe(judge_format: str, criterion: str, logit_scale: float | None = None,
              templates: Sequence[str] = (), label_ids: Sequence[int] = (), exchange: str = "") -> JudgeDescription:
     """The description of one of our formats (order 0: (A) good / "bad?"; order 1: (A) bad / "good?")."""
     wording = WORDINGS.get(criterion, WORDINGS["harm"])
@@ -154,6 +155,11 @@ def describe(judge_format: str, criterion: str, logit_scale: float = DEFAULT_LOG
                             tuple(JudgeOrder(asks, meanings, g, b, t) for (asks, meanings, g, b), t
                                   in zip(orders, templates)),
                             part_name, rule, logit_scale if judge_format == "yesno_logit" else None, exchange)
+
+
+def good_labels(judge_format: str) -> tuple[str, ...]:
+    """The label meaning 'good' in each order of one of our formats (read from its description)."""
+    return tuple(order.good for order in describe(judge_format, "harm").orders)
 
 
 class JudgeError(ValueError):

@@ -6,8 +6,9 @@ search's own events (rain/events.py), `Sample` per Best-of-N answer and its `Bes
 run record: once after RAIN when Best-of-N follows (so a front end can keep it if the user stops), and once at
 the end with `complete=True`. Each part runs on its own fresh engine, so its compute counters are its own.
 
-The record's stats use one vocabulary (`run_stats`): the search's `Finished.stats`, `vanilla_*`, `rain_over_vanilla`
-and `best_of_n` (`BestOfN.to_dict`). Closing the generator (Stop in the app) closes whichever part is running.
+The record's stats use one vocabulary (`run_stats`): the search's `Finished.stats`, the engine and judge scale
+(`Runtime.engine_stats`), `vanilla_*`, `rain_over_vanilla` and `best_of_n` (`BestOfN.to_dict`). The request's
+`judge_logit_scale="auto"` is resolved first (`Runtime.resolved`), so the record carries the number used. Closing the generator (Stop in the app) closes whichever part is running.
 """
 from __future__ import annotations
 
@@ -89,10 +90,11 @@ class Recorded:
 SessionItem = Union[Prepared, VanillaText, VanillaDone, Event, Sample, BestOfN, Recorded]
 
 
-def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None,
-              bon: BestOfN | None) -> dict[str, Any]:
-    """The record's stats: the search's, then vanilla's (prefixed `vanilla_`) and the ratio, then Best-of-N."""
-    stats = dict(search_stats or {})
+def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None, bon: BestOfN | None,
+              engine_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record's stats: the search's, the engine's and the judge scale's (`Runtime.engine_stats`), then
+    vanilla's (prefixed `vanilla_`) and the ratio, then Best-of-N."""
+    stats = {**(search_stats or {}), **(engine_stats or {})}
     if vanilla is not None:
         stats.update(vanilla_seconds=round(vanilla.seconds, 3), vanilla_tokens=vanilla.tokens,
                      vanilla_forward_calls=vanilla.stats.get("forward_calls", 0),
@@ -120,10 +122,11 @@ def _vanilla(runtime, conversation, config: RainConfig) -> Iterator[VanillaText 
 
 def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
     """Vanilla, then RAIN, then Best-of-N (each when asked), as one stream; see the module docstring."""
-    config = request.config
+    config = runtime.resolved(request.config)      # judge_logit_scale "auto" -> this model's number, recorded
     conversation = runtime.conversation(request.question, config, request.prompt_format)
     search = runtime.search(conversation, config, reference=request.reference) if request.rain else None
-    record = runtime.record(conversation, config, search.backends.judge if search else None)
+    record = runtime.record(conversation, config, *((search.backends.judge, search.backends.lm) if search else ()))
+    engine_stats = record.stats
     yield Prepared(record)
 
     vanilla: VanillaDone | None = None
@@ -147,7 +150,7 @@ def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
         finished = events[-1] if events and isinstance(events[-1], Finished) else None
         search_stats = finished.stats if finished else None
         record = dataclasses.replace(record, events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(),
-                                     stats=run_stats(search_stats, vanilla, None))
+                                     stats=run_stats(search_stats, vanilla, None, engine_stats))
         if request.best_of_n is not None:
             yield Recorded(record, complete=False)
 
@@ -163,7 +166,7 @@ def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
                 yield item
         finally:
             lane.close()
-    yield Recorded(dataclasses.replace(record, stats=run_stats(search_stats, vanilla, bon)))
+    yield Recorded(dataclasses.replace(record, stats=run_stats(search_stats, vanilla, bon, engine_stats)))
 
 
 def final_record(items: Iterator[SessionItem]) -> RunRecord:

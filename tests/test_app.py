@@ -229,7 +229,7 @@ def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
     assert ab_hard.parts([{"A": .6, "B": .3}, {"A": .6, "B": .3}]) == [1.0, -1.0]
     assert ab_soft.parts([{"A": .2, "B": .6}, {"A": .2, "B": .6}]) == pytest.approx([-.5, .5])
     assert describe("yesno_logit", "harm", 0.05).score([0.02, 0.04]) == pytest.approx(math.tanh(0.6))
-    assert JudgeDescription.of_record({"format": "yesno_logit"}, {}).score([2.0, -2.0]) == pytest.approx(0.0)
+    assert JudgeDescription.of_record({"format": "yesno_logit"}, {}).score([2.0, -2.0]) is None   # "auto", no number
     assert describe("yesno_prob", "truth").orders[0].asks == "“untruthful?”"
 
 

@@ -34,6 +34,9 @@ class FakeRuntime:
     def conversation(self, question: str, config: RainConfig, prompt_format: str = "auto") -> Conversation:
         return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
 
+    def resolved(self, config: RainConfig) -> RainConfig:
+        return config
+
     def judge(self, lm, config):
         return FakeJudge()
 
@@ -47,7 +50,7 @@ class FakeRuntime:
             answer.append(token)
             yield conversation.answer_text(self.codec, answer)
 
-    def record(self, conversation, config, judge=None) -> RunRecord:
+    def record(self, conversation, config, judge=None, lm=None) -> RunRecord:
         return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": self.name},
                          judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]}, events=[], nodes=nodes_of(rebuild([])))
 
