@@ -10,17 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rain.config import ConfigError, RainConfig, parse_knobs, preset
+from rain.config import RainConfig, parse_knobs, preset
+from rain.errors import RainError
 from rain.events import Committed
-from rain.export import RunRecord, TreeFileError, load, save
+from rain.export import RunRecord, load, save
 from rain.judge import FORMATS, JudgeError
-from rain.models import ModelLoadError
 from rain.prompts import PromptError
 
-EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError)
 
-
-class UsageError(ValueError):
+class UsageError(RainError, ValueError):
     """A command-line problem that is the user's to fix."""
 
 
@@ -228,16 +226,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        methods = ev.parse_methods(args.methods)
-        prompts = ev.load_prompts(Path(args.input), args.limit)
-        if args.n < 1 or args.temperature <= 0:
-            raise ev.EvalError("--n must be >= 1 and --temperature > 0")
-        setup = {"model": args.model or "embedded", "config": config.to_dict(), "prompt_format": args.prompt_format,
-                 "judge": args.judge, "n": args.n, "temperature": args.temperature}
-        ev.check_setup(out, setup, fresh=args.fresh)
-    except ev.EvalError as error:
-        raise UsageError(str(error)) from None
+    methods = ev.parse_methods(args.methods)                  # an EvalError is a RainError: one line, exit 2
+    prompts = ev.load_prompts(Path(args.input), args.limit)
+    if args.n < 1 or args.temperature <= 0:
+        raise ev.EvalError("--n must be >= 1 and --temperature > 0")
+    setup = {"model": args.model or "embedded", "config": config.to_dict(), "prompt_format": args.prompt_format,
+             "judge": args.judge, "n": args.n, "temperature": args.temperature}
+    ev.check_setup(out, setup, fresh=args.fresh)
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, methods, ev.read_results(results_path))
     external = None
@@ -345,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, *EXPECTED_ERRORS) as error:
+    except (RainError, FileNotFoundError) as error:      # every error meant for the user (rain/errors.py)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,11 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rain.errors import RainError
+
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
 Criterion = Literal["harm", "truth"]
 
 
-class ConfigError(ValueError):
+class ConfigError(RainError, ValueError):
     """A knob is out of range or contradicts another; the message names the knob."""
 
 

@@ -17,6 +17,7 @@ from statistics import mean
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from rain.config import RainConfig
+from rain.errors import RainError
 
 METHODS = ("vanilla", "rain", "bon")
 RESULTS_FILE, SETUP_FILE, SUMMARY_FILE, PLOT_FILE = "results.jsonl", "run.json", "summary.md", "summary.html"
@@ -38,7 +39,7 @@ REFUSAL_MARKERS: tuple[str, ...] = (
 )
 
 
-class EvalError(ValueError):
+class EvalError(RainError, ValueError):
     """Bad evaluation input or an output folder from a different setup; the message is one line."""
 
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from rain.errors import RainError
 from rain.lm import Evaluation, LanguageModel, TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -162,7 +163,7 @@ def good_labels(judge_format: str) -> tuple[str, ...]:
     return tuple(order.good for order in describe(judge_format, "harm").orders)
 
 
-class JudgeError(ValueError):
+class JudgeError(RainError, ValueError):
     """The judge cannot be built for this model (e.g. a label is several tokens)."""
 
 

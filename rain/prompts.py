@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
+from rain.errors import RainError
 from rain.lm import TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -23,7 +24,7 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")    # a Python str holds one only 
 PromptFormat = Literal["auto", "chat", "fewshot"]
 
 
-class PromptError(ValueError):
+class PromptError(RainError, ValueError):
     """The prompt cannot be used (empty, or too long for the model); the message says why."""
 
 

@@ -23,13 +23,11 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from rain.config import PRESETS, ConfigError, RainConfig, preset
+from rain.errors import RainError
 from rain.events import Committed, Evaluated, Event, Finished, Rewound
-from rain.export import RunRecord, TreeFileError, load, save
-from rain.judge import JudgeError
+from rain.export import RunRecord, load, save
 # Imported here, in the importing (main) thread: transformers resolves its classes lazily, and two request
 # threads doing that first import at once got "cannot import name 'AutoModelForCausalLM'" (scripts/cancel_cycles.py).
-from rain.models import ModelLoadError
-from rain.prompts import PromptError
 from rain.runtime import Runtime
 from rain.session import Recorded, RunRequest, VanillaDone, VanillaText, run_session
 from rain.best_of_n import BestOfN, Sample
@@ -73,8 +71,8 @@ def model_choices() -> list[tuple[str, str]]:
     return [(EMBEDDED_LABEL if name == EMBEDDED else name, name) for name in model_allowlist()]
 
 
-class ModelNotAllowed(ValueError):
-    pass
+class ModelNotAllowed(RainError, ValueError):
+    """A model this Space does not load (RAIN_MODEL_ALLOWLIST)."""
 
 
 def resolve_model(choice: str | None, custom: str | None) -> str:
@@ -339,7 +337,7 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         config = build_config(preset_name, judge_format, dict(zip(KNOB_NAMES, knob_values)))
         best_of_n = parse_best_of_n(bon_enabled, bon_n, bon_temperature)
         spec = resolve_model(model, custom_model)
-    except (ConfigError, ModelNotAllowed) as error:
+    except RainError as error:                  # ConfigError, ModelNotAllowed
         yield problem(f"Invalid settings: {error}")
         return
 
@@ -349,13 +347,13 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
             yield pack(status=status_html(f"Loading {spec} … (the embedded model takes ~20 s the first time)", "run"))
         try:
             runtime = get_runtime(spec)
-        except ModelLoadError as error:
+        except RainError as error:              # ModelLoadError
             yield problem(str(error))
             return
         session = run_session(runtime, RunRequest(question, config, best_of_n=best_of_n))
         try:
             prepared = next(session)
-        except (PromptError, JudgeError, ConfigError) as error:
+        except RainError as error:              # PromptError, JudgeError, ConfigError
             yield problem(str(error))
             return
         meta, record = prepared.record, prepared.record
@@ -514,7 +512,7 @@ def import_tree(path: str | None, show_unvisited: bool = True) -> tuple:
         return problem("No file received.")
     try:
         record = load(path)
-    except TreeFileError as error:
+    except RainError as error:                  # TreeFileError
         return problem(f"Cannot import {Path(path).name}: {error}")
     except Exception as error:
         log.error("import failed:\n%s", traceback.format_exc())
