@@ -86,20 +86,33 @@ class RainConfig:
         """How many sampled paths group_getp tries when it wants `wanted` token sets in all."""
         return self.sample_factor * wanted - 1
 
+    def __post_init__(self) -> None:
+        self.validate()                      # a RainConfig is valid from construction on
+
     def replace(self, **changes: Any) -> "RainConfig":
-        """A validated copy with some fields changed."""
-        return dataclasses.replace(self, **changes).validate()
+        """A copy with some fields changed (validated on construction)."""
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> "RainConfig":
-        """Refuse out-of-range or contradictory knobs with a message that names them."""
+        """Refuse a knob of the wrong type, out of range or contradicting another, with one line that names it.
+
+        Runs on construction (`__post_init__`); returns self so older callers can keep chaining it."""
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
 
-        for name in ("c_puct", "root_prior_noise", "similarity_gamma", "similarity_threshold",
-                     "addition_variance", "addition_value", "candidate_temperature", "value_threshold"):
-            value = getattr(self, name)
-            need(isinstance(value, (int, float)) and math.isfinite(value), f"{name} must be a finite number, got {value!r}")
+        for spec in dataclasses.fields(self):        # types first, from the annotations, so the ranges compare numbers
+            value, kind = getattr(self, spec.name), spec.type
+            if kind == "float":
+                need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                     f"{spec.name} must be a finite number, got {value!r}")
+            elif kind in ("int", "int | None"):
+                need((value is None and kind != "int") or (isinstance(value, int) and not isinstance(value, bool)),
+                     f"{spec.name} must be a whole number{' or None' if kind != 'int' else ''}, got {value!r}")
+            elif kind == "bool":
+                need(isinstance(value, bool), f"{spec.name} must be true or false, got {value!r}")
+            elif kind == "str":
+                need(isinstance(value, str), f"{spec.name} must be text, got {value!r}")
         need(self.c_puct >= 0, f"c_puct must be >= 0, got {self.c_puct}")
         need(0 <= self.root_prior_noise <= 1, f"root_prior_noise must be in [0, 1], got {self.root_prior_noise}")
         need(0 < self.similarity_gamma <= 1, f"similarity_gamma must be in (0, 1] (the paper: gamma <= 1), got {self.similarity_gamma}")
@@ -155,7 +168,7 @@ class RainConfig:
         values = dict(data)
         if "token_set_lengths" in values:
             values["token_set_lengths"] = tuple(values["token_set_lengths"])
-        return cls(**values).validate()
+        return cls(**values)
 
 
 def parse_knobs(pairs: list[str]) -> dict[str, Any]:
@@ -212,4 +225,7 @@ def preset(name: str, **overrides: Any) -> RainConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[name], **overrides, "preset": name}
-    return RainConfig(**values).validate()
+    try:
+        return RainConfig(**values)
+    except TypeError as error:               # a keyword that is not a knob
+        raise ConfigError(str(error).replace("RainConfig.__init__()", "preset").splitlines()[0]) from None

@@ -83,7 +83,23 @@ def test_presets_follow_the_authors_variants():
                                            ({"similarity_gamma": 0}, "similarity_gamma")])
 def test_contradictory_or_out_of_range_knobs_are_refused(changes, word):
     with pytest.raises(ConfigError, match=word):
-        RainConfig(**changes).validate()
+        RainConfig(**changes)                        # on construction: no RainConfig is ever invalid
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"candidates": "10"}, "candidates must be a whole number, got '10'"),
+    ({"sims_per_move": 2.5}, "sims_per_move must be a whole number or None, got 2.5"),
+    ({"early_stop": 1}, "early_stop must be true or false, got 1"),
+    ({"c_puct": True}, "c_puct must be a finite number, got True"),
+    ({"rollout_stop_chars": None}, "rollout_stop_chars must be text, got None")])
+def test_knobs_of_the_wrong_type_get_one_line_naming_them(changes, message):
+    with pytest.raises(ConfigError) as error:
+        RainConfig(**changes)
+    assert str(error.value) == message
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
+        preset("hh", bogus=1)
+    with pytest.raises(ConfigError, match="candidates"):
+        RainConfig().replace(candidates=0)
 
 
 # --- candidates ----------------------------------------------------------------------------------------------
