@@ -70,21 +70,6 @@ class Tree:
     def children(self, node_id: int) -> list[Node]:
         return [self.nodes[i] for i in self.nodes[node_id].children.values()]
 
-    def is_leaf(self, node_id: int) -> bool:
-        return not self.nodes[node_id].children
-
-    def parent_in_search(self, node_id: int) -> int:
-        """The parent as the search sees it: the current root has none (re-rooting cuts it off)."""
-        return NO_PARENT if node_id == self.root else self.nodes[node_id].parent
-
-    def path_tokens(self, node_id: int, stop: int = NO_PARENT) -> list[int]:
-        """Tokens from below `stop` down to and including `node_id`."""
-        chain: list[TokenSet] = []
-        while node_id != stop and node_id != NO_PARENT:
-            chain.append(self.nodes[node_id].tokens)
-            node_id = self.nodes[node_id].parent
-        return [t for tokens in reversed(chain) for t in tokens]
-
     @property
     def size(self) -> int:
         """Nodes held (created minus evicted)."""
