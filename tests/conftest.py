@@ -9,8 +9,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"           # nothing in the tests may touch th
 _CACHE = tempfile.TemporaryDirectory(prefix="rain-test-cache-")
 os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 
-import pytest
-import torch
+import pytest  # noqa: E402 (the environment above comes first)
+import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

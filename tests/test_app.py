@@ -18,7 +18,7 @@ import pytest
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
 from rain.config import preset
 from rain.events import Committed
-from rain.export import RunRecord, load, loads, nodes_of
+from rain.export import RunRecord, TreeFileError, load, loads, nodes_of
 from rain.judge import JudgeDescription, JudgeOrder, describe
 from rain.prompts import Conversation
 from rain.replay import rebuild
@@ -389,7 +389,7 @@ def test_import_tree_accepts_a_recorded_tree_and_rejects_malformed_files(client,
     wrong.write_text(json.dumps(data), encoding="utf-8")
     status = client.predict(handle_file(str(wrong)), api_name="/import_tree")[OUT["status"]]
     assert "do not match what the events rebuild" in status
-    with pytest.raises(Exception):
+    with pytest.raises(TreeFileError):
         loads(wrong.read_text())                                             # the same message comes from rain
 
 

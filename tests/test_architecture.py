@@ -1,7 +1,6 @@
 """Rules of the code base that a grep can check (issue #10): one error base, and who may import what."""
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import pkgutil

@@ -63,7 +63,7 @@ def _card(label: str, value: str, sub: str = "") -> str:
 def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_seconds: float | None = None,
                vanilla_tokens: int | None = None, final: Mapping[str, Any] | None = None) -> str:
     if view is None:
-        return '<div class="stats">' + "".join(_card(l, "–") for l in (
+        return '<div class="stats">' + "".join(_card(label, "–") for label in (
             "simulations", "moves", "nodes", "answer tokens", "forward calls", "RAIN time", "vanilla time",
             "RAIN / vanilla")) + "</div>"
     final = dict(final or (view.finished.stats if view.finished else {}))
