@@ -219,6 +219,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rain import evaluation as ev
+    from rain.eval_judges import load_external_judge
+    from rain.eval_summary import summarise, write_summary
+    from ui.eval_figures import write_figure      # the HTML figure is front-end code (rain/ never imports plotly)
 
     config = config_from(args)
     out = Path(args.out)
@@ -238,9 +241,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     external = None
     if args.judge:
         print(f"loading judge {args.judge} ...", file=sys.stderr)
-        external = ev.load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
-                                          config.criterion, config.kv_cache_bytes,
-                                          config.judge_logit_scale)
+        external = load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
+                                       config.criterion, config.kv_cache_bytes, config.judge_logit_scale)
     if todo:
         runtime = _runtime(args)
         runner = ev.MethodRunner.on(runtime, config, external=external,
@@ -260,9 +262,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
     header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
               f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")
-    summary = ev.summarise(results, methods, external.name if external else None, header)
-    print(ev.write_summary(out, summary, results), end="")
-    print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {out / ev.PLOT_FILE}", file=sys.stderr)
+    summary = summarise(results, methods, external.name if external else None, header)
+    print(write_summary(out, summary), end="")
+    print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {write_figure(out, summary, results)}", file=sys.stderr)
     return 0
 
 
