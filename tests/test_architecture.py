@@ -1,6 +1,7 @@
 """Rules of the code base that a grep can check (issue #10): one error base, and who may import what."""
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -23,3 +24,61 @@ def test_every_error_meant_for_the_user_derives_from_rain_error():
                                                 "TreeFileError", "ReplayError", "EvalError", "UsageError",
                                                 "UnsupportedModelError", "ModelNotAllowed"}
     assert [cls.__name__ for cls in errors if not issubclass(cls, RainError)] == []
+
+
+# --- import rules -------------------------------------------------------------------------------------------
+
+def imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """(module, names) of every import in a file, at any depth (function-level imports count too)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = tuple(alias.name for alias in node.names)
+            found += [(f"{node.module}.{name}", ()) for name in names] if node.module == "rain" else \
+                [(node.module, names)]
+    return found
+
+
+# What ui/ and app.py may import from rain/ (issue #10): the session and what its stream and records are made of.
+UI_MAY_IMPORT = {
+    "rain.session": "the one run stream",
+    "rain.export": "records: load, save, RunRecord",
+    "rain.events": "the stream's search events",
+    "rain.replay": "apply_event: the view folds events as replay does",
+    "rain.tree": "the tree the figures draw",
+    "rain.config": "RainConfig and its presets: the knobs",
+    "rain.errors": "RainError, the one error a front end catches",
+    "rain.best_of_n": "the stream's Best-of-N items and their one JSON (BestOfN.to_dict/from_dict)",
+    "rain.runtime": "Runtime: the loaded model a session runs on (the app holds one per model)",
+    "rain.evaluation": "ui/eval_figures.py draws eval results (Result, the file names)",
+    "rain.eval_summary": "ui/eval_figures.py draws eval's summary",
+}
+UI_MAY_IMPORT_FROM_JUDGE = {"JudgeDescription", "JudgeOrder", "FORMATS"}      # the judge's description only
+
+
+def test_rain_imports_neither_gradio_nor_plotly_nor_the_front_ends():
+    offending = []
+    for path in sorted((ROOT / "rain").rglob("*.py")):
+        for module, _ in imports(path):
+            top = module.split(".")[0]
+            if top in ("gradio", "plotly"):
+                offending.append(f"{path.relative_to(ROOT)}: {module}")
+            elif top == "ui" and not (path.name == "cli.py" and module == "ui.eval_figures"):
+                offending.append(f"{path.relative_to(ROOT)}: {module}")   # only `eval` draws, through its figure
+    assert offending == []
+
+
+def test_the_front_ends_import_from_rain_only_the_allowed_modules():
+    offending = []
+    for path in sorted((ROOT / "ui").glob("*.py")) + [ROOT / "app.py"]:
+        for module, names in imports(path):
+            if not module.startswith("rain"):
+                continue
+            if module == "rain.judge":
+                offending += [f"{path.name}: rain.judge.{name}" for name in names
+                              if name not in UI_MAY_IMPORT_FROM_JUDGE]
+            elif module not in UI_MAY_IMPORT:
+                offending.append(f"{path.name}: {module}")
+    assert offending == []
