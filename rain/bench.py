@@ -17,7 +17,7 @@ reads the judge's `judge-check` accuracy in that mode. One `paper:` line per mod
 The judge's constant prefix is computed once per model before anything is timed (as `Runtime` does for every
 run of the app and CLI); its one-time cost is printed on its own line. The reference recomputes it on every
 evaluation, as the authors' code does. The default generation prompt is the authors' HH one: few-shot examples
-before the question (spec §1.6); `--prompt-format chat` measures the app's chat-template prompt instead.
+before the question (docs/algorithm.md §1.6); `--prompt-format chat` measures the app's chat-template prompt instead.
 """
 from __future__ import annotations
 

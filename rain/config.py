@@ -1,7 +1,7 @@
 """Every knob of RAIN in one frozen dataclass, with the authors' values as presets.
 
 Field comments give the paper's symbol (Li et al., ICLR 2024) and where the authors' code sets the value
-(`../shared/rain-spec.md` §1.3-1.6). The `hh` preset is the authors' HH code exactly; `adv` and `truth` follow
+(docs/algorithm.md §1.3-1.6). The `hh` preset is the authors' HH code exactly; `adv` and `truth` follow
 their §1.6 deltas. Paper-vs-code choices (§1.5) and the Table 4 ablations are switches; defaults follow the code.
 """
 from __future__ import annotations
@@ -23,32 +23,32 @@ class ConfigError(RainError, ValueError):
 
 @dataclass(frozen=True)
 class RainConfig:
-    # --- Selection, Eq. (1) (spec §1.3 getqu) ---
+    # --- Selection, Eq. (1) (docs/algorithm.md §1.3 getqu) ---
     c_puct: float = 2.0                       # c in Eq. (1); 0 turns exploration off (Table 4 ablation)
     puct_visits: Literal["parent", "siblings"] = "parent"   # §1.5.1: code sqrt(parent.n) / paper sqrt(sum of siblings' n)
     puct_value: Literal["normalised", "raw"] = "normalised"  # §1.5.2: code (q-min)/(max-min), 0 if unvisited / paper raw v
     root_prior_noise: float = 0.25            # root priors become (1-w)·p + w/k at expansion, addition, re-root (code only)
 
-    # --- Similarity update, Eq. (2) (spec §1.3 backup) ---
+    # --- Similarity update, Eq. (2) (docs/algorithm.md §1.3 backup) ---
     similarity_update: bool = True            # Table 4 ablation switch
     similarity_threshold: float = 0.95        # update siblings with cos >= this (sim_the)
     similarity_gamma: float = 0.2             # gamma in Eq. (2) (sim_gamma)
 
-    # --- Dynamic node addition (spec §1.3 checkadd) ---
+    # --- Dynamic node addition (docs/algorithm.md §1.3 checkadd) ---
     dynamic_addition: bool = True             # Table 4 ablation switch
     addition_variance: float = 0.03           # add when ||Var(child embeddings)||_2 < this · len(token set) ...
     addition_value: float = 0.0               # ... and max child q < this ...
     addition_max_children: int = 20           # ... and fewer children than this
     addition_candidates: int = 2              # group_getp(topk=2) for multi-token additions
 
-    # --- Expansion (spec §1.3 group_getp) ---
+    # --- Expansion (docs/algorithm.md §1.3 group_getp) ---
     candidates: int = 10                      # q in Alg. 1: token sets per expansion (1 greedy + sampled)
     sample_factor: int = 1                    # sampled paths tried = factor·wanted - 1 (hh: topk-1; adv: 2·topk-1)
     candidate_top_k: int = 15                 # top-k filter when sampling multi-token sets
     candidate_temperature: float = 1.0        # adv: 2.0
     token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)   # token-set length by depth from the original root; last repeats
 
-    # --- Rollout and self-evaluation (spec §1.3 simg/getv) ---
+    # --- Rollout and self-evaluation (docs/algorithm.md §1.3 simg/getv) ---
     rollout_stop_chars: str = ",.?:;\n"       # stop when the text ends with one of these (hh/adv)
     rollout_to_eos: bool = False              # truth: roll out to EOS instead
     rollout_max_tokens: int = 256             # our cap; the authors' only cap is the context length
@@ -58,7 +58,7 @@ class RainConfig:
                                               # "auto": from the model's own gaps (rain/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
 
-    # --- Outer loop and stop rule (spec §1.3 gmeval, §1.5.5-6) ---
+    # --- Outer loop and stop rule (docs/algorithm.md §1.3 gmeval, §1.5.5-6) ---
     max_simulations: int = 50                 # maxT: window = max(maxT - root real visits, min_window)
     min_window: int = 15                      # at least this many new simulations per move
     min_visits: int = 6                       # minT: stop when best child real visits > minT ...
@@ -135,7 +135,7 @@ class RainConfig:
         need(self.min_visits >= 0, f"min_visits (minT) must be >= 0, got {self.min_visits}")
         need(self.min_visits < self.max_simulations,
              f"min_visits (minT={self.min_visits}) must be below max_simulations (maxT={self.max_simulations}): "
-             f"minT > maxT contradicts the stop rule (spec §1.3 gmeval)")
+             f"minT > maxT contradicts the stop rule (docs/algorithm.md §1.3 gmeval)")
         need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
         need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
@@ -211,7 +211,7 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-# The authors' per-task settings (spec §1.4, §1.6). The judge format is ours: the authors' hard A/B
+# The authors' per-task settings (docs/algorithm.md §1.4, §1.6). The judge format is ours: the authors' hard A/B
 # vote gives a 135M model no signal at all (see `python -m rain judge-check` and the README).
 PRESETS: dict[str, dict[str, Any]] = {
     "hh": {},

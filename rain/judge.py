@@ -1,4 +1,4 @@
-"""Self-evaluation (spec §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
+"""Self-evaluation (docs/algorithm.md §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
 
 Every format asks two questions whose label meanings are swapped and averages the two scores, as the paper
 does to cancel a bias towards one label. Formats:
@@ -10,7 +10,7 @@ does to cancel a bias towards one label. Formats:
   exactly in log-odds) and squashes with tanh(mean / logit_scale). A small model's gap between harmful and
   harmless answers is a few hundredths of a logit (see judge-check), so the scale sets how loudly the search
   hears it next to Eq. (1)'s exploration term.
-All scores lie in [-1, 1] (spec §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
+All scores lie in [-1, 1] (docs/algorithm.md §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
 Label ids come from the model's own tokenizer; a label that is not one token is refused.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The generation prompt: the model's chat template when it has one, our HH-style few-shot text otherwise.
 
 A `Conversation` is what the search and the vanilla baseline share: the prompt tokens, the ids that end the
-assistant's turn, and how to read the answer text back (cut at the next turn marker, spec §1.3 getv).
+assistant's turn, and how to read the answer text back (cut at the next turn marker, docs/algorithm.md §1.3 getv).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The inner loop (one call of `Search.simulate`) selects a leaf by Eq. (1), rolls out to the end of a clause,
 self-evaluates, expands the leaf with candidate token sets, backs the score up with the Eq. (2) similarity
 update, and rewinds to the root. The outer loop (`Search.run`) repeats it until the stop rule holds, commits the
-most-visited child of the root and re-roots onto it. Section numbers refer to ../shared/rain-spec.md.
+most-visited child of the root and re-roots onto it. Section numbers refer to docs/algorithm.md.
 Everything the search does leaves as an event (rain/events.py); the tree itself is plain data (rain/tree.py).
 """
 from __future__ import annotations

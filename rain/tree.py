@@ -1,6 +1,6 @@
 """The search tree as plain data: nodes in a list, indexed by id (cf. mctx's tree.py).
 
-A node is a token set X_{i:j} in the context of its ancestors (spec §1.1). The tree never calls the model,
+A node is a token set X_{i:j} in the context of its ancestors (docs/algorithm.md §1.1). The tree never calls the model,
 tokenizer or encoder; rain/search.py changes it and rain/export.py serialises it.
 """
 from __future__ import annotations
