@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .make
 
-.PHONY: run test lint install install-dev browser bench clean
+.PHONY: run test lint screenshot install install-dev browser bench clean
 
 $(STAMP)/runtime: requirements.txt requirements-models.txt
 	@mkdir -p $(STAMP)
@@ -35,6 +35,10 @@ lint: $(STAMP)/dev
 
 test: install-dev lint
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+# The README's screenshot, re-recorded by the browser test (which otherwise writes it to a temp folder).
+screenshot: install-dev
+	HF_HUB_OFFLINE=1 RAIN_SCREENSHOT=$(CURDIR)/assets/screenshot.png $(PYTHON) -m pytest -q tests/test_browser.py
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m rain bench
