@@ -1,7 +1,7 @@
 """The app: pure figure/view functions on fakes, then gradio_client against the app on the real embedded model.
 
 One app is launched per module (in a background thread, on a free localhost port); the embedded model loads once
-(ui.handlers keeps it in its cache).
+(ui.runtimes keeps it in its cache).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from rain.tree import Tree
 from rain import session
 from rain.best_of_n import BestOfN, Sample, pick_best
 from rain.session import BEST_OF_N_KEY, BestOfNSettings
-from ui import bon, handlers
+from ui import bon, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
 from ui.render import fill_prompt, judge_panel, rain_html
@@ -261,26 +261,49 @@ def test_export_writes_a_file_that_imports_even_for_a_stopped_run(tmp_path):
     record = fake_record()
     partial = RunRecord(**{**record.__dict__, "events": record.events[:23], "nodes": [], "answer": ""})
     for item in (record, partial):
-        path = handlers.export_tree(item)
+        path = files.export_tree(item)
         loaded = load(path)
         assert len(loaded.events) == len(item.events)
-    assert handlers.export_tree(None) is None
+    assert files.export_tree(None) is None
+
+
+def test_the_knobs_are_the_config_fields_with_metadata():
+    """ui/knobs.py reads each control from its RainConfig field: kind from the type, label and range from metadata."""
+    import dataclasses
+
+    from rain.config import RainConfig
+
+    shown = {f.name for f in dataclasses.fields(RainConfig) if f.metadata}
+    assert set(knobs.KNOB_NAMES) == shown and len(knobs.KNOB_NAMES) == len(shown)
+    by_name = {k.name: k for k in knobs.KNOBS}
+    assert by_name["c_puct"].kind == "slider" and (by_name["c_puct"].lo, by_name["c_puct"].hi) == (0, 10)
+    assert by_name["commit"].kind == "radio" and by_name["commit"].choices == ("argmax", "sample")
+    assert by_name["similarity_update"].kind == "check" and by_name["token_set_lengths"].default == "1,2,4,10"
+    assert by_name["seed"].kind == "int" and by_name["sims_per_move"].zero is None
+    assert by_name["judge_logit_scale"].default == 0 and by_name["judge_logit_scale"].zero == "auto"
+    config = knobs.build_config("hh", "yesno_logit", {"judge_logit_scale": 0, "max_moves": 0, "seed": 3.0})
+    assert (config.judge_logit_scale, config.max_moves, config.seed) == ("auto", None, 3)
+    values = knobs.preset_values("adv", skip := object())
+    assert values[knobs.KNOB_NAMES.index("candidate_temperature")] == 2.0
+    assert values[knobs.KNOB_NAMES.index("judge_logit_scale")] == 0 and values[knobs.KNOB_NAMES.index("seed")] is skip
+    with pytest.raises(knobs.ConfigError, match="seed must be a whole number"):
+        knobs.build_config("hh", "yesno_logit", {"seed": 2.5})
 
 
 def test_settings_are_validated_with_clear_messages(monkeypatch):
-    values = {k.name: k.default for k in handlers.KNOBS}
-    config = handlers.build_config("hh", "ab_soft", {**values, "sims_per_move": 0, "max_moves": 3})
+    values = {k.name: k.default for k in knobs.KNOBS}
+    config = knobs.build_config("hh", "ab_soft", {**values, "sims_per_move": 0, "max_moves": 3})
     assert config.sims_per_move is None and config.max_moves == 3 and config.judge_format == "ab_soft"
-    with pytest.raises(handlers.ConfigError, match="min_visits"):
-        handlers.build_config("hh", "yesno_logit", {**values, "min_visits": 60, "max_simulations": 50})
-    with pytest.raises(handlers.ConfigError, match="token-set schedule"):
-        handlers.build_config("hh", "yesno_logit", {**values, "token_set_lengths": "1,two"})
+    with pytest.raises(knobs.ConfigError, match="min_visits"):
+        knobs.build_config("hh", "yesno_logit", {**values, "min_visits": 60, "max_simulations": 50})
+    with pytest.raises(knobs.ConfigError, match="token-set schedule"):
+        knobs.build_config("hh", "yesno_logit", {**values, "token_set_lengths": "1,two"})
     monkeypatch.setenv("RAIN_SPACE_MODE", "1")
     monkeypatch.setenv("RAIN_MODEL_ALLOWLIST", "HuggingFaceTB/SmolLM2-360M-Instruct")
-    assert handlers.resolve_model("embedded", "") == "embedded"
-    assert handlers.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
-    with pytest.raises(handlers.ModelNotAllowed, match="not enabled on this Space"):
-        handlers.resolve_model("embedded", "/etc/some-model")
+    assert runtimes.resolve_model("embedded", "") == "embedded"
+    assert runtimes.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
+    with pytest.raises(runtimes.ModelNotAllowed, match="not enabled on this Space"):
+        runtimes.resolve_model("embedded", "/etc/some-model")
 
 
 def test_best_of_n_settings_are_checked_only_when_the_lane_is_on():
@@ -289,7 +312,7 @@ def test_best_of_n_settings_are_checked_only_when_the_lane_is_on():
     for n, temperature, message in ((0, 1.0, "n must be"), (17, 1.0, "n must be"), (2.5, 1.0, "n must be"),
                                     (4, 0.0, "temperature must be"), (4, float("nan"), "temperature must be"),
                                     ("x", 1.0, "must be numbers")):
-        with pytest.raises(handlers.ConfigError, match=message):
+        with pytest.raises(knobs.ConfigError, match=message):
             bon.parse_best_of_n(True, n, temperature)
 
 
@@ -320,7 +343,7 @@ def test_recorded_trees_are_valid_small_and_offered():
         record = load(path)
         assert record.vanilla and record.answer and path.stat().st_size < 400_000
         assert any(isinstance(e, Committed) for e in record.events)
-    assert [name for _, name in handlers.recorded_trees()] == [p.name for p in TREES]
+    assert [name for _, name in files.recorded_trees()] == [p.name for p in TREES]
 
 
 # --- the app over HTTP: gradio_client ---------------------------------------------------------------------------
@@ -332,7 +355,7 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
-OUT = {name: i for i, name in enumerate(n for n in handlers.OUTPUTS if n != "record")}   # State is not returned
+OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n != "record")}   # State is not returned
 
 
 def test_run_streams_vanilla_then_rain_on_the_real_model(client):

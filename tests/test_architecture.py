@@ -14,15 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_error_meant_for_the_user_derives_from_rain_error():
-    """Front ends catch RainError alone (rain/cli.py main, ui/handlers.py), so no error class may stand apart."""
+    """Front ends catch RainError alone (rain/cli.py main, ui/run.py, ui/files.py), so no error class may stand apart."""
     modules = [importlib.import_module(f"rain.{info.name}") for info in pkgutil.walk_packages(rain.__path__)
                if info.name != "__main__"]
-    modules.append(importlib.import_module("ui.handlers"))
+    modules += [importlib.import_module(f"ui.{name}") for name in ("runtimes", "request", "run", "files")]
     errors = {cls for module in modules for _, cls in inspect.getmembers(module, inspect.isclass)
               if issubclass(cls, Exception) and cls.__module__.startswith(("rain", "ui"))}
     assert {cls.__name__ for cls in errors} >= {"ConfigError", "PromptError", "ModelLoadError", "JudgeError",
                                                 "TreeFileError", "ReplayError", "EvalError", "UsageError",
-                                                "UnsupportedModelError", "ModelNotAllowed"}
+                                                "UnsupportedModelError", "ModelNotAllowed", "PromptRefused"}
     assert [cls.__name__ for cls in errors if not issubclass(cls, RainError)] == []
 
 
