@@ -82,3 +82,13 @@ def test_the_front_ends_import_from_rain_only_the_allowed_modules():
             elif module not in UI_MAY_IMPORT:
                 offending.append(f"{path.name}: {module}")
     assert offending == []
+
+
+def test_the_readme_layout_table_names_every_module():
+    """README "How the code is laid out" stays true: each module of rain/, rain/engine/, ui/ and scripts/ is named."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    files = [p for folder in ("rain", "rain/engine", "ui", "scripts") for p in sorted((ROOT / folder).glob("*.py"))
+             if not p.name.startswith("__")]
+    missing = [str(p.relative_to(ROOT)) for p in files if p.name not in table]
+    assert missing == []
