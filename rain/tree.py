@@ -1,13 +1,14 @@
 """The search tree as plain data: nodes in a list, indexed by id (cf. mctx's tree.py).
 
 A node is a token set X_{i:j} in the context of its ancestors (docs/algorithm.md §1.1). The tree never calls the model,
-tokenizer or encoder; rain/search.py changes it and rain/export.py serialises it.
+tokenizer or encoder, and holds only what the events carry: rain/replay.py's `apply_event` is its one writer, for the
+live search and a replay alike; rain/export.py serialises it. The search's own caches (embeddings, candidate sets)
+live in rain/search.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
 NO_PARENT = -1
 ROOT_ID = 0      # the original root: the prompt
@@ -26,11 +27,7 @@ class Node:
     visits: float = 0.0            # n: real visits plus similarity mass from Eq. (2)
     real_visits: int = 0           # fn: real visits only (the stop rule reads it)
     value: float = 0.0             # q (the paper's v): running mean of backed-up scores
-    embedding: np.ndarray | None = None   # e: running mean of embeddings of text from here to rollout end
     children: dict[TokenSet, int] = field(default_factory=dict)   # insertion order = the authors' dict order
-    # Candidate token sets kept for dynamic node addition (the authors' `node.logits`):
-    candidate_sets: list[tuple[TokenSet, float]] = field(default_factory=list)  # multi-token: (tokens, path prob)
-    ranked_logits: list[tuple[int, float]] = field(default_factory=list)        # 1-token: top raw logits, best first
     terminal: bool = False         # EOS, turn marker or length cap: evaluated, never expanded
     added: bool = False            # created by dynamic node addition
     committed: bool = False        # on the committed path (part of the answer)
