@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -125,8 +126,12 @@ class RainConfig:
             if not ok:
                 raise ConfigError(message)
 
+        hints = typing.get_type_hints(RainConfig)
         for spec in dataclasses.fields(self):        # types first, from the annotations, so the ranges compare numbers
             value, kind = getattr(self, spec.name), spec.type
+            if typing.get_origin(hints[spec.name]) is Literal:
+                choices = typing.get_args(hints[spec.name])
+                need(value in choices, f"{spec.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
             if kind == "float":
                 need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                      f"{spec.name} must be a finite number, got {value!r}")
@@ -169,12 +174,6 @@ class RainConfig:
              f"max_tree_nodes must be at least candidates + 2 = {self.candidates + 2} (room for one expansion), "
              f"got {self.max_tree_nodes}")
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
-        need(self.puct_visits in ("parent", "siblings"), f"puct_visits must be 'parent' or 'siblings', got {self.puct_visits!r}")
-        need(self.puct_value in ("normalised", "raw"), f"puct_value must be 'normalised' or 'raw', got {self.puct_value!r}")
-        need(self.commit in ("argmax", "sample"), f"commit must be 'argmax' or 'sample', got {self.commit!r}")
-        need(self.criterion in ("harm", "truth"), f"criterion must be 'harm' or 'truth', got {self.criterion!r}")
-        need(self.judge_format in ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit"),
-             f"judge_format must be one of ab_hard, ab_soft, yesno_prob, yesno_logit, got {self.judge_format!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

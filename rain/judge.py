@@ -18,17 +18,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from rain.config import JudgeFormat
 from rain.errors import RainError
 from rain.lm import Evaluation, LanguageModel, TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-FORMATS = ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit")
+FORMATS: tuple[str, ...] = typing.get_args(JudgeFormat)    # the config's Literal: one list of the formats
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
 TINY = 1e-45                         # a label probability that underflowed float32 counts as this
 
