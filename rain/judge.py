@@ -237,6 +237,18 @@ class SelfJudge:
         self.description = describe(judge_format, criterion, logit_scale, self.prompt.templates, self.label_ids,
                                     self.wording.exchange)
 
+    @property
+    def logit_scale(self) -> float:
+        return self._logit_scale
+
+    @logit_scale.setter
+    def logit_scale(self, value: float) -> None:
+        """A new scale (e.g. calibrated after construction, rain/calibration.py) also rescales the description,
+        which makes every score."""
+        self._logit_scale = value
+        if hasattr(self, "description") and self.format == "yesno_logit":
+            self.description = dataclasses.replace(self.description, logit_scale=value)
+
     # --- prompt construction -------------------------------------------------------------------------
     def _fewshot(self) -> dict:
         return json.loads((ASSETS / self.wording.fewshot_file).read_text())
