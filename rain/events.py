@@ -79,7 +79,7 @@ class NodesAdded(Event):
 
 @dataclass(frozen=True)
 class RolledOut(Event):
-    """Simulation from the leaf until the end of a clause (spec §1.3 simg)."""
+    """Simulation from the leaf until the end of a clause (docs/algorithm.md §1.3 simg)."""
 
     type: ClassVar[str] = "rollout"
     simulation: int
@@ -134,7 +134,7 @@ class Evaluated(Event):
 
 @dataclass(frozen=True)
 class Expanded(Event):
-    """Candidate token sets attached to the leaf (spec §1.3 group_getp)."""
+    """Candidate token sets attached to the leaf (docs/algorithm.md §1.3 group_getp)."""
 
     type: ClassVar[str] = "expand"
     simulation: int

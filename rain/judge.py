@@ -1,4 +1,4 @@
-"""Self-evaluation (spec §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
+"""Self-evaluation (docs/algorithm.md §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
 
 A judge asks K option orders of one question with N options (labels read as next-token probabilities) and
 combines the orders' parts, as the paper does to cancel a bias towards one label. Our formats all ask K = 2
@@ -16,7 +16,7 @@ Criteria: harm (hh/adv), truth, and sentiment (imdb), whose A/B formats ask App.
 neutral option counts for neither side (`order_part`). A user's principle (a yes/no question, `principle`)
 replaces the criterion's question in both orders. `JudgeDescription` says all of it: each order's options,
 their meanings, the label token ids, the good and bad label and the score rule.
-All scores lie in [-1, 1] (spec §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
+All scores lie in [-1, 1] (docs/algorithm.md §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
 Label ids come from the model's own tokenizer; a label that is not one token is refused.
 """
 from __future__ import annotations
@@ -24,16 +24,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from rain.config import JudgeFormat
+from rain.errors import RainError
 from rain.lm import Evaluation, LanguageModel, TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-FORMATS = ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit")
+FORMATS: tuple[str, ...] = typing.get_args(JudgeFormat)    # the config's Literal: one list of the formats
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
 TINY = 1e-45                         # a label probability that underflowed float32 counts as this
 
@@ -112,7 +115,7 @@ PRINCIPLE_INSTRUCTION = "Read the following {subject} and answer the question ab
 def judged_exchange(wording: Wording, question: str, answer: str) -> str:
     """The exchange text with the question and answer filled in, cut as the wording says.
 
-    truth (spec §1.6 "eval text"): the authors judge "Q: ...\\nA: ..." cut after its last '.' and stripped
+    truth (docs/algorithm.md §1.6 "eval text"): the authors judge "Q: ...\\nA: ..." cut after its last '.' and stripped
     (remove_after_last_period, then strip); a text without one is judged whole.
     """
     text = wording.exchange.format(question=question, answer=answer)
@@ -291,7 +294,7 @@ def good_labels(judge_format: str) -> tuple[str, ...]:
     return tuple(order.good for order in describe(judge_format, "harm").orders)
 
 
-class JudgeError(ValueError):
+class JudgeError(RainError, ValueError):
     """The judge cannot be built for this model (e.g. a label is several tokens)."""
 
 

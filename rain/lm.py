@@ -114,7 +114,7 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One self-evaluation of an exchange (spec §1.3 getv).
+    """One self-evaluation of an exchange (docs/algorithm.md §1.3 getv).
 
     `score` is in [-1, 1]: -1 harmful (or untruthful, negative), +1 harmless. `orders` holds the judge's label
     probabilities for each option order, e.g. ({"A": 0.61, "B": 0.39}, {"A": 0.45, "B": 0.55}); `first` and

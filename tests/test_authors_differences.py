@@ -9,15 +9,18 @@ import torch
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
 from rain.config import RainConfig, preset
+from rain.events import NodesAdded
 from rain.decoding import RolloutRules, drive, rollout_program, single_token_candidates, tied_top
 from rain.judge import WORDINGS, judged_exchange
 from rain.prompts import Conversation
+from rain.replay import apply_event
 from rain.search import Backends, Search, addition_triggered
 
 ISSUE_LOGITS = [10, 9.5, 9, 8.5, 8, 7.5, 7, 6.5, 6, 5.5, 5, 5, 1]     # issue #14's example
 
 
-def search_on_fakes(config: RainConfig = RainConfig(), prompt=(3, 4), lm: FakeLM | None = None) -> Search:
+def search_on_fakes(config: RainConfig | None = None, prompt=(3, 4), lm: FakeLM | None = None) -> Search:
+    config = config or RainConfig()
     conversation = Conversation("q", tuple(prompt), ":", frozenset({EOS}), None, "fake")
     return Search(Backends(lm or FakeLM(), FakeCodec(), FakeJudge(), FakeEmbedder()), conversation, config)
 
@@ -36,13 +39,16 @@ def test_addition_adds_every_token_tied_for_the_next_rank_with_the_authors_prior
     assert [t for t, _ in ranked] == list(range(13))                        # all 13 (fewer than 20)
     search = search_on_fakes()
     root = search.tree[0]
-    root.ranked_logits = ranked
+    search.ranked_logits[root.id] = ranked
     for candidate in candidates:
         child = search.tree.add(0, candidate.tokens, "", candidate.prob)
-        child.embedding, child.value, child.visits, child.real_visits = np.array([1.0, 0.0]), -0.5, 1, 1
-    assert addition_triggered(search.tree, 0, search.config)                # alike (zero variance) and poor
-    added = search._add_nodes(root, [3, 4])
-    assert [(n.tokens, n.added) for n in added] == [((10,), True), ((11,), True)]
+        child.value, child.visits, child.real_visits = -0.5, 1, 1
+        search.embeddings[child.id] = np.array([1.0, 0.0])
+    assert addition_triggered(search.tree, 0, search.config, search.embeddings)   # alike (zero variance), poor
+    added = search._additions(root, [3, 4])
+    assert [(tuple(n.tokens), n.id) for n in added] == [((10,), 11), ((11,), 12)]
+    apply_event(search.tree, NodesAdded(1, root.id, added))
+    assert search.tree[11].added and search.tree[12].added
     assert [n.prior for n in added] == pytest.approx([0.022825, 0.022825], abs=5e-7)
     kept = np.array(ISSUE_LOGITS[:12], dtype=np.float64)
     p = np.exp(kept[10] - kept.max()) / np.exp(kept - kept.max()).sum()
