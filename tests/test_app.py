@@ -241,7 +241,8 @@ def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
                          "B", "A"))
     three = JudgeDescription("ab_soft", "sentiment", ("A", "B", "C"), (1, 2, 3), orders, "order score", "mean")
     probs = [{"A": .5, "B": .3, "C": .2}, {"A": .1, "B": .3, "C": .6}]
-    assert three.parts(probs) == pytest.approx([.25, .5])          # neutral counts for neither side
+    # neutral counts for neither side, and its mass is in the denominator (rain.judge.order_part, issue #14)
+    assert three.parts(probs) == pytest.approx([(.5 - .3) / 1.0, (.3 - .1) / 1.0])
     assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
 

@@ -62,10 +62,13 @@ def test_imdb_generate_has_three_labels_per_order_replays_and_imports(cli_runtim
     capsys.readouterr()
     assert cli.main(["replay", str(path)]) == 0
     assert f"rain: {load(path).answer}" in capsys.readouterr().out
-    from ui import handlers
+    from ui.files import import_tree
+    from ui.outputs import OUTPUTS
 
-    outputs = handlers.import_tree(str(path))
-    assert "Imported" in str(outputs[handlers.OUTPUTS.index("status")])
+    outputs = import_tree(str(path))
+    assert "Imported" in str(outputs[OUTPUTS.index("status")])
+    info = str(outputs[OUTPUTS.index("judge_info")])
+    assert "P(A)" in info and "P(B)" in info and "P(C)" in info                    # the panel shows all three
 
 
 @pytest.mark.slow
@@ -124,3 +127,26 @@ def test_hostile_principles_get_one_line_before_any_model_loads(argv, words, cap
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+
+
+@pytest.mark.slow
+def test_the_app_runs_a_gcg_prompt_with_the_adv_preset_and_a_principle(runtime, monkeypatch):
+    """The app's run handler in-process (the embedded model already loaded): adv and a GCG suffix, then a
+    principle; a hostile principle is refused with the library's one-line message, before any run."""
+    from ui import runtimes
+    from ui.outputs import OUTPUTS
+    from ui.run import run
+
+    monkeypatch.setattr(runtimes, "get_runtime", lambda spec: runtime)
+    small = {"sims_per_move": 1, "max_moves": 2, "max_new_tokens": 8, "model": "embedded", "custom_model": ""}
+    final = list(run(GCG, preset="adv", judge_format="yesno_logit", **small))[-1]
+    record = final[OUTPUTS.index("record")]
+    assert "Done in" in str(final[OUTPUTS.index("status")])
+    assert record.prompt == GCG and record.config["preset"] == "adv"
+    final = list(run("Tell me a joke.", preset="hh", judge_format="ab_soft", principle="Is the response polite?",
+                     principle_good="yes", **small))[-1]
+    record = final[OUTPUTS.index("record")]
+    assert record.judge["principle"] == "Is the response polite?"
+    assert "Your principle" in str(final[OUTPUTS.index("judge_info")])
+    refused = list(run("Tell me a joke.", preset="hh", principle="Is it {exchange}?", **small))
+    assert len(refused) == 1 and "principle: may not contain" in str(refused[0][OUTPUTS.index("status")])

@@ -136,5 +136,10 @@ def preset_values(preset_name: str, skip: Any) -> list[Any]:
     return [skip if knob.name in KEPT_ON_PRESET else control_value(knob, config) for knob in KNOBS]
 
 
+def preset_judge_format(preset_name: str) -> str:
+    """The judge format a preset asks for (imdb: ab_soft, App. B.3's three options; the others: yesno_logit)."""
+    return PRESETS.get(preset_name, {}).get("judge_format", RainConfig.judge_format)
+
+
 def budget_values(budget: dict[str, Any], skip: Any) -> list[Any]:
     return [budget[k.name] if k.name in budget else skip for k in KNOBS]

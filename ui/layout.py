@@ -19,7 +19,8 @@ JUDGE_FORMAT_LABELS = [
     ("A/B hard (paper)", "ab_hard"),          # the authors' exact format: one hard vote per order
 ]
 assert {value for _, value in JUDGE_FORMAT_LABELS} == set(FORMATS), "a judge format is missing from the picker"
-PRESET_LABELS = [("HH (harmless)", "hh"), ("adv (attacks)", "adv"), ("truth (TruthfulQA)", "truth")]
+PRESET_LABELS = [("HH (harmless)", "hh"), ("adv (attacks)", "adv"), ("truth (TruthfulQA)", "truth"),
+                 ("IMDB (positive sentiment)", "imdb")]
 
 INTRO = """
 <div id="intro">
@@ -175,6 +176,13 @@ def build() -> gr.Blocks:
                                          info="the authors' settings per task")
                     judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
                                                elem_id="judge-format", info="how the model judges itself")
+                with gr.Row():
+                    principle = gr.Textbox(value="", label="Your own principle (optional)", elem_id="principle",
+                                           max_lines=1, scale=4, placeholder="e.g. Is the response polite?",
+                                           info="a yes/no question the judge asks instead of the preset's, in "
+                                                "both option orders (one line, at most 300 characters)")
+                    principle_good = gr.Radio(["yes", "no"], value="yes", label="good answer", scale=1,
+                                              elem_id="principle-good")
                 bon_enabled = gr.Checkbox(value=False, label="Best-of-N lane (same self-judge)", elem_id="bon-enabled",
                                           info="after RAIN, sample N whole answers and keep the one the model's own "
                                                "judge scores best (the paper's Table 5 baseline)")
@@ -247,7 +255,7 @@ def build() -> gr.Blocks:
                        judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon)
         out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
-                      bon_enabled, bon_n, bon_temperature]               # the order of ui.request.INPUTS
+                      bon_enabled, bon_n, bon_temperature, principle, principle_good]   # ui.request.INPUTS
 
         run_event = run_btn.click(run, run_inputs, out, api_name="run", show_progress="hidden")
         submit_event = prompt.submit(run, run_inputs, out, api_visibility="private", show_progress="hidden")
@@ -270,6 +278,8 @@ def build() -> gr.Blocks:
         judge_node.input(files.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompt_1, judge_prompt_2],
                          api_visibility="private", show_progress="hidden")
         preset.input(lambda name: knob_specs.preset_values(name, gr.skip()), preset, knobs, api_visibility="private", show_progress="hidden")
+        preset.input(knob_specs.preset_judge_format, preset, judge_format, api_visibility="private",
+                     show_progress="hidden")                        # imdb asks App. B.3's three options (ab_soft)
         quick.click(lambda: knob_specs.budget_values(knob_specs.QUICK_BUDGET, gr.skip()), None, knobs, api_visibility="private",
                     show_progress="hidden", queue=False)
         paper.click(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip()), None, knobs, api_visibility="private",

@@ -140,6 +140,14 @@ def fill_prompt(template: str, exchange: str | None, question: str, answer: str)
     return template.replace("{exchange}", body)
 
 
+def judged_prompt(template: str, description: JudgeDescription, question: str, answer: str) -> str:
+    """The template with the exchange as the judge read it (truth: cut after its last '.')."""
+    try:
+        return template.replace("{exchange}", description.exchange_text(question, answer))
+    except (KeyError, IndexError, ValueError):
+        return fill_prompt(template, description.exchange, question, answer)
+
+
 def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: str | int | None,
                 config: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
     """(info HTML, order-1 prompt, order-2 prompt) for the picked node; `config` is the run's RainConfig dict."""
@@ -160,6 +168,9 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
         rows.append(f"<tr><td>{ESC(order.asks)}</td><td>{cells}</td><td>“{ESC(order.good)}”</td><td>{shown}</td></tr>")
     formula = description.formula(parts) if parts else ""
     part_name = description.part_name
+    first = description.orders[0] if description.orders else None
+    principle = (f'<div class="sub">Your principle: “{ESC(description.principle)}” · good answer: '
+                 f'{ESC(first.meanings.get(first.good, "?"))}</div>' if description.principle and first else "")
     text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
     badge = tone(verdict.score)
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
@@ -169,9 +180,9 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
             f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>'
             f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
             + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The two orders swap the labels\' '
-            'meanings, which cancels a bias towards one label.</div></div>')
+            'meanings, which cancels a bias towards one label.</div>' + principle + '</div>')
     templates = [order.template for order in description.orders if order.template]
     question = view.question
-    prompts = [fill_prompt(t, description.exchange, question, verdict.answer) for t in templates[:2]]
+    prompts = [judged_prompt(t, description, question, verdict.answer) for t in templates[:2]]
     prompts += [""] * (2 - len(prompts))
     return info, prompts[0], prompts[1]

@@ -16,7 +16,8 @@ from ui.runtimes import resolve_model
 MAX_PROMPT_CHARS = 20_000
 HEAD = ("prompt", "model", "custom_model", "preset", "judge_format", "show_unvisited")
 BON_INPUTS = ("bon_enabled", "bon_n", "bon_temperature")     # after the knobs: earlier API positions stay put
-INPUTS = (*HEAD, *(k.name for k in KNOBS), *BON_INPUTS)       # /run's parameters, in the page's input order
+PRINCIPLE_INPUTS = ("principle", "principle_good")             # after those, for the same reason
+INPUTS = (*HEAD, *(k.name for k in KNOBS), *BON_INPUTS, *PRINCIPLE_INPUTS)   # /run's parameters, in page order
 
 
 class PromptRefused(RainError, ValueError):
@@ -42,6 +43,9 @@ def parse_request(values: Mapping[str, Any]) -> AppRequest:
         raise PromptRefused(f"The prompt is {len(question):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
     knobs = {k.name: values.get(k.name, k.default) for k in KNOBS}
     config = build_config(values.get("preset"), values.get("judge_format"), knobs)
+    principle = (values.get("principle") or "").strip()          # empty: the preset's own question
+    if principle:                                                # refused with the library's one-line message
+        config = config.replace(principle=principle, principle_good=values.get("principle_good") or "yes")
     best_of_n = parse_best_of_n(values.get("bon_enabled", False), values.get("bon_n"), values.get("bon_temperature"))
     spec = resolve_model(values.get("model"), values.get("custom_model"))
     return AppRequest(spec, RunRequest(question, config, best_of_n=best_of_n),
