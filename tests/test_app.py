@@ -527,3 +527,28 @@ def test_cancelling_during_best_of_n_stops_it_and_the_next_run_is_clean(client, 
     assert len(bon_spy) == 2 and bon_spy[1]["finished"]
     assert [s.index for s in lane_samples(outputs[OUT["bon"]])] == [0, 1]
     assert "Done in" in outputs[OUT["status"]] and "Error" not in outputs[OUT["status"]]
+
+
+def test_the_handlers_run_replay_scrub_export_and_import_on_fakes(monkeypatch):
+    """Every handler's path to the page (ui/run.py, ui/files.py through ui/outputs.py) on a fake runtime: no model."""
+    from test_session import FakeRuntime
+
+    from ui.run import run
+
+    fake = FakeRuntime()
+    monkeypatch.setattr(runtimes, "get_runtime", lambda spec: fake)
+    monkeypatch.setattr(runtimes, "cached_runtime", lambda spec: fake)
+    status, state = outputs.OUTPUTS.index("status"), outputs.OUTPUTS.index("record")
+    page = dict(model=runtimes.EMBEDDED, custom_model="", preset="hh", judge_format="yesno_logit",
+                show_unvisited=True)
+    updates = list(run("how to pick a lock", **page, sims_per_move=3, max_moves=3, max_new_tokens=6,
+                       bon_enabled=True, bon_n=2))
+    assert "Done in" in updates[-1][status] and "Best-of-2 kept answer" in updates[-1][status]
+    record = updates[-1][state]
+    assert isinstance(record, RunRecord) and record.stats[BEST_OF_N_KEY]["samples"]
+    assert any("RAIN done in" in str(u[status]) for u in updates)          # the record before Best-of-N starts
+    frames = list(files.replay(record))
+    assert "Replayed" in frames[-1][status]
+    assert "after 2 of" in files.scrub(record, 2)[status]
+    assert "Imported" in files.import_tree(files.export_tree(record))[status]
+    assert "node #" in files.judge_view(record, "latest")[0]

@@ -58,15 +58,16 @@ def record_outputs(record: RunRecord) -> dict[str, Any]:
     return dict(vanilla=record.vanilla or "", bon=bon_html(Lane.from_stats(record.stats), record.stats))
 
 
-def outputs(view: RunView, record: RunRecord | None, revision: str, show_unvisited: bool, final: bool = True,
+def outputs(view: RunView, source: RunRecord | None, revision: str, show_unvisited: bool, final: bool = True,
             judge: bool = True, **extra: Any) -> tuple:
-    """The page after a view of `record`'s events: the RAIN answer, the tree, the timeline, the stats (the
-    record's figures when `final`) and, with `judge`, the judge panel; `extra` names more outputs."""
-    stats = (record.stats if record is not None else None) or {}
+    """The page after a view of `source`'s events: the RAIN answer, the tree, the timeline, the stats (the
+    record's figures when `final`) and, with `judge`, the judge panel; `extra` names more outputs (among them
+    `record`, the page's State)."""
+    stats = (source.stats if source is not None else None) or {}
     values = dict(rain=rain_html(view), tree=figure_of(view, revision, show_unvisited), timeline=timeline_html(view),
                   stats=stats_html(view, final=(stats or None) if final else None,
                                    vanilla_tokens=stats.get("vanilla_tokens")))
     if judge:
-        values.update(judge_outputs(view, record))
+        values.update(judge_outputs(view, source))
     values.update(extra)
     return pack(**values)

@@ -133,8 +133,9 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                 scrub_update = gr.update(maximum=max(sims, 1), value=sims)
                 if not item.complete:
                     # RAIN's record is in the page before Best-of-N starts, so Stop there keeps it for Export
-                    yield outputs(view, record, run_id, show_unvisited, **record_outputs(record), record=record,
-                                  scrub=scrub_update, export=export_file(record), bon=bon_html(lane, record.stats),
+                    shown = {**record_outputs(record), "bon": bon_html(lane, record.stats)}   # the lane, running
+                    yield outputs(view, record, run_id, show_unvisited, **shown, record=record,
+                                  scrub=scrub_update, export=export_file(record),
                                   status=status_html(f"RAIN done in {seconds:.1f} s. Best-of-{lane.n}: "
                                                      f"sampling answer 1 of {lane.n} …", "run"))
         kept = lane.result if lane is not None else None
