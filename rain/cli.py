@@ -15,8 +15,10 @@ from rain.export import TreeFileError, load, save
 from rain.judge import FORMATS, JudgeError
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
+from rain.teaching import TeachingError, describe_divergence
 
-EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError)
+EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError,
+                   TeachingError)
 
 
 class UsageError(ValueError):
@@ -70,7 +72,8 @@ def _runtime(args: argparse.Namespace):
 def stats_line(stats: dict[str, Any]) -> str:
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
-            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source")
+            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source",
+            "divergence_token", "divergence_move")
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
@@ -90,7 +93,7 @@ def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, pro
     seconds = events[-1].stats["seconds"]
     extra = {"vanilla_seconds": round(vanilla.seconds, 3),
              "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
-    return runtime.record(search, events, vanilla.text, extra), vanilla
+    return runtime.record(search, events, vanilla.text, extra, vanilla.token_ids), vanilla
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -103,6 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"vanilla: {vanilla.text}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
+    print(describe_divergence(record.extras.get("divergence")))
     if args.json:
         print(f"tree written to {save(record, args.json)}", file=sys.stderr)
     return 0
@@ -118,6 +122,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
     print(stats_line(record.stats))
+    print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
     return 0
 
 

@@ -28,6 +28,7 @@ from rain.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, 
 from rain.precision import Precision, name, resolve_precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.search import Backends, Search
+from rain.teaching import divergence_field, divergence_stats
 
 EMBEDDED = "embedded"
 
@@ -38,6 +39,7 @@ class VanillaResult:
     tokens: int
     seconds: float
     stats: dict = field(default_factory=dict)
+    token_ids: list[int] = field(default_factory=list)     # the answer's tokens (the divergence compares them)
 
 
 class Runtime:
@@ -165,8 +167,9 @@ class Runtime:
 
     # --- the vanilla baseline
     def vanilla_stream(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
-                       lm: LanguageModel | None = None) -> Iterator[str]:
-        """Vanilla answer text, growing token by token (the same stop rules as the search)."""
+                       lm: LanguageModel | None = None, token_ids: list[int] | None = None) -> Iterator[str]:
+        """Vanilla answer text, growing token by token (the same stop rules as the search); each token id is also
+        appended to `token_ids` when given."""
         lm = lm or self.engine(config)
         generator = torch.Generator(device=lm.device).manual_seed(config.seed)
         answer: list[int] = []
@@ -174,20 +177,23 @@ class Runtime:
                                     min(config.max_length, lm.max_length), conversation.stop_ids,
                                     lambda a: conversation.turn_ended(self.codec, a), temperature, generator):
             answer.append(token)
+            if token_ids is not None:
+                token_ids.append(token)
             yield conversation.answer_text(self.codec, answer)
 
     def vanilla(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
                 lm: LanguageModel | None = None) -> VanillaResult:
         lm = lm or self.engine(config)
-        started, text, tokens = time.perf_counter(), "", 0
-        for text in self.vanilla_stream(conversation, config, temperature, lm):
-            tokens += 1
-        return VanillaResult(text, tokens, time.perf_counter() - started, lm.stats.as_dict())
+        started, text, ids = time.perf_counter(), "", []
+        for text in self.vanilla_stream(conversation, config, temperature, lm, ids):
+            pass
+        return VanillaResult(text, len(ids), time.perf_counter() - started, lm.stats.as_dict(), ids)
 
     # --- export
     def record(self, search: Search, events: list[Event], vanilla: str | None = None,
-               extra_stats: dict | None = None) -> RunRecord:
-        judge, lm = search.backends.judge, search.backends.lm
+               extra_stats: dict | None = None, vanilla_tokens: list[int] | None = None) -> RunRecord:
+        judge, lm, tree = search.backends.judge, search.backends.lm, rebuild(events)
+        extras = divergence_field(tree, vanilla_tokens)
         auto = self._judge_scales.get((search.config.judge_format, search.config.criterion))
         scale = auto if auto and search.config.judge_logit_scale == auto.value else self.judge_scale(search.config)
         model_stats = {"engine": getattr(lm, "name", type(lm).__name__), "engine_note": getattr(lm, "note", ""),
@@ -199,6 +205,7 @@ class Runtime:
                    "precision": self.precision.reason},
             judge={"format": search.config.judge_format, "criterion": search.config.criterion,
                    "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
-            events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
+            events=events, nodes=nodes_of(tree), answer=search.answer(), vanilla=vanilla,
+            extras=extras,
             stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
-                   **model_stats, **(extra_stats or {})})
+                   **model_stats, **divergence_stats(extras), **(extra_stats or {})})

@@ -40,8 +40,8 @@ class Backends:
 
 # --- Pure functions on the tree --------------------------------------------------------------------------
 
-def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
-    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n).
+def puct_terms(tree: Tree, node_id: int, config: RainConfig) -> list[tuple[float, float]]:
+    """Eq. (1)'s two terms for every child of `node_id`: (value term, exploration term c · p · sqrt(N) / (1 + n)).
 
     Code variant (default, §1.3 getqu): value = (q - min)/(max - min + 1e-5), 0 for an unvisited child, and
     N = the parent's n. Paper variants (§1.5.1-2): raw q, and N = the sum of the siblings' n.
@@ -49,7 +49,7 @@ def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
     children = tree.children(node_id)
     total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
     exploration = config.c_puct * math.sqrt(total)
-    scores = []
+    terms = []
     for child in children:
         if config.puct_value == "raw":
             value = child.value
@@ -57,8 +57,13 @@ def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
             value = 0.0
         else:
             value = (child.value - tree.min_value) / (tree.max_value - tree.min_value + VALUE_RANGE_EPSILON)
-        scores.append(value + exploration * child.prior / (1 + child.visits))
-    return scores
+        terms.append((value, exploration * child.prior / (1 + child.visits)))
+    return terms
+
+
+def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
+    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n) (terms: `puct_terms`)."""
+    return [value + exploration for value, exploration in puct_terms(tree, node_id, config)]
 
 
 def select_child(tree: Tree, node_id: int, config: RainConfig) -> tuple[Node, float]:
@@ -176,6 +181,7 @@ class Search:
                                           config.rollout_max_tokens, self.max_length)
         self.simulations = 0
         self.cache_hits = 0
+        self.started = time.perf_counter()     # reset by run(); live_stats counts from it
 
     # helpers reading the conversation
     def _answer_tokens(self, state: list[int]) -> list[int]:
@@ -316,7 +322,7 @@ class Search:
         embeddings = self._path_embeddings(path, sampled)
         stats, shares = backup(tree, path, evaluation.score, embeddings, config)
         yield BackedUp(sim, evaluation.score, stats, shares, terminal)
-        yield Rewound(sim, tree.root)
+        yield Rewound(sim, tree.root, self.live_stats())
 
     def _room_for_simulation(self) -> bool:
         """Room under `max_tree_nodes` for one more simulation's nodes: one expansion plus one added node per
@@ -366,7 +372,7 @@ class Search:
 
     def run(self) -> Iterator[Event]:
         """The outer loop: search, commit the most-visited child, re-root; until the turn ends."""
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         config, tree = self.config, self.tree
         yield Started(self.conversation.question, len(self.conversation.prompt_tokens), tree[tree.root].text)
         moves, reason = 0, "no_children"
@@ -392,13 +398,23 @@ class Search:
             priors = reroot(tree, move.id, config)
             self.backends.lm.release(keep=self.root_state, under=old_state)
             moves += 1
-            yield Committed(moves, move.id, move.text, spent, why, priors)
+            yield Committed(moves, move.id, move.text, spent, why, priors, self.live_stats())
             finished = self._finish_reason(move, moves)
             if finished:
                 reason = finished
                 break
         elapsed = time.perf_counter() - started
         yield Finished(self.answer(), reason, self.stats(moves, elapsed))
+
+    def live_stats(self) -> dict:
+        """The counters so far, carried by every rewind and commit so a front end can show them as the run goes.
+
+        Seconds count from `run()`'s start, time the consumer spends between events included."""
+        lm_stats = self.compute_stats()
+        elapsed = time.perf_counter() - self.started
+        return {"simulations": self.simulations, "forward_calls": lm_stats.forward_calls,
+                "forwarded_tokens": lm_stats.forwarded_tokens, "seconds": round(elapsed, 3),
+                "simulations_per_second": round(self.simulations / max(elapsed, 1e-9), 3)}
 
     def compute_stats(self):
         """What the engines spent: the generation engine's, plus the judge's when it has an engine of its own."""
