@@ -278,6 +278,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable(path: str) -> Path:
+    source = Path(path)
+    if not source.is_file():
+        raise UsageError(f"no such file: {source}")
+    return source
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Tree JSON <-> llm-reasoners' TreeLog (rain/treelog.py)."""
+    from rain.export import dumps, loads
+    from rain.treelog import TreeLogError, dumps_treelog, loads_treelog
+
+    if (args.to is None) == (args.from_format is None):
+        raise UsageError("give exactly one of --to treelog (tree JSON -> TreeLog) or --from treelog (TreeLog -> tree JSON)")
+    source, out = _readable(args.input), Path(args.output)
+    if args.to:
+        text = dumps_treelog(load(source))
+        what = "TreeLog"
+    else:
+        try:
+            record = loads_treelog(source.read_bytes())
+            text = dumps(loads(dumps(record)))          # what we write must import like any tree file
+        except (TreeLogError, TreeFileError) as error:
+            raise UsageError(f"{source} is not a TreeLog we can read: {error}") from None
+        what = "tree JSON"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({what})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -344,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--tokenizer", default=None, metavar="DIR",
                         help="a saved tokenizer folder (default: the embedded model's, read from its GGUF)")
     models.set_defaults(handler=cmd_check_models)
+
+    convert = commands.add_parser("convert", help="tree JSON to llm-reasoners' TreeLog (--to treelog) and back")
+    convert.add_argument("input", metavar="IN.json")
+    convert.add_argument("output", metavar="OUT.json")
+    convert.add_argument("--to", choices=["treelog"], default=None, help="IN is a tree JSON; write a TreeLog")
+    convert.add_argument("--from", dest="from_format", choices=["treelog"], default=None,
+                         help="IN is a TreeLog; write a tree JSON")
+    convert.set_defaults(handler=cmd_convert)
     return parser
 
 
