@@ -291,7 +291,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from rain.treelog import TreeLogError, dumps_treelog, loads_treelog
 
     if (args.to is None) == (args.from_format is None):
-        raise UsageError("give exactly one of --to treelog (tree JSON -> TreeLog) or --from treelog (TreeLog -> tree JSON)")
+        raise UsageError("give exactly one of --to treelog (tree JSON -> TreeLog) or --from treelog "
+                         "(TreeLog -> tree JSON)")
     source, out = _readable(args.input), Path(args.output)
     if args.to:
         text = dumps_treelog(load(source))
