@@ -310,6 +310,75 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fork(args: argparse.Namespace) -> int:
+    """What if: re-run the rest of a recorded answer from a committed node with other knobs (rain/fork.py)."""
+    from rain.fork import ForkError, fork, plan_fork
+
+    record = load(_readable(args.tree))
+    try:
+        plan = plan_fork(record, args.at, parse_knobs(args.knob))
+    except ForkError as error:
+        raise UsageError(str(error)) from None
+    tree_model = record.model.get("name", "embedded")
+    if args.model is not None and args.model != tree_model:
+        raise UsageError(f"{args.tree} was made by model {tree_model!r}, not {args.model!r}: fork it with its own model")
+    args.model = None if tree_model == "embedded" else tree_model
+    try:
+        runtime = _runtime(args)
+    except ModelLoadError as error:
+        raise UsageError(f"the tree's model {tree_model!r} cannot be loaded here: {error}") from None
+    print(f"forking at node {plan.node} (after move {plan.move}) with "
+          f"{', '.join(f'{k}={v}' for k, v in plan.knobs.items()) or 'the same knobs'} ...", file=sys.stderr)
+    try:
+        forked = fork(runtime, plan, args.tree)
+    except ForkError as error:
+        raise UsageError(str(error)) from None
+    apart = forked.extras["fork"]["divergence_from_parent"]
+    print(f"parent: {record.answer}")
+    print(f"fork: {forked.answer}")
+    print(stats_line(forked.stats))
+    print("fork vs parent: " + ("identical" if apart is None else f"first different token {apart['token']}"))
+    print(f"tree written to {save(forked, args.json)}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Table 4's ablation on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md, DIR/summary.png."""
+    from tqdm import tqdm
+
+    from rain import evaluation as ev
+    from rain import sweep
+
+    config = config_from(args)
+    out = Path(args.out)
+    try:
+        variants = sweep.parse_variants(args.variants)
+        prompts = ev.load_prompts(Path(args.input), args.limit)
+        ev.check_setup(out, {"model": args.model or "embedded", "config": config.to_dict(),
+                             "prompt_format": args.prompt_format, "command": "sweep"}, fresh=args.fresh)
+    except ev.EvalError as error:
+        raise UsageError(str(error)) from None
+    results_path = out / ev.RESULTS_FILE
+    todo = ev.pending(prompts, variants, ev.read_results(results_path))
+    if todo:
+        runtime = _runtime(args)
+        bar = tqdm(total=len(todo), desc="sweep", unit="run", file=sys.stderr)
+        try:
+            for result in ev.run_pairs(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path):
+                bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
+                bar.update(1)
+        finally:
+            bar.close()
+    wanted = {(p.id, v) for p in prompts for v in variants}
+    results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
+    header = (f"RAIN ablation (Table 4): {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
+              f"({Path(args.input).name}), preset {config.preset}, sims_per_move={config.sims_per_move or 'auto'}, "
+              f"max_moves={config.max_moves or '-'}, max_new_tokens={config.max_new_tokens}, seed={config.seed}")
+    print(sweep.write_summary(out, results, variants, header), end="")
+    print(f"wrote {results_path}, {out / sweep.SUMMARY_FILE}, {out / sweep.PLOT_FILE}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -384,6 +453,28 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--from", dest="from_format", choices=["treelog"], default=None,
                          help="IN is a TreeLog; write a tree JSON")
     convert.set_defaults(handler=cmd_convert)
+
+    forking = commands.add_parser("fork", help="what if: re-run the rest of a recorded answer from a committed node "
+                                               "with other knobs and the same seed")
+    forking.add_argument("tree", metavar="TREE.json")
+    forking.add_argument("--at", type=int, required=True, metavar="NODE_ID", help="a committed node (0: the prompt)")
+    forking.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                         help="change a RainConfig field, e.g. --knob similarity_update=off (repeatable)")
+    forking.add_argument("--json", required=True, metavar="OUT.json", help="where the forked tree goes")
+    _model_options(forking)
+    forking.set_defaults(handler=cmd_fork)
+
+    ablation = commands.add_parser("sweep", help="the paper's Table 4 ablation on a prompt set (variants cumulative)")
+    ablation.add_argument("input", metavar="PROMPTS.jsonl", help='JSONL of {"id", "category", "prompt"}')
+    ablation.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.png")
+    ablation.add_argument("--variants", default="full,no_similarity,no_addition,c0",
+                          help="comma-separated: full, no_similarity, no_addition (also no similarity update), "
+                               "c0 (also neither)")
+    ablation.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
+    ablation.add_argument("--fresh", action="store_true", help="discard DIR's results instead of resuming")
+    _model_options(ablation)
+    _search_options(ablation)
+    ablation.set_defaults(handler=cmd_sweep)
     return parser
 
 

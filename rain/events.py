@@ -112,7 +112,7 @@ class Expanded(Event):
     """Candidate token sets attached to the leaf (spec §1.3 group_getp)."""
 
     type: ClassVar[str] = "expand"
-    simulation: int
+    simulation: int                 # 0: a fork's prefix, created before any simulation
     node: int
     children: list[NewNode]
 
@@ -149,8 +149,9 @@ class Committed(Event):
     node: int
     text: str
     simulations: int                # simulations spent on this move
-    reason: str                     # "threshold" (stop rule met), "budget" (window used up), "fixed", or
-                                    # "node_cap" (max_tree_nodes reached; see Search._room_for_simulation)
+    reason: str                     # "threshold" (stop rule met), "budget" (window used up), "fixed",
+                                    # "node_cap" (max_tree_nodes reached; see Search._room_for_simulation), or
+                                    # "fork" (an earlier run's commit a what-if fork starts below; rain/fork.py)
     priors: dict[int, float]        # new priors of the new root's children
     stats: dict[str, Any] | None = None     # live counters so far (Search.live_stats); absent in older files
     optional: ClassVar[tuple[str, ...]] = ("stats",)

@@ -10,7 +10,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -29,6 +29,7 @@ from rain.precision import Precision, name, resolve_precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.search import Backends, Search
 from rain.teaching import divergence_field, divergence_stats
+from rain.tree import TokenSet
 
 EMBEDDED = "embedded"
 
@@ -160,10 +161,11 @@ class Runtime:
                 prefix = self._judge_prefixes[key] = engine.export_prefix(tokens)
             return prefix
 
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[TokenSet] = ()) -> Search:
         config = self.resolved(config)
         lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     # --- the vanilla baseline
     def vanilla_stream(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,

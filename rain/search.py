@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finish
                          NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
 from rain.prompts import Conversation
-from rain.tree import Node, Tree
+from rain.tree import Node, TokenSet, Tree
 
 VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
 ROLLOUT_SEED_OFFSET = 1             # rollouts draw from their own generator, seeded with seed + 1
@@ -167,8 +167,11 @@ def reroot(tree: Tree, child_id: int, config: RainConfig) -> dict[int, float]:
 class Search:
     """One RAIN generation for one prompt. Iterate `run()` for events; `tree` is readable at any time."""
 
-    def __init__(self, backends: Backends, conversation: Conversation, config: RainConfig):
+    def __init__(self, backends: Backends, conversation: Conversation, config: RainConfig,
+                 prefix: Sequence[TokenSet] = ()):
         self.backends, self.conversation, self.config = backends, conversation, config.validate()
+        self.prefix = [tuple(tokens) for tokens in prefix]    # token sets committed before the search starts:
+                                                              # a what-if fork of an earlier run (rain/fork.py)
         self.tree = Tree.new(backends.codec.decode(conversation.prompt_tokens))
         self.root_state: list[int] = list(conversation.prompt_tokens)
         # two random streams, so a rollout and an expansion can share forwards (rain/decoding.py `drive`) and
@@ -376,6 +379,12 @@ class Search:
         config, tree = self.config, self.tree
         yield Started(self.conversation.question, len(self.conversation.prompt_tokens), tree[tree.root].text)
         moves, reason = 0, "no_children"
+        for tokens in self.prefix:                     # simulation 0: no search, the earlier run's commits
+            node = tree.add(tree.root, tokens, self.backends.codec.decode(tokens), 1.0)
+            yield Expanded(0, node.parent, self._new_nodes([node]))
+            self.root_state.extend(tokens)
+            moves += 1
+            yield Committed(moves, node.id, node.text, 0, "fork", reroot(tree, node.id, config))
         while True:
             window, spent, why = self._window(), 0, "budget"
             for _ in range(window):

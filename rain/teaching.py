@@ -190,6 +190,7 @@ COMMIT_REASONS = {
     "budget": "the move's window of simulations was used up",
     "fixed": "the fixed budget of simulations per move was used up",
     "node_cap": "the tree reached its node cap",
+    "fork": "the run this what-if forks from committed it there",
 }
 
 

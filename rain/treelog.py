@@ -272,7 +272,7 @@ def _commits(nodes: dict, parents: dict, ours: dict, tree: Tree, simulation: int
         if node not in parents or tree[ours[node]].committed:
             continue
         after = data.get("committed_after")
-        if after == simulation or (after is None and data.get("committed") is True):
+        if (isinstance(after, int) and after <= simulation) or (after is None and data.get("committed") is True):
             fresh.append(node)
     events = []
     root = tree.root
