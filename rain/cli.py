@@ -379,6 +379,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Step through a tree file: one numbered sentence per event, and Eq. (1)'s why-table where asked."""
+    from rain.teaching import Narrator, format_why, why_table
+
+    record = load(_readable(args.tree))
+    config = RainConfig.from_dict(record.config)
+    if args.why:
+        simulation, _, node = args.why.partition(":")
+        try:
+            simulation_index = int(simulation)
+            node_id = int(node) if node else None
+        except ValueError:
+            raise UsageError(f"--why takes SIMULATION or SIMULATION:NODE, got {args.why!r}") from None
+        if node_id is None:
+            select = next((e for e in record.events if e.type == "select" and e.simulation == simulation_index), None)
+            if select is None or len(select.path) < 2:
+                raise TeachingError(f"simulation {simulation_index} has no descent to explain; give SIMULATION:NODE")
+            node_id = select.path[-2]
+        print(format_why(why_table(record.events, config, simulation_index, node_id)))
+        return 0
+    narrator = Narrator(config)
+    last = len(record.events) if args.to is None else min(args.to, len(record.events))
+    for index, event in enumerate(record.events[:last], 1):
+        sentence = narrator.narrate(event)
+        if index >= args.start:
+            print(f"{index:>5} {event.type:<10} {sentence}")
+    print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -475,6 +505,15 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(ablation)
     _search_options(ablation)
     ablation.set_defaults(handler=cmd_sweep)
+
+    explain = commands.add_parser("explain", help="step through a tree file: one sentence per event, or the "
+                                                  "why-table of one simulation (no model)")
+    explain.add_argument("tree", metavar="TREE.json")
+    explain.add_argument("--from", dest="start", type=int, default=1, metavar="N", help="first event to print (1-based)")
+    explain.add_argument("--to", type=int, default=None, metavar="M", help="last event to print")
+    explain.add_argument("--why", default=None, metavar="SIMULATION[:NODE]",
+                         help="Eq. (1) for every child of NODE as at SIMULATION (default node: its leaf's parent)")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 

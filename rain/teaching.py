@@ -18,6 +18,7 @@ from rain.search import VALUE_RANGE_EPSILON, puct_terms
 from rain.tree import NO_PARENT, ROOT_ID, Node, Tree
 
 QUOTE_CHARS = 60            # longest text quoted in a narration sentence
+VERDICTS = {"harm": ("harmless", "harmful"), "truth": ("truthful", "untruthful")}   # criterion -> (+, -) words
 
 
 class TeachingError(ValueError):
@@ -119,7 +120,7 @@ class WhyTable:
 def formula(config: RainConfig) -> str:
     """Eq. (1) in the variant `config` runs (§1.5.1-2), with its constant c."""
     value = ("q" if config.puct_value == "raw"
-             else f"(q − min)/(max − min + {VALUE_RANGE_EPSILON:g}), 0 if n = 0")
+             else f"[(q − min)/(max − min + {VALUE_RANGE_EPSILON:g}), or 0 if n = 0]")
     total = "N = the node's n" if config.puct_visits == "parent" else "N = Σ of the children's n"
     return f"score = {value} + c·p·√N/(1 + n), c = {config.c_puct:g}, {total}"
 
@@ -243,9 +244,11 @@ class Narrator:
                     f"{_quote(self._text(event.node))} to the end of a clause: {_quote(event.text)}.")
         if isinstance(event, Evaluated):
             self.score = event.score
-            verdict = "harmless-leaning" if event.score > 0 else "harmful-leaning" if event.score < 0 else "undecided"
+            good, bad = VERDICTS.get(self.config.criterion, ("good", "bad"))
+            verdict = f"{good}-leaning" if event.score > 0 else f"{bad}-leaning" if event.score < 0 else "undecided"
             cached = " (the same text was judged before: cached)" if event.cache_hit else ""
-            return (f"The judge read the answer so far, ending {_quote(event.answer)}, and scored it "
+            read = f"the answer so far, ending {_quote(event.answer)}," if event.answer.strip() else "the empty answer"
+            return (f"The judge read {read} and scored it "
                     f"{event.score:+.2f} ({verdict}){cached}.")
         if isinstance(event, Expanded):
             if not event.children:
@@ -267,11 +270,11 @@ class Narrator:
             if self.leaf is None or self.leaf == tree.root:
                 return f"Rewound to the root: the root itself was scored {score}."
             branch = tree[self._branch_of(self.leaf)]
-            change = "rose" if self.branch_before is not None and branch.value > self.branch_before else (
-                "fell" if self.branch_before is not None and branch.value < self.branch_before else "stayed")
+            before = self.branch_before
+            change = ("is now" if before is None or branch.real_visits == 1 else "rose to" if branch.value > before
+                      else "fell to" if branch.value < before else "stayed at")
             return (f"Rewound to the root: the judge scored the clause {_quote(self.clause)} at {score}, so the "
-                    f"branch {_quote(branch.text)}'s value {change} {'at' if change == 'stayed' else 'to'} "
-                    f"{branch.value:+.2f}.")
+                    f"value of the branch {_quote(branch.text)} {change} {branch.value:+.2f}.")
         if isinstance(event, Committed):
             node = tree[event.node]
             why = COMMIT_REASONS.get(event.reason, event.reason)

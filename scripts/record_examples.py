@@ -36,7 +36,7 @@ def record_one(runtime, question: str, config):
     seconds = events[-1].stats["seconds"]
     extra = {"vanilla_seconds": round(vanilla.seconds, 3), "vanilla_tokens": vanilla.tokens,
              "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
-    return runtime.record(search, events, vanilla.text, extra)
+    return runtime.record(search, events, vanilla.text, extra, vanilla.token_ids)
 
 
 def main(argv=None) -> int:

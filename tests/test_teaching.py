@@ -114,7 +114,7 @@ def test_why_table_terms_by_hand_and_the_formula_names_the_variant():
         value = 0.0 if child.visits == 0 else (child.value + 1) / (2 + 1e-5)
         assert row.value_term == pytest.approx(value, abs=1e-12)
         assert row.exploration_term == pytest.approx(2.0 * child.prior * parent.visits ** 0.5 / (1 + child.visits))
-    assert "(q − min)/(max − min + 1e-05)" in table.formula and "N = the node's n" in table.formula
+    assert "[(q − min)/(max − min + 1e-05), or 0 if n = 0]" in table.formula and "N = the node's n" in table.formula
     paper = why_table(events, preset("hh", puct_value="raw", puct_visits="siblings"), simulation, node_id)
     assert paper.formula.startswith("score = q + c·p·√N/(1 + n)") and "Σ of the children's n" in paper.formula
     assert "> " in format_why(table) and latest_selection(events)[0] == search.simulations
@@ -180,3 +180,26 @@ def test_a_tree_recorded_before_live_stats_replays_byte_identically():
             del event["stats"]
     old = json.dumps(data, ensure_ascii=False, allow_nan=False)
     assert dumps(loads(old)) == old
+
+
+# --- the explain command (no model) ----------------------------------------------------------------------------
+
+def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsys):
+    from rain.cli import main
+    from rain.export import save
+
+    record = fake_record()
+    path = save(record, tmp_path / "tree.json")
+    assert main(["explain", str(path), "--from", "2", "--to", "9"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == [str(i) for i in range(2, 10)]
+    assert lines[0].split()[1] == "select" and lines[-1].startswith("divergence: unknown")
+    simulation, node = latest_selection(record.events)
+    assert main(["explain", str(path), "--why", str(simulation)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"simulation {simulation}, node {node} ") and out.count("\n> ") == 1
+    for argv, words in ((["--why", "x:y"], "--why takes"), (["--why", "999"], "no descent"),
+                        (["--why", "1:99999"], "did not exist yet")):
+        assert main(["explain", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1
