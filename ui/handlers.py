@@ -35,6 +35,7 @@ from ui import estimate
 from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
+from ui.teaching import split_at_divergence
 from ui.view import RunView, simulation_bounds, view_at
 
 log = logging.getLogger("rain.app")
@@ -298,7 +299,8 @@ def full_update(view: RunView, source: RunRecord | None, uirevision: str, show_u
                 judge: dict | None, **extra: Any) -> tuple:
     """Every output from a view (the end of a run, import); `extra` names more outputs (record, status, ...)."""
     info, prompt_1, prompt_2 = judge_panel(view, judge, "latest", source.config if source is not None else None)
-    values = dict(rain=rain_html(view), tree=figure_of(view, uirevision, show_unvisited),
+    divergence = split_at_divergence(source) if source is not None else None
+    values = dict(rain=rain_html(view, divergence=divergence), tree=figure_of(view, uirevision, show_unvisited),
                   timeline=timeline_html(view), judge_node=gr.update(choices=node_choices(view), value="latest"),
                   judge_info=info, judge_prompt_1=prompt_1, judge_prompt_2=prompt_2)
     if source is not None:
@@ -368,9 +370,9 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
                    judge_node=gr.update(choices=node_choices(None), value="latest"),
                    judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
                    bon=WAITING if bon.enabled else OFF_HINT)
-        started, vanilla_text, vanilla_tokens = time.perf_counter(), "", 0
+        started, vanilla_text, vanilla_tokens, vanilla_ids = time.perf_counter(), "", 0, []
         vanilla_lm = runtime.engine(config)                 # its own engine: its forward calls are vanilla's
-        for vanilla_text in runtime.vanilla_stream(conversation, config, lm=vanilla_lm):
+        for vanilla_text in runtime.vanilla_stream(conversation, config, lm=vanilla_lm, token_ids=vanilla_ids):
             vanilla_tokens += 1
             yield pack(vanilla=vanilla_text)
         vanilla_seconds = time.perf_counter() - started
@@ -409,7 +411,7 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
         extra = {"vanilla_seconds": round(vanilla_seconds, 3), "vanilla_tokens": vanilla_tokens,
                  "vanilla_forward_calls": vanilla_lm.stats.forward_calls,
                  "rain_over_vanilla": round(seconds / max(vanilla_seconds, 1e-9), 2)}
-        record = runtime.record(search, events, vanilla_text, extra)
+        record = runtime.record(search, events, vanilla_text, extra, vanilla_ids)
         estimate.record_run(spec, record.stats)                  # the paper-budget estimate follows real runs
         sims = len(simulation_bounds(events)) - 1
         done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
