@@ -11,6 +11,7 @@ with matplotlib (rain/ never imports plotly).
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -108,7 +109,7 @@ def write_plot(path: Path, rows: Sequence[VariantRow], title: str) -> Path:
         ax.axhline(0, color="#94a3b8", linewidth=0.8)
     axes[0][0].set_ylim(-1.05, 1.05)
     axes[0][1].set_ylim(0, 1.05)
-    figure.suptitle(title)
+    figure.suptitle(textwrap.fill(title, 110), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

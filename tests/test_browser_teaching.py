@@ -43,7 +43,8 @@ def test_divergence_step_play_why_fork_and_sweep(page):
 
     # divergence: marked inside #rain, and the same position in vanilla's answer
     page.wait_for_selector("#rain #divergence")
-    assert page.locator("#rain #divergence").inner_text().strip() == "of computer science, and one that has been extensively"
+    marked = page.locator("#rain #divergence").inner_text().strip()
+    assert marked == "of computer science, and one that has been extensively"
     page.wait_for_selector("#vanilla-marked #vanilla-divergence")
     assert page.locator("#vanilla-divergence").inner_text().startswith("any system")
     assert "token 8, move 4, node 32" in page.locator("#vanilla-marked").inner_text()
