@@ -251,6 +251,9 @@ class Narrator:
             return (f"The judge read {read} and scored it "
                     f"{event.score:+.2f} ({verdict}){cached}.")
         if isinstance(event, Expanded):
+            if event.simulation == 0:
+                return (f"A what-if fork keeps the parent run's token set {_quote(event.children[0].text)} "
+                        f"(no simulation: the search starts below it).")
             if not event.children:
                 return f"No new children for {_quote(self._text(event.node))}: every candidate was there already."
             best = max(event.children, key=lambda c: c.prior)
@@ -277,6 +280,9 @@ class Narrator:
                     f"value of the branch {_quote(branch.text)} {change} {branch.value:+.2f}.")
         if isinstance(event, Committed):
             node = tree[event.node]
+            if event.reason == "fork":
+                return (f"Move {event.move} is the parent run's {_quote(event.text)}, kept as committed: the fork "
+                        f"re-runs only what comes after it.")
             why = COMMIT_REASONS.get(event.reason, event.reason)
             return (f"Committed move {event.move}: {_quote(event.text)}, the root's most visited child "
                     f"(n = {node.visits:.2f}, q = {node.value:+.2f}) after {event.simulations} simulation"
