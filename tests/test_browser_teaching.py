@@ -51,12 +51,12 @@ def test_divergence_step_play_why_fork_and_sweep(page):
     page.locator("#rain").screenshot(path=str(ROOT / "assets" / "teaching_divergence_rain.png"))
 
     # step: exactly one event per click, with a sentence for it
-    for expected in range(1, 10):
+    for expected in range(1, 9):
         page.click("#step")
         page.wait_for_function("n => document.querySelector('#narration').innerText.includes('event ' + n + ' of')",
                                arg=expected, timeout=30_000)
     text = page.locator("#narration").inner_text()
-    assert "event 9 of 154" in text and "select" in text and "Simulation 2" in text
+    assert "event 8 of 154" in text and "select" in text and "Simulation 2" in text
 
     # the why-table for the latest selection's parent: every child, one marked chosen
     page.wait_for_selector("#why table.why-table tr.chosen")
