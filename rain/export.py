@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rain.errors import RainError
 from rain.events import Event, event_from_dict
 from rain.replay import ReplayError, rebuild
 from rain.tree import Node, Tree
@@ -21,7 +22,7 @@ MAX_IMPORT_BYTES = 64 * 1024 * 1024
 OPTIONAL_KEYS = ("divergence", "fork")     # top-level keys a file may carry (rain/teaching.py, rain/fork.py)
 
 
-class TreeFileError(ValueError):
+class TreeFileError(RainError, ValueError):
     """A tree file cannot be imported; the message names the first problem."""
 
 

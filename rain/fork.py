@@ -8,20 +8,23 @@ record names its parent file, the fork node, the changed knobs and the parent's 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rain.errors import RainError
 from rain.config import ConfigError, RainConfig
 from rain.events import Event
-from rain.export import RunRecord
+from rain.export import RunRecord, nodes_of
+from rain.replay import rebuild
 from rain.teaching import committed_nodes, find_divergence
 from rain.tree import ROOT_ID, TokenSet, Tree
 
 PROMPT_FORMATS = ("auto", "chat", "fewshot")
 
 
-class ForkError(ValueError):
+class ForkError(RainError, ValueError):
     """The fork cannot be run from this tree (the message says why)."""
 
 
@@ -81,7 +84,10 @@ def fork(runtime, plan: ForkPlan, parent_file: str | Path) -> RunRecord:
     conversation = conversation_for(runtime, plan)
     search = runtime.search(conversation, plan.config, prefix=plan.prefix)
     events: list[Event] = list(search.run())
-    record = runtime.record(search, events, plan.record.vanilla)
+    meta = runtime.record(conversation, search.config, search.backends.judge, search.backends.lm)
+    record = dataclasses.replace(meta, events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(),
+                                 vanilla=plan.record.vanilla, extras={},
+                                 stats={**events[-1].stats, **meta.stats} if events[-1].type == "done" else meta.stats)
     parent = [t for node in committed_nodes(plan.record.tree()) for t in node.tokens]
     apart = find_divergence(record.tree(), parent)
     record.extras["fork"] = {"parent_file": str(parent_file), "node": plan.node, "move": plan.move,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
+from rain.errors import RainError
 from rain.config import RainConfig
 from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut, Rewound,
                          Selected, Started)
@@ -21,7 +22,7 @@ QUOTE_CHARS = 60            # longest text quoted in a narration sentence
 VERDICTS = {"harm": ("harmless", "harmful"), "truth": ("truthful", "untruthful")}   # criterion -> (+, -) words
 
 
-class TeachingError(ValueError):
+class TeachingError(RainError, ValueError):
     """A question about a run that the run cannot answer (no such simulation, node, ...); the message says why."""
 
 

@@ -21,6 +21,7 @@ import json
 import math
 from typing import Any
 
+from rain.errors import RainError
 from rain.config import ConfigError, RainConfig
 from rain.events import BackedUp, Committed, Event, Expanded, NewNode, NodeStats, NodesAdded, Rewound, Selected, Started
 from rain.export import RunRecord, nodes_of
@@ -32,7 +33,7 @@ from rain.tree import NO_PARENT, ROOT_ID, Tree
 FOREIGN_MODEL = "treelog import"
 
 
-class TreeLogError(ValueError):
+class TreeLogError(RainError, ValueError):
     """A file that is not a TreeLog we can read; the message names the first problem."""
 
 

@@ -34,6 +34,12 @@ class FakeRuntime:
     def conversation(self, question, config, prompt_format="auto"):
         return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
 
+    def record(self, conversation, config, judge=None, lm=None):
+        from rain.export import RunRecord
+
+        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
+                         judge={"format": "fake", "criterion": "harm", "templates": []}, events=[], stats={})
+
     def search(self, conversation, config, reference=False, prefix=()):
         self.searches += 1
         self.configs.append(config)
