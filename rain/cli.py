@@ -13,9 +13,11 @@ from typing import Any, Sequence
 from rain.config import RainConfig, parse_knobs, preset
 from rain.errors import RainError
 from rain.events import Committed
-from rain.export import RunRecord, load, save
+from rain.export import RunRecord, TreeFileError, load, save
+from rain.models import ModelLoadError
 from rain.judge import FORMATS, JudgeError
 from rain.prompts import PromptError, prompt_of
+from rain.teaching import TeachingError, describe_divergence
 
 
 class UsageError(RainError, ValueError):
@@ -91,7 +93,8 @@ def _runtime(args: argparse.Namespace):
 def stats_line(stats: dict[str, Any]) -> str:
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
-            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source")
+            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source",
+            "divergence_token", "divergence_move")
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
@@ -121,6 +124,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
+    print(describe_divergence(record.extras.get("divergence")))
     if args.json:
         print(f"tree written to {save(record, args.json)}", file=sys.stderr)
     return 0
@@ -136,6 +140,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
     print(stats_line(record.stats))
+    print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
     return 0
 
 
@@ -307,6 +312,137 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable(path: str) -> Path:
+    source = Path(path)
+    if not source.is_file():
+        raise UsageError(f"no such file: {source}")
+    return source
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Tree JSON <-> llm-reasoners' TreeLog (rain/treelog.py)."""
+    from rain.export import dumps, loads
+    from rain.treelog import TreeLogError, dumps_treelog, loads_treelog
+
+    if (args.to is None) == (args.from_format is None):
+        raise UsageError("give exactly one of --to treelog (tree JSON -> TreeLog) or --from treelog "
+                         "(TreeLog -> tree JSON)")
+    source, out = _readable(args.input), Path(args.output)
+    if args.to:
+        text = dumps_treelog(load(source))
+        what = "TreeLog"
+    else:
+        try:
+            record = loads_treelog(source.read_bytes())
+            text = dumps(loads(dumps(record)))          # what we write must import like any tree file
+        except (TreeLogError, TreeFileError) as error:
+            raise UsageError(f"{source} is not a TreeLog we can read: {error}") from None
+        what = "tree JSON"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({what})", file=sys.stderr)
+    return 0
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    """What if: re-run the rest of a recorded answer from a committed node with other knobs (rain/fork.py)."""
+    from rain.fork import ForkError, fork, plan_fork
+
+    record = load(_readable(args.tree))
+    try:
+        plan = plan_fork(record, args.at, parse_knobs(args.knob))
+    except ForkError as error:
+        raise UsageError(str(error)) from None
+    tree_model = record.model.get("name", "embedded")
+    if args.model is not None and args.model != tree_model:
+        raise UsageError(f"{args.tree} was made by model {tree_model!r}, not {args.model!r}: fork it with its own model")
+    args.model = None if tree_model == "embedded" else tree_model
+    try:
+        runtime = _runtime(args)
+    except ModelLoadError as error:
+        raise UsageError(f"the tree's model {tree_model!r} cannot be loaded here: {error}") from None
+    print(f"forking at node {plan.node} (after move {plan.move}) with "
+          f"{', '.join(f'{k}={v}' for k, v in plan.knobs.items()) or 'the same knobs'} ...", file=sys.stderr)
+    try:
+        forked = fork(runtime, plan, args.tree)
+    except ForkError as error:
+        raise UsageError(str(error)) from None
+    apart = forked.extras["fork"]["divergence_from_parent"]
+    print(f"parent: {record.answer}")
+    print(f"fork: {forked.answer}")
+    print(stats_line(forked.stats))
+    print("fork vs parent: " + ("identical" if apart is None else f"first different token {apart['token']}"))
+    print(f"tree written to {save(forked, args.json)}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Table 4's ablation on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md, DIR/summary.png."""
+    from tqdm import tqdm
+
+    from rain import evaluation as ev
+    from rain import sweep
+
+    config = config_from(args)
+    out = Path(args.out)
+    try:
+        variants = sweep.parse_variants(args.variants)
+        prompts = ev.load_prompts(Path(args.input), args.limit)
+        ev.check_setup(out, {"model": args.model or "embedded", "config": config.to_dict(),
+                             "prompt_format": args.prompt_format, "command": "sweep"}, fresh=args.fresh)
+    except ev.EvalError as error:
+        raise UsageError(str(error)) from None
+    results_path = out / ev.RESULTS_FILE
+    todo = ev.pending(prompts, variants, ev.read_results(results_path))
+    if todo:
+        runtime = _runtime(args)
+        bar = tqdm(total=len(todo), desc="sweep", unit="run", file=sys.stderr)
+        try:
+            for result in ev.run_pairs(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path):
+                bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
+                bar.update(1)
+        finally:
+            bar.close()
+    wanted = {(p.id, v) for p in prompts for v in variants}
+    results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
+    header = (f"RAIN ablation (Table 4): {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
+              f"({Path(args.input).name}), preset {config.preset}, sims_per_move={config.sims_per_move or 'auto'}, "
+              f"max_moves={config.max_moves or '-'}, max_new_tokens={config.max_new_tokens}, seed={config.seed}")
+    print(sweep.write_summary(out, results, variants, header), end="")
+    print(f"wrote {results_path}, {out / sweep.SUMMARY_FILE}, {out / sweep.PLOT_FILE}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Step through a tree file: one numbered sentence per event, and Eq. (1)'s why-table where asked."""
+    from rain.teaching import Narrator, format_why, why_table
+
+    record = load(_readable(args.tree))
+    config = RainConfig.from_dict(record.config)
+    if args.why:
+        simulation, _, node = args.why.partition(":")
+        try:
+            simulation_index = int(simulation)
+            node_id = int(node) if node else None
+        except ValueError:
+            raise UsageError(f"--why takes SIMULATION or SIMULATION:NODE, got {args.why!r}") from None
+        if node_id is None:
+            select = next((e for e in record.events if e.type == "select" and e.simulation == simulation_index), None)
+            if select is None or len(select.path) < 2:
+                raise TeachingError(f"simulation {simulation_index} has no descent to explain; give SIMULATION:NODE")
+            node_id = select.path[-2]
+        print(format_why(why_table(record.events, config, simulation_index, node_id)))
+        return 0
+    narrator = Narrator(config)
+    last = len(record.events) if args.to is None else min(args.to, len(record.events))
+    for index, event in enumerate(record.events[:last], 1):
+        sentence = narrator.narrate(event)
+        if index >= args.start:
+            print(f"{index:>5} {event.type:<10} {sentence}")
+    print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rain", description="RAIN: rewindable auto-regressive inference")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -376,6 +512,45 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--tokenizer", default=None, metavar="DIR",
                         help="a saved tokenizer folder (default: the embedded model's, read from its GGUF)")
     models.set_defaults(handler=cmd_check_models)
+
+    convert = commands.add_parser("convert", help="tree JSON to llm-reasoners' TreeLog (--to treelog) and back")
+    convert.add_argument("input", metavar="IN.json")
+    convert.add_argument("output", metavar="OUT.json")
+    convert.add_argument("--to", choices=["treelog"], default=None, help="IN is a tree JSON; write a TreeLog")
+    convert.add_argument("--from", dest="from_format", choices=["treelog"], default=None,
+                         help="IN is a TreeLog; write a tree JSON")
+    convert.set_defaults(handler=cmd_convert)
+
+    forking = commands.add_parser("fork", help="what if: re-run the rest of a recorded answer from a committed node "
+                                               "with other knobs and the same seed")
+    forking.add_argument("tree", metavar="TREE.json")
+    forking.add_argument("--at", type=int, required=True, metavar="NODE_ID", help="a committed node (0: the prompt)")
+    forking.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                         help="change a RainConfig field, e.g. --knob similarity_update=off (repeatable)")
+    forking.add_argument("--json", required=True, metavar="OUT.json", help="where the forked tree goes")
+    _model_options(forking)
+    forking.set_defaults(handler=cmd_fork)
+
+    ablation = commands.add_parser("sweep", help="the paper's Table 4 ablation on a prompt set (variants cumulative)")
+    ablation.add_argument("input", metavar="PROMPTS.jsonl", help='JSONL of {"id", "category", "prompt"}')
+    ablation.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.png")
+    ablation.add_argument("--variants", default="full,no_similarity,no_addition,c0",
+                          help="comma-separated: full, no_similarity, no_addition (also no similarity update), "
+                               "c0 (also neither)")
+    ablation.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
+    ablation.add_argument("--fresh", action="store_true", help="discard DIR's results instead of resuming")
+    _model_options(ablation)
+    _search_options(ablation)
+    ablation.set_defaults(handler=cmd_sweep)
+
+    explain = commands.add_parser("explain", help="step through a tree file: one sentence per event, or the "
+                                                  "why-table of one simulation (no model)")
+    explain.add_argument("tree", metavar="TREE.json")
+    explain.add_argument("--from", dest="start", type=int, default=1, metavar="N", help="first event to print (1-based)")
+    explain.add_argument("--to", type=int, default=None, metavar="M", help="last event to print")
+    explain.add_argument("--why", default=None, metavar="SIMULATION[:NODE]",
+                         help="Eq. (1) for every child of NODE as at SIMULATION (default node: its leaf's parent)")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 

@@ -44,9 +44,14 @@ class SimilarityShare:
 @dataclass(frozen=True)
 class Event:
     type: ClassVar[str] = "event"
+    optional: ClassVar[tuple[str, ...]] = ()       # fields left out of the JSON while None (older files lack them)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **dataclasses.asdict(self)}
+        data = {"type": self.type, **dataclasses.asdict(self)}
+        for name in self.optional:
+            if data[name] is None:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ class Expanded(Event):
     """Candidate token sets attached to the leaf (docs/algorithm.md §1.3 group_getp)."""
 
     type: ClassVar[str] = "expand"
-    simulation: int
+    simulation: int                 # 0: a fork's prefix, created before any simulation
     node: int
     children: list[NewNode]
 
@@ -159,8 +164,10 @@ class Rewound(Event):
     """Back to the root after a simulation."""
 
     type: ClassVar[str] = "rewind"
+    optional: ClassVar[tuple[str, ...]] = ("stats",)
     simulation: int
     root: int
+    stats: dict[str, Any] | None = None     # live counters so far (Search.live_stats); absent in older files
 
 
 @dataclass(frozen=True)
@@ -172,9 +179,12 @@ class Committed(Event):
     node: int
     text: str
     simulations: int                # simulations spent on this move
-    reason: str                     # "threshold" (stop rule met), "budget" (window used up), "fixed", or
-                                    # "node_cap" (max_tree_nodes reached; see Search._room_for_simulation)
+    reason: str                     # "threshold" (stop rule met), "budget" (window used up), "fixed",
+                                    # "node_cap" (max_tree_nodes reached; see Search._room_for_simulation), or
+                                    # "fork" (an earlier run's commit a what-if fork starts below; rain/fork.py)
     priors: dict[int, float]        # new priors of the new root's children
+    stats: dict[str, Any] | None = None     # live counters so far (Search.live_stats); absent in older files
+    optional: ClassVar[tuple[str, ...]] = ("stats",)
 
 
 @dataclass(frozen=True)

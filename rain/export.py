@@ -19,6 +19,7 @@ from rain.tree import Node, Tree
 SCHEMA_VERSION = 2                   # 2: evaluate events carry `orders`; 1 is converted on load (`upgrade_v1`)
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "tree.schema.json"
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
+OPTIONAL_KEYS = ("divergence", "fork")     # top-level keys a file may carry (rain/teaching.py, rain/fork.py)
 
 
 class TreeFileError(RainError, ValueError):
@@ -38,6 +39,7 @@ class RunRecord:
     answer: str = ""
     vanilla: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)    # OPTIONAL_KEYS present; written only when set
 
     def tree(self, upto: int | None = None) -> Tree:
         """The tree after the first `upto` events (the whole run when None)."""
@@ -48,7 +50,7 @@ class RunRecord:
             "schema_version": SCHEMA_VERSION, "config": self.config, "model": self.model, "prompt": self.prompt,
             "judge": self.judge, "nodes": self.nodes or nodes_of(self.tree()),
             "events": [e.to_dict() for e in self.events], "answer": self.answer, "vanilla": self.vanilla,
-            "stats": self.stats,
+            "stats": self.stats, **{key: self.extras[key] for key in OPTIONAL_KEYS if key in self.extras},
         }
 
 
@@ -153,7 +155,7 @@ def loads(text: str | bytes) -> RunRecord:
         events = [event_from_dict(e) for e in data["events"]]
         record = RunRecord(prompt=data["prompt"], config=data["config"], model=data["model"], judge=data["judge"],
                            events=events, nodes=data["nodes"], answer=data["answer"], vanilla=data["vanilla"],
-                           stats=data["stats"])
+                           stats=data["stats"], extras={k: data[k] for k in OPTIONAL_KEYS if k in data})
         rebuilt = nodes_of(record.tree())
     except (ReplayError, KeyError, TypeError, ValueError, IndexError) as error:
         raise TreeFileError(f"the events do not form a valid tree: {error}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -25,6 +25,7 @@ from rain.precision import Precision, name, resolve_precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.replay import rebuild
 from rain.search import Backends, Search
+from rain.tree import TokenSet
 
 EMBEDDED = "embedded"
 
@@ -154,15 +155,17 @@ class Runtime:
                 prefix = self._judge_prefixes[key] = engine.export_prefix(tokens)
             return prefix
 
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[TokenSet] = ()) -> Search:
         config = self.resolved(config)
         lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     # --- the vanilla baseline
     def vanilla_stream(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
-                       lm: LanguageModel | None = None) -> Iterator[str]:
-        """Vanilla answer text, growing token by token (the same stop rules as the search)."""
+                       lm: LanguageModel | None = None, token_ids: list[int] | None = None) -> Iterator[str]:
+        """Vanilla answer text, growing token by token (the same stop rules as the search); each token id is also
+        appended to `token_ids` when given."""
         lm = lm or self.engine(config)
         generator = torch.Generator(device=lm.device).manual_seed(config.seed)
         answer: list[int] = []
@@ -170,6 +173,8 @@ class Runtime:
                                     min(config.max_length, lm.max_length), conversation.stop_ids,
                                     lambda a: conversation.turn_ended(self.codec, a), temperature, generator):
             answer.append(token)
+            if token_ids is not None:
+                token_ids.append(token)
             yield conversation.answer_text(self.codec, answer)
 
     # --- export

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finish
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
 from rain.prompts import Conversation
 from rain.replay import apply_event
-from rain.tree import Node, Tree
+from rain.tree import Node, TokenSet, Tree
 
 VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
 ROLLOUT_SEED_OFFSET = 1             # rollouts draw from their own generator, seeded with seed + 1
@@ -48,8 +48,8 @@ class Backends:
 
 # --- Pure functions on the tree --------------------------------------------------------------------------
 
-def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
-    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n).
+def puct_terms(tree: Tree, node_id: int, config: RainConfig) -> list[tuple[float, float]]:
+    """Eq. (1)'s two terms for every child of `node_id`: (value term, exploration term c · p · sqrt(N) / (1 + n)).
 
     Code variant (default, §1.3 getqu): value = (q - min)/(max - min + 1e-5), 0 for an unvisited child, and
     N = the parent's n. Paper variants (§1.5.1-2): raw q, and N = the sum of the siblings' n.
@@ -57,7 +57,7 @@ def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
     children = tree.children(node_id)
     total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
     exploration = config.c_puct * math.sqrt(total)
-    scores = []
+    terms = []
     for child in children:
         if config.puct_value == "raw":
             value = child.value
@@ -65,8 +65,13 @@ def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
             value = 0.0
         else:
             value = (child.value - tree.min_value) / (tree.max_value - tree.min_value + VALUE_RANGE_EPSILON)
-        scores.append(value + exploration * child.prior / (1 + child.visits))
-    return scores
+        terms.append((value, exploration * child.prior / (1 + child.visits)))
+    return terms
+
+
+def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
+    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n) (terms: `puct_terms`)."""
+    return [value + exploration for value, exploration in puct_terms(tree, node_id, config)]
 
 
 def select_child(tree: Tree, node_id: int, config: RainConfig) -> tuple[Node, float]:
@@ -165,8 +170,11 @@ def reroot_priors(tree: Tree, child_id: int, config: RainConfig) -> dict[int, fl
 class Search:
     """One RAIN generation for one prompt. Iterate `run()` for events; `tree` is readable at any time."""
 
-    def __init__(self, backends: Backends, conversation: Conversation, config: RainConfig):
+    def __init__(self, backends: Backends, conversation: Conversation, config: RainConfig,
+                 prefix: Sequence[TokenSet] = ()):
         self.backends, self.conversation, self.config = backends, conversation, config.validate()
+        self.prefix = [tuple(tokens) for tokens in prefix]    # token sets committed before the search starts:
+                                                              # a what-if fork of an earlier run (rain/fork.py)
         self.tree = Tree.new(backends.codec.decode(conversation.prompt_tokens))
         self.root_state: list[int] = list(conversation.prompt_tokens)
         # two random streams, so a rollout and an expansion can share forwards (rain/decoding.py `drive`) and
@@ -181,6 +189,7 @@ class Search:
                                           config.rollout_max_tokens, self.max_length)
         self.simulations = 0
         self.cache_hits = 0
+        self.started = time.perf_counter()     # reset by run(); live_stats counts from it
         # what only the search reads, by node id (never in the tree, never in an event):
         self.embeddings: dict[int, np.ndarray] = {}           # e: running mean embedding of text from the node on
         self.candidate_sets: dict[int, list[tuple[tuple[int, ...], float]]] = {}   # multi-token: (tokens, prob)
@@ -336,7 +345,7 @@ class Search:
         stats, shares = backup(tree, path, evaluation.score, self._path_embeddings(path, sampled), config,
                                self.embeddings)
         yield self._apply(BackedUp(sim, evaluation.score, stats, shares, terminal))
-        yield Rewound(sim, tree.root)
+        yield Rewound(sim, tree.root, self.live_stats())
 
     def _room_for_simulation(self) -> bool:
         """Room under `max_tree_nodes` for one more simulation's nodes: one expansion plus one added node per
@@ -389,11 +398,18 @@ class Search:
 
     def run(self) -> Iterator[Event]:
         """The outer loop: search, commit the most-visited child, re-root; until the turn ends."""
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         config, tree = self.config, self.tree
         yield self._apply(Started(self.conversation.question, len(self.conversation.prompt_tokens),
                                   tree[tree.root].text))
         moves, reason = 0, "no_children"
+        for tokens in self.prefix:                     # simulation 0: no search, the earlier run's commits
+            new = NewNode(len(tree.nodes), tree.root, list(tokens), self.backends.codec.decode(tokens), 1.0)
+            yield self._apply(Expanded(0, tree.root, [new]))
+            self.root_state.extend(tokens)
+            moves += 1
+            yield self._apply(Committed(moves, new.id, new.text, 0, "fork", reroot_priors(tree, new.id, config),
+                                        self.live_stats()))
         while True:
             window, spent, why = self._window(), 0, "budget"
             for _ in range(window):
@@ -415,7 +431,8 @@ class Search:
             self.root_state.extend(move.tokens)
             moves += 1
             committed = self._apply(Committed(moves, move.id, move.text, spent, why,
-                                              reroot_priors(tree, move.id, config)))   # re-roots the tree
+                                              reroot_priors(tree, move.id, config),
+                                              self.live_stats()))   # re-roots the tree
             self.backends.lm.release(keep=self.root_state, under=old_state)
             yield committed
             finished = self._finish_reason(move, moves)
@@ -424,6 +441,16 @@ class Search:
                 break
         elapsed = time.perf_counter() - started
         yield Finished(self.answer(), reason, self.stats(moves, elapsed))
+
+    def live_stats(self) -> dict:
+        """The counters so far, carried by every rewind and commit so a front end can show them as the run goes.
+
+        Seconds count from `run()`'s start, time the consumer spends between events included."""
+        lm_stats = self.compute_stats()
+        elapsed = time.perf_counter() - self.started
+        return {"simulations": self.simulations, "forward_calls": lm_stats.forward_calls,
+                "forwarded_tokens": lm_stats.forwarded_tokens, "seconds": round(elapsed, 3),
+                "simulations_per_second": round(self.simulations / max(elapsed, 1e-9), 3)}
 
     def compute_stats(self):
         """What the engines spent: the generation engine's, plus the judge's when it has an engine of its own."""

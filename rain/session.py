@@ -23,6 +23,7 @@ from rain.events import Event, Finished
 from rain.export import RunRecord, nodes_of
 from rain.prompts import PromptFormat
 from rain.replay import rebuild
+from rain.teaching import divergence_field, divergence_stats
 
 BEST_OF_N_KEY = "best_of_n"        # the record's stats key of the Best-of-N result
 
@@ -77,6 +78,7 @@ class VanillaDone:
     tokens: int
     seconds: float                 # decoding time only (time spent by the consumer between tokens excluded)
     stats: dict[str, Any] = field(default_factory=dict)     # the vanilla engine's ComputeStats.as_dict()
+    token_ids: list[int] = field(default_factory=list)      # the answer's tokens (rain/teaching.py divergence)
 
 
 @dataclass(frozen=True)
@@ -109,15 +111,15 @@ def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None, 
 def _vanilla(runtime, conversation, config: RainConfig) -> Iterator[VanillaText | VanillaDone]:
     """Greedy vanilla on its own engine; its clock runs only while this generator computes."""
     lm = runtime.engine(config)
-    spent, text, tokens = 0.0, "", 0
+    spent, text, tokens, ids = 0.0, "", 0, []
     resumed = time.perf_counter()
-    for text in runtime.vanilla_stream(conversation, config, lm=lm):
+    for text in runtime.vanilla_stream(conversation, config, lm=lm, token_ids=ids):
         tokens += 1
         spent += time.perf_counter() - resumed
         yield VanillaText(text, tokens)
         resumed = time.perf_counter()
     spent += time.perf_counter() - resumed
-    yield VanillaDone(text, tokens, spent, lm.stats.as_dict())
+    yield VanillaDone(text, tokens, spent, lm.stats.as_dict(), ids)
 
 
 def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
@@ -149,7 +151,11 @@ def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
             stream.close()
         finished = events[-1] if events and isinstance(events[-1], Finished) else None
         search_stats = finished.stats if finished else None
-        record = dataclasses.replace(record, events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(),
+        tree = rebuild(events)
+        extras = divergence_field(tree, vanilla.token_ids if vanilla is not None else None)
+        engine_stats = {**engine_stats, **divergence_stats(extras)}
+        record = dataclasses.replace(record, events=events, nodes=nodes_of(tree), answer=search.answer(),
+                                     extras={**record.extras, **extras},
                                      stats=run_stats(search_stats, vanilla, None, engine_stats))
         if request.best_of_n is not None:
             yield Recorded(record, complete=False)

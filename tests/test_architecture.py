@@ -54,6 +54,8 @@ UI_MAY_IMPORT = {
     "rain.runtime": "Runtime: the loaded model a session runs on (the app holds one per model)",
     "rain.evaluation": "ui/eval_figures.py draws eval results (Result, the file names)",
     "rain.eval_summary": "ui/eval_figures.py draws eval's summary",
+    "rain.teaching": "ui/teaching.py shows divergence, narration and the why-table (pure functions of the events)",
+    "rain.fork": "ui/teaching.py's fork view runs a what-if fork of the page's record",
 }
 UI_MAY_IMPORT_FROM_JUDGE = {"JudgeDescription", "JudgeOrder", "FORMATS"}      # the judge's description only
 

@@ -43,11 +43,13 @@ class FakeRuntime:
     def search(self, conversation, config, reference=False) -> Search:
         return Search(Backends(self.engine(config), self.codec, FakeJudge(), FakeEmbedder()), conversation, config)
 
-    def vanilla_stream(self, conversation, config, temperature=0.0, lm=None):
+    def vanilla_stream(self, conversation, config, temperature=0.0, lm=None, token_ids=None):
         answer = []
         for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens, 4096,
                                     conversation.stop_ids, lambda a: False):
             answer.append(token)
+            if token_ids is not None:
+                token_ids.append(token)
             yield conversation.answer_text(self.codec, answer)
 
     def record(self, conversation, config, judge=None, lm=None) -> RunRecord:

@@ -5,6 +5,8 @@ import gradio as gr
 
 from rain.judge import FORMATS
 from ui import estimate, files, knobs as knob_specs, runtimes
+from ui import teaching as teach
+from ui.outputs import figure_of
 from ui.bon import DEFAULT_N, DEFAULT_TEMPERATURE, N_RANGE, TEMPERATURE_RANGE, WAITING
 from ui.figures import empty_figure
 from ui.outputs import OUTPUTS, status_html
@@ -125,7 +127,7 @@ THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="slate", neutral_hue="s
                        font_mono=[gr.themes.Font(n) for n in ("ui-monospace", "SFMono-Regular", "Menlo", "monospace")])
 # (plain Font names: no web-font download, the page works offline)
 
-LAUNCH_KWARGS = dict(theme=THEME, css=CSS)
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS + teach.CSS)
 
 
 def _knob_component(knob: knob_specs.Knob):
@@ -206,6 +208,7 @@ def build() -> gr.Blocks:
                         vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=6, max_lines=6,
                                              interactive=False, elem_id="vanilla", buttons=["copy"],
                                              placeholder="The vanilla answer streams here, token by token.")
+                        vanilla_marked = gr.HTML(teach.vanilla_html(None), elem_id="vanilla-marked")
                     with gr.Column(min_width=240):
                         gr.HTML('<div class="answer-title">RAIN <span class="tag r">search · judge · rewind · '
                                 'commit</span></div>')
@@ -250,6 +253,29 @@ def build() -> gr.Blocks:
                     judge_prompt_2 = gr.Textbox(label="order 2", lines=6, max_lines=16, interactive=False,
                                                 buttons=["copy"])
 
+        # --- teaching: step mode, narration, the why-table, what-if forks, the recorded ablation sweep
+        with gr.Tabs(elem_id="teach-tabs"):
+            with gr.Tab("Teach: step, why, what-if", elem_id="teach-tab"):
+                with gr.Row():
+                    step_btn = gr.Button("Step ▸ (one event)", elem_id="step", scale=1)
+                    play_btn = gr.Button("▶ Play", elem_id="play", scale=1)
+                    why_node = gr.Number(value=-1, precision=0, elem_id="why-node", scale=2,
+                                         label="why-table node (-1: the latest selection's parent)")
+                cursor = gr.State(0)
+                narration = gr.HTML(teach.narration_html(None, 0), elem_id="narration")
+                why = gr.HTML(teach.why_html(None, 0, None), elem_id="why")
+                with gr.Row():
+                    fork_node = gr.Number(value=0, precision=0, label="fork at committed node", elem_id="fork-node")
+                    fork_knobs = gr.Textbox(value="similarity_update=off", label="changed knobs (NAME=VALUE ...)",
+                                            elem_id="fork-knobs", scale=2)
+                    fork_btn = gr.Button("⑂ Fork: re-run the rest", elem_id="fork")
+                fork_status = gr.Markdown("", elem_id="fork-status")
+                fork_view = gr.HTML("", elem_id="fork-view")
+                fork_tree = gr.Plot(empty_figure(), elem_id="fork-tree", show_label=False, label="fork tree")
+            with gr.Tab("Ablation sweep (Table 4, recorded)", elem_id="sweep-tab"):
+                gr.Markdown(teach.sweep_markdown(), elem_id="sweep")
+                gr.Image(teach.sweep_image(), elem_id="sweep-plot", show_label=False, interactive=False)
+
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
                        record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
                        judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon)
@@ -263,8 +289,25 @@ def build() -> gr.Blocks:
                            show_progress="hidden", queue=False)
         replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",
                                         show_progress="hidden")
-        stop_btn.click(files.stopped, record, [status, export_btn], cancels=[run_event, submit_event, replay_event],
-                       api_visibility="private")
+        step_outputs = [tree, rain, narration, why, cursor]
+        step_inputs = [record, cursor, why_node, show_unvisited]
+        step_btn.click(lambda *a: teach.step(*a, figure_of, rain_html), step_inputs, step_outputs,
+                       api_name="step", show_progress="hidden")
+
+        def play(*values):
+            yield from teach.play(*values, figure_of, rain_html)
+
+        play_event = play_btn.click(play, step_inputs, step_outputs, api_name="play", show_progress="hidden")
+        why_node.change(teach.why_html, [record, cursor, why_node], why, api_visibility="private",
+                        show_progress="hidden")
+        record.change(lambda r: (teach.vanilla_html(r), 0, teach.narration_html(None, 0),
+                                 teach.why_html(r, 0, None)), record, [vanilla_marked, cursor, narration, why],
+                      api_visibility="private", show_progress="hidden")
+        fork_btn.click(lambda r, n, k, u: teach.run_fork(r, n, k, u, runtimes.get_runtime, figure_of),
+                       [record, fork_node, fork_knobs, show_unvisited], [fork_view, fork_tree, fork_status],
+                       api_name="fork", show_progress="minimal")
+        stop_btn.click(files.stopped, record, [status, export_btn],
+                       cancels=[run_event, submit_event, replay_event, play_event], api_visibility="private")
 
         import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
                           show_progress="minimal")

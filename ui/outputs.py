@@ -12,6 +12,7 @@ from rain.export import RunRecord
 from ui.bon import Lane, bon_html
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
+from ui.teaching import split_at_divergence
 from ui.view import RunView
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
@@ -64,7 +65,9 @@ def outputs(view: RunView, source: RunRecord | None, revision: str, show_unvisit
     record's figures when `final`) and, with `judge`, the judge panel; `extra` names more outputs (among them
     `record`, the page's State)."""
     stats = (source.stats if source is not None else None) or {}
-    values = dict(rain=rain_html(view), tree=figure_of(view, revision, show_unvisited), timeline=timeline_html(view),
+    divergence = split_at_divergence(source) if source is not None and final else None
+    values = dict(rain=rain_html(view, divergence=divergence), tree=figure_of(view, revision, show_unvisited),
+                  timeline=timeline_html(view),
                   stats=stats_html(view, final=(stats or None) if final else None,
                                    vanilla_tokens=stats.get("vanilla_tokens")))
     if judge:

@@ -23,8 +23,11 @@ def tone(score: float) -> str:
 
 # --- the RAIN answer ------------------------------------------------------------------------------------
 
-def rain_html(view: RunView | None, note: str = "") -> str:
-    """Committed text, then the token sets being tried and the rollout in distinct styles, then the verdict."""
+def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, str] | None = None) -> str:
+    """Committed text, then the token sets being tried and the rollout in distinct styles, then the verdict.
+
+    `divergence` (ui/teaching.py split_at_divergence): the finished answer's text before, at and after the token
+    set where RAIN parts from vanilla, marked `#divergence`."""
     if view is None or not view.events:
         return ('<div class="rain-answer"><span class="placeholder">The RAIN answer grows here: committed text, '
                 'with the candidate under evaluation highlighted.</span></div>')
@@ -37,6 +40,10 @@ def rain_html(view: RunView | None, note: str = "") -> str:
         else:
             path_text, rollout = rest, ""
     parts = [f'<span class="committed">{text_html(committed)}</span>']
+    if divergence is not None and view.finished is not None and "".join(divergence).startswith(committed[:1]):
+        before, at, after = divergence
+        parts = [f'<span class="committed">{text_html(before)}<span id="divergence" title="RAIN parts from vanilla '
+                 f'in this token set">{text_html(at)}</span>{text_html(after)}</span>']
     if path_text:
         parts.append(f'<span class="path" title="token sets on the selected path">{text_html(path_text)}</span>')
     if rollout:

@@ -1,0 +1,113 @@
+"""The teaching views in a real browser (Debian's Chromium through Playwright) on the real embedded model.
+
+Import the shipped tree, see where RAIN parts from vanilla in both answers, step through it event by event with
+the narration and the why-table, play it, fork it with the similarity update off, and read the recorded sweep.
+Saves the README's screenshots of these views (assets/teaching_*.png).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from test_browser import ARGS, CHROMIUM, sync_api, wait_status  # noqa: F401  (skips as test_browser does)
+
+ROOT = Path(__file__).resolve().parent.parent
+TREE = ROOT / "assets" / "trees" / "1_harmful_pick_a_lock.json"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.wait_for_selector("#prompt textarea")
+        yield page
+        context.close()
+        browser.close()
+
+
+def narration_event(page) -> int:
+    match = re.search(r"event (\d+) of", page.locator("#narration").inner_text())
+    return int(match.group(1)) if match else 0
+
+
+def test_divergence_step_play_why_fork_and_sweep(page):
+    page.set_input_files("#import input[type=file]", str(TREE))
+    wait_status(page, "Imported", timeout=60)
+
+    # divergence: marked inside #rain, and the same position in vanilla's answer
+    page.wait_for_selector("#rain #divergence")
+    marked = page.locator("#rain #divergence").inner_text().strip()
+    assert marked == "of computer science, and one that has been extensively"
+    page.wait_for_selector("#vanilla-marked #vanilla-divergence")
+    assert page.locator("#vanilla-divergence").inner_text().startswith("any system")
+    assert "token 8, move 4, node 32" in page.locator("#vanilla-marked").inner_text()
+    page.locator("#rain").screenshot(path=str(ROOT / "assets" / "teaching_divergence_rain.png"))
+
+    # step: exactly one event per click, with a sentence for it
+    for expected in range(1, 9):
+        page.click("#step")
+        page.wait_for_function("n => document.querySelector('#narration').innerText.includes('event ' + n + ' of')",
+                               arg=expected, timeout=30_000)
+    text = page.locator("#narration").inner_text()
+    assert "event 8 of 154" in text and "select" in text and "Simulation 2" in text
+
+    # the why-table for the latest selection's parent: every child, one marked chosen
+    page.wait_for_selector("#why table.why-table tr.chosen")
+    header = page.locator("#why .why-head").inner_text()
+    assert header.startswith("Simulation 2, node 0") and "c·p·√N/(1 + n)" in header
+    assert page.locator("#why tr").count() >= 3 and page.locator("#why tr.chosen").count() == 1
+    page.locator("#teach-tab").screenshot(path=str(ROOT / "assets" / "teaching_step_why.png"))
+
+    # another node: the why-table of node 15 at the latest simulation up to the cursor
+    page.fill("#why-node input", "15")
+    page.press("#why-node input", "Enter")
+    page.wait_for_function("() => document.querySelector('#why').innerText.includes('did not exist yet')"
+                           " || document.querySelector('#why').innerText.includes('node 15')", timeout=30_000)
+
+    # play: the events run on by themselves; Stop ends it
+    before = narration_event(page)
+    page.click("#play")
+    page.wait_for_function("n => { const m = document.querySelector('#narration').innerText.match(/event (\\d+) of/);"
+                           " return m && +m[1] >= n }", arg=before + 3, timeout=30_000)
+    page.click("#stop")
+    page.wait_for_timeout(1500)
+    stopped = narration_event(page)
+    page.wait_for_timeout(1500)
+    assert narration_event(page) == stopped > before
+
+    # what-if: fork after move 3 with the similarity update off, one simulation per move
+    page.fill("#fork-node input", "15")
+    page.press("#fork-node input", "Tab")
+    page.fill("#fork-knobs textarea", "similarity_update=off sims_per_move=1")
+    page.click("#fork")
+    page.wait_for_function("() => document.querySelector('#fork-view') && "
+                           "document.querySelector('#fork-view').innerText.includes('Forked at node 15')",
+                           timeout=300_000, polling=500)
+    view = page.locator("#fork-view").inner_text()
+    assert "similarity_update=False" in view and "parent" in view and "fork" in view
+    assert page.locator("#fork-view .fork-point").count() == 2
+    page.wait_for_function("() => document.querySelectorAll('#fork-tree .js-plotly-plot .scatterlayer .point')"
+                           ".length > 3", timeout=30_000)
+    page.locator("#teach-tab").screenshot(path=str(ROOT / "assets" / "teaching_fork.png"))
+
+    # a bad knob is a message, not a traceback
+    page.fill("#fork-knobs textarea", "c_puct=-1")
+    page.click("#fork")
+    page.wait_for_function("() => document.querySelector('#fork-status').innerText.includes('Cannot fork')",
+                           timeout=60_000)
+    assert "c_puct" in page.locator("#fork-status").inner_text()
+
+    # the recorded sweep in its tab
+    page.get_by_role("tab", name=re.compile("Ablation sweep")).click()
+    page.wait_for_selector("#sweep table", state="visible")
+    sweep = page.locator("#sweep").inner_text()
+    assert all(variant in sweep for variant in ("full", "no_similarity", "no_addition", "c0"))
+    page.wait_for_selector("#sweep-plot img", state="visible")
+    page.locator("#sweep-tab").screenshot(path=str(ROOT / "assets" / "teaching_sweep.png"))

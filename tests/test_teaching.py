@@ -1,0 +1,205 @@
+"""Teaching views on fakes: divergence, the why-table against the live Eq. (1), narration, live stats."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import rain.search as search_module
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from rain.config import preset
+from rain.events import Committed, Evaluated, Rewound, Selected
+from rain.export import dumps, loads
+from rain.prompts import Conversation
+from rain.search import Backends, Search
+from rain.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
+                           format_why, latest_selection, narrate, why_table)
+from test_export import fake_record
+
+
+def fake_search(**overrides) -> Search:
+    codec = FakeCodec()
+    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
+                                None, "fake")
+    return Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation,
+                  preset("hh", sims_per_move=5, max_moves=4, **overrides))
+
+
+# --- divergence --------------------------------------------------------------------------------------------
+
+def test_divergence_is_null_for_identical_answers_and_names_the_first_differing_token():
+    tree = fake_record().tree()
+    moves = committed_nodes(tree)
+    tokens = [t for node in moves for t in node.tokens]
+    assert len(moves) >= 3 and len(tokens) > 3
+    assert find_divergence(tree, tokens) is None
+    assert divergence_field(tree, tokens) == {"divergence": None}
+    assert divergence_field(tree, None) == {}
+
+    index = len(moves[0].tokens) + 1 if len(moves[1].tokens) > 1 else len(moves[0].tokens)
+    changed = list(tokens)
+    changed[index] = (changed[index] + 1) % 20
+    found = find_divergence(tree, changed)
+    owner = next(m for m, node in enumerate(moves, 1)
+                 if sum(len(n.tokens) for n in moves[:m - 1]) <= index < sum(len(n.tokens) for n in moves[:m]))
+    assert found == Divergence(index, owner, moves[owner - 1].id, tokens[index], changed[index])
+
+
+def test_divergence_when_one_answer_is_a_prefix_of_the_other():
+    tree = fake_record().tree()
+    tokens = [t for node in committed_nodes(tree) for t in node.tokens]
+    longer = find_divergence(tree, tokens + [3])                  # vanilla went on after RAIN stopped
+    assert longer == Divergence(len(tokens), None, None, None, 3)
+    shorter = find_divergence(tree, tokens[:-1])                  # RAIN's last token set went past vanilla's end
+    moves = committed_nodes(tree)
+    assert shorter == Divergence(len(tokens) - 1, len(moves), moves[-1].id, tokens[-1], None)
+
+
+def test_divergence_survives_export_and_import():
+    record = fake_record()
+    tree = record.tree()
+    tokens = [t for node in committed_nodes(tree) for t in node.tokens]
+    record.extras.update(divergence_field(tree, [tokens[0] + 1] + tokens[1:]))
+    data = json.loads(dumps(record))
+    assert data["divergence"] == {"token": 0, "move": 1, "node": committed_nodes(tree)[0].id,
+                                  "rain_token": tokens[0], "vanilla_token": tokens[0] + 1}
+    assert loads(dumps(record)).extras == record.extras
+    assert "divergence" not in json.loads(dumps(fake_record()))      # absent, not null, when vanilla is unknown
+
+
+# --- why this child ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides", [{}, {"puct_visits": "siblings", "puct_value": "raw"}, {"c_puct": 0.0},
+                                       {"similarity_update": False, "dynamic_addition": False}])
+def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypatch, overrides):
+    """Every Eq. (1) evaluation of the live search, recomputed from the recorded events alone."""
+    live: list[tuple[int, int, list[float]]] = []
+    search = fake_search(**overrides)
+    original = search_module.puct_scores
+
+    def recording(tree, node_id, config):
+        scores = original(tree, node_id, config)
+        live.append((search.simulations, node_id, scores))
+        return scores
+
+    monkeypatch.setattr(search_module, "puct_scores", recording)
+    events = list(search.run())
+    monkeypatch.setattr(search_module, "puct_scores", original)
+    record = loads(dumps(fake_record(**overrides)))                # the same run, through export and import
+    assert [e.to_dict() for e in record.events if e.type == "select"] == \
+        [e.to_dict() for e in events if e.type == "select"]
+    assert len(live) > 10
+    selects = {e.simulation: e for e in events if isinstance(e, Selected)}
+    for simulation, node_id, scores in live:
+        table = why_table(record.events, search.config, simulation, node_id)
+        assert [row.score for row in table.rows] == scores                      # exactly, not approximately
+        assert all(row.score == row.value_term + row.exploration_term for row in table.rows)
+        chosen = [row for row in table.rows if row.selected]
+        path = selects[simulation].path
+        assert len(chosen) == 1 and chosen[0].id == path[path.index(node_id) + 1]
+        assert chosen[0].score == table.recorded_score == max(scores)
+        if overrides.get("c_puct") == 0.0:
+            assert all(row.exploration_term == 0 for row in table.rows)
+
+
+def test_why_table_terms_by_hand_and_the_formula_names_the_variant():
+    search = fake_search()
+    events = list(search.run())
+    simulation, node_id = 3, 0
+    table = why_table(events, search.config, simulation, node_id)
+    tree = __import__("rain.teaching", fromlist=["tree_at_selection"]).tree_at_selection(events, simulation)[0]
+    parent = tree[node_id]
+    for row in table.rows:
+        child = tree[row.id]
+        value = 0.0 if child.visits == 0 else (child.value + 1) / (2 + 1e-5)
+        assert row.value_term == pytest.approx(value, abs=1e-12)
+        assert row.exploration_term == pytest.approx(2.0 * child.prior * parent.visits ** 0.5 / (1 + child.visits))
+    assert "[(q − min)/(max − min + 1e-05), or 0 if n = 0]" in table.formula and "N = the node's n" in table.formula
+    paper = why_table(events, preset("hh", puct_value="raw", puct_visits="siblings"), simulation, node_id)
+    assert paper.formula.startswith("score = q + c·p·√N/(1 + n)") and "Σ of the children's n" in paper.formula
+    assert "> " in format_why(table) and latest_selection(events)[0] == search.simulations
+
+
+def test_why_table_refuses_questions_the_run_cannot_answer():
+    search = fake_search()
+    events = list(search.run())
+    with pytest.raises(TeachingError, match="no simulation 999"):
+        why_table(events, search.config, 999, 0)
+    with pytest.raises(TeachingError, match="did not exist yet"):
+        why_table(events, search.config, 1, 5)
+    leaf = next(e for e in events if isinstance(e, Selected) and e.simulation == 2).path[-1]
+    with pytest.raises(TeachingError, match="had no children"):
+        why_table(events, search.config, 2, leaf)
+
+
+# --- narration ------------------------------------------------------------------------------------------------
+
+def test_one_sentence_per_event_and_the_rewind_says_what_the_judge_did_to_the_branch():
+    search = fake_search()
+    events = list(search.run())
+    sentences = narrate(events, search.config)
+    assert len(sentences) == len(events)
+    assert all(s and s.endswith(".") and "\n" not in s for s in sentences)
+    kinds = {e.type for e in events}
+    assert {"select", "rollout", "evaluate", "expand", "backup", "rewind", "commit"} <= kinds
+    tree = fake_record().tree()
+    for index, event in enumerate(events):
+        if isinstance(event, Rewound) and event.simulation > 1:
+            score = next(e.score for e in reversed(events[:index]) if isinstance(e, Evaluated))
+            path = next(e.path for e in reversed(events[:index]) if isinstance(e, Selected))
+            assert sentences[index].startswith("Rewound to the root: the judge scored the clause")
+            assert f"at {score:+.2f}" in sentences[index]
+            if len(path) > 1:
+                branch = path[1]
+                value = next(s.value for s in next(e for e in reversed(events[:index]) if e.type == "backup").path
+                             if s.id == branch)
+                assert f"{value:+.2f}." in sentences[index] and repr(tree[branch].text.strip()) in sentences[index]
+        if isinstance(event, Committed):
+            assert sentences[index].startswith(f"Committed move {event.move}:")
+
+
+# --- live stats ---------------------------------------------------------------------------------------------
+
+def test_rewind_and_commit_events_carry_the_counters_so_far():
+    events = list(fake_search().run())
+    live = [e for e in events if isinstance(e, (Rewound, Committed))]
+    assert live and all(e.stats is not None for e in live)
+    calls = [e.stats["forward_calls"] for e in live]
+    assert calls == sorted(calls) and calls[-1] <= events[-1].stats["forward_calls"] and calls[0] > 0
+    for event in live:
+        assert set(event.stats) == {"simulations", "forward_calls", "forwarded_tokens", "seconds",
+                                    "simulations_per_second"}
+        if isinstance(event, Rewound):
+            assert event.stats["simulations"] == event.simulation
+
+
+def test_a_tree_recorded_before_live_stats_replays_byte_identically():
+    data = json.loads(dumps(fake_record()))
+    for event in data["events"]:
+        if event["type"] in ("rewind", "commit"):
+            del event["stats"]
+    old = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    assert dumps(loads(old)) == old
+
+
+# --- the explain command (no model) ----------------------------------------------------------------------------
+
+def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsys):
+    from rain.cli import main
+    from rain.export import save
+
+    record = fake_record()
+    path = save(record, tmp_path / "tree.json")
+    assert main(["explain", str(path), "--from", "2", "--to", "9"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == [str(i) for i in range(2, 10)]
+    assert lines[0].split()[1] == "select" and lines[-1].startswith("divergence: unknown")
+    simulation, node = latest_selection(record.events)
+    assert main(["explain", str(path), "--why", str(simulation)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"simulation {simulation}, node {node} ") and out.count("\n> ") == 1
+    for argv, words in ((["--why", "x:y"], "--why takes"), (["--why", "999"], "no descent"),
+                        (["--why", "1:99999"], "did not exist yet")):
+        assert main(["explain", str(path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1
