@@ -3,7 +3,7 @@
 The search (rain/search.py) never imports torch models, tokenizers or encoders directly: it asks a
 `LanguageModel` for next-token logits of whole token states, a `TextCodec` to turn tokens into text, a
 `Judge` for self-evaluation scores and an `Embedder` for sentence embeddings. Real implementations live in
-rain/engine.py, rain/judge.py, rain/embedder.py and rain/models.py; tests use the fakes in tests/fakes.py.
+rain/engine/, rain/judge.py, rain/embedder.py and rain/models.py; tests use the fakes in tests/fakes.py.
 """
 from __future__ import annotations
 

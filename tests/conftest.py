@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"           # nothing in the tests may touch the network
+# the dequantised-weights cache (rain/weights_cache.py) of this session lives in a temp dir, never in $HOME
+_CACHE = tempfile.TemporaryDirectory(prefix="rain-test-cache-")
+os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 
 import pytest
 import torch
@@ -18,6 +22,18 @@ def real_model():
     """(model, tokenizer) of the embedded SmolLM2-135M GGUF, float32 on CPU, loaded once."""
     from rain.models import load_causal_lm
     return load_causal_lm(None, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """A random-weight 2-layer Llama with the embedded tokenizer's vocabulary: engine tests without real weights."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         initializer_range=0.2)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
 
 
 @pytest.fixture(scope="session")

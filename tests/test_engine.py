@@ -1,4 +1,5 @@
-"""The compute engines, the embedder and model loading, on the real embedded models (CPU, float32).
+"""The compute engines on a tiny random-weight Llama (CPU, float32); the embedder, model loading and the judge
+prefix on the real embedded models.
 
 Every engine result is checked against a plain full forward of the whole state (no cache), so tree masks,
 gathered keys/values, eviction and release can only pass by computing the same thing.
@@ -41,7 +42,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 def check_trie_invariants(engine: TrieEngine) -> None:
     """Computed nodes are ancestor-closed, counters match, and the arena holds exactly the computed nodes."""
     computed = 0
-    stack: list[_TrieNode] = [engine._root]
+    stack: list[_TrieNode] = [engine._trie.root]
     while stack:
         node = stack.pop()
         children = list(node.children.values())
@@ -56,8 +57,8 @@ def check_trie_invariants(engine: TrieEngine) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(real_model):
-    return real_model[0]
+def model(tiny_llama):
+    return tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ def test_release_frees_bytes_and_keeps_results_right(model):
     assert_close(logits[0], full_logits(model, root + [33, 34, 35]))
     assert_close(logits[1], full_logits(model, root + [31, 32, 37]))
     engine.release(keep=[5, 6], under=root)                         # keep outside `under`: drop all below it
-    assert engine._find(root).children == {}
+    assert engine._trie.find(root).children == {}
     check_trie_invariants(engine)
 
 
