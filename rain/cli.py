@@ -61,13 +61,11 @@ def config_from(args: argparse.Namespace) -> RainConfig:
 
 
 def _runtime(args: argparse.Namespace):
-    from rain.runtime import Runtime  # heavy imports only for commands that need a model
+    from rain.runtime import Runtime, load_runtime  # heavy imports only for commands that need a model
 
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
     if getattr(args, "backend", "trie") == "vllm":
-        from rain.vllm_backend import VllmRuntime
-
-        return VllmRuntime(args.model)
+        return load_runtime(args.model, "vllm")
     return Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
 

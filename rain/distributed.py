@@ -18,6 +18,7 @@ from typing import Callable
 from rain.concurrent import Row, write_row
 from rain.config import RainConfig
 
+FORWARDED_ENV = ("RAIN_CACHE_DIR", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE")   # settings workers must share
 ROW_ATTEMPTS = 3                 # a row whose worker died this many times is reported and skipped
 
 
@@ -29,7 +30,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise RayUnavailableError("--ray needs Ray: pip install 'ray>=2.60' (see requirements-ray.txt)") from None
+        raise RayUnavailableError("--ray needs Ray: pip install ray (2.60 is the version tested)") from None
     return ray
 
 
@@ -40,14 +41,9 @@ class RowWorker:
         import torch
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        if backend == "vllm":
-            from rain.vllm_backend import VllmRuntime
+        from rain.runtime import load_runtime
 
-            self.runtime = VllmRuntime(model)
-        else:
-            from rain.runtime import Runtime
-
-            self.runtime = Runtime(model)
+        self.runtime = load_runtime(model, backend)
         self.prompt_format, self.trees = prompt_format, trees
 
     def pid(self) -> int:
@@ -89,8 +85,10 @@ def run_on_ray(rows: list[Row], out: Path, address: str | None, workers: int, ba
                  **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
     Worker = ray.remote(num_cpus=1, max_restarts=0)(RowWorker)
 
+    passed = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+
     def new_worker():
-        return Worker.options(runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}}).remote(
+        return Worker.options(runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **passed}}).remote(
             backend, model, prompt_format, trees)
 
     queue, attempts, progress = list(rows), {row.id: 0 for row in rows}, Progress()

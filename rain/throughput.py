@@ -8,8 +8,10 @@ process, one after the other, so their ratios share the machine's state as far a
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 from rain.bench import PROMPTS
@@ -43,13 +45,27 @@ def throughput(runtime, config: RainConfig, concurrency: int, prompt_format: str
 
 
 def build_runtime(backend: str, model: str | None):
-    if backend == "vllm":
-        from rain.vllm_backend import VllmRuntime
+    from rain.runtime import load_runtime
 
-        return VllmRuntime(model)
-    from rain.runtime import Runtime
+    return load_runtime(model, backend)
 
-    return Runtime(model)
+
+def trie_runs_here() -> bool:
+    """The trie engine is checked on requirements.txt's transformers; .venv-vllm pins an older one (< 5.20) whose
+    attention rejects the engine's tree mask, so there the trie part runs in the main interpreter instead."""
+    import transformers
+
+    pins = (Path(__file__).resolve().parent.parent / "requirements.txt").read_text()
+    return sys.prefix == sys.base_prefix or f"transformers=={transformers.__version__}" in pins
+
+
+def trie_elsewhere(args) -> None:
+    """The trie pairs in the main environment's python (the venv's base interpreter), printed as they come."""
+    command = [sys._base_executable, "-m", "rain", "bench", "--concurrency", args.concurrency, "--backend", "trie",
+               "--prompt-format", args.prompt_format] + (["--model", args.model] if args.model else []) + \
+              (["--judge-format", args.judge_format] if args.judge_format else [])
+    print(f"trie runs in the main environment: {' '.join(command)}", file=sys.stderr)
+    subprocess.run(command, check=True)
 
 
 def main(args) -> int:
@@ -69,10 +85,13 @@ def main(args) -> int:
     print(f"throughput bench: {SIMS_PER_MOVE} simulations per move, {MOVES} moves per search, "
           f"prompt format {args.prompt_format}", file=sys.stderr)
     for backend in backends:
+        if backend == "trie" and not trie_runs_here():
+            trie_elsewhere(args)
+            continue
         print(f"loading {backend} ...", file=sys.stderr)
         runtime = build_runtime(backend, args.model)
         throughput(runtime, config, 1, args.prompt_format)           # warm-up: first-call costs are not throughput
-        for level in levels:
+        for level in levels if 1 in levels else [1, *levels]:
             simulations, answers, seconds = throughput(runtime, config, level, args.prompt_format)
             print(f"throughput: backend={backend} concurrency={level} simulations_per_s={simulations / seconds:.3f} "
                   f"answers_per_min={answers / seconds * 60:.3f}", flush=True)

@@ -323,42 +323,20 @@ class VllmJudge(SelfJudge):
 
 # --- the model folder vLLM reads ---------------------------------------------------------------------------
 
-def export_for_vllm(spec: str | None, cache_root: Path | None = None) -> Path:
-    """A plain safetensors folder of the model that vLLM can read (it refuses GGUF), written once.
-
-    TEMPORARY: replaced by rain.weights_cache (issue #12) when that lands. A folder spec is used as is.
-    """
+def model_folder(spec: str | None) -> Path:
+    """A plain safetensors folder vLLM can read (it refuses GGUF): a GGUF spec goes through the weights cache
+    (rain/weights_cache.py, float32 so the judge's small logit gaps survive); a folder is used as is."""
     from rain.models import EMBEDDED_SPEC, embedded_model_file
+    from rain.weights_cache import cached_model_dir
 
-    if spec is not None and spec != EMBEDDED_SPEC and not spec.endswith(".gguf"):
-        return Path(spec)
-    gguf = embedded_model_file() if spec in (None, EMBEDDED_SPEC) else Path(spec).expanduser()
-    if not gguf.is_file():
-        raise ModelLoadError(f"no such GGUF file: {gguf}")
-    root = cache_root or Path(os.environ.get("RAIN_CACHE", Path.home() / ".cache" / "rain"))
-    stat = gguf.stat()
-    folder = root / "vllm" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    if (folder / "config.json").is_file():
-        return folder
-    import json
-
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    partial = folder.with_name(folder.name + ".partial")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    loaded.generation_config.save_pretrained(partial)
-    config_file = partial / "config.json"
-    data = json.loads(config_file.read_text())
-    data.pop("quantization_config", None)
-    config_file.write_text(json.dumps(data, indent=2))
-    partial.rename(folder)
-    return folder
+    if spec in (None, EMBEDDED_SPEC):
+        return cached_model_dir(embedded_model_file(), torch.float32)
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"no such GGUF file: {path}")
+        return cached_model_dir(path, torch.float32)
+    return path if path.is_dir() else Path(spec)
 
 
 # --- the runtime the CLI and the app hold ------------------------------------------------------------------
@@ -378,7 +356,7 @@ class VllmRuntime(Runtime):
         from rain.models import embedded_embedder_dir
 
         self.name = model_spec or "embedded"
-        self.folder = export_for_vllm(model_spec)
+        self.folder = model_folder(model_spec)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         model_config = AutoConfig.from_pretrained(str(self.folder))
         try:

@@ -30,7 +30,7 @@ from rain.judge import JudgeError
 # threads doing that first import at once got "cannot import name 'AutoModelForCausalLM'" (scripts/cancel_cycles.py).
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
-from rain.runtime import Runtime
+from rain.runtime import Runtime, load_runtime
 from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -113,7 +113,7 @@ def get_runtime(spec: str):
         runtime = cached_runtime(spec)
         if runtime is not None:
             return runtime
-        runtime = Runtime(None if spec == EMBEDDED else spec)
+        runtime = load_runtime(None if spec == EMBEDDED else spec)   # $RAIN_BACKEND picks trie or vllm
         with _RUNTIMES_LOCK:
             _RUNTIMES[spec] = runtime
             while len(_RUNTIMES) > max(1, MAX_CACHED_MODELS):

@@ -1,0 +1,66 @@
+"""`run --ray`: a local Ray cluster with 2 workers on CPU writes every id exactly once, through a killed worker
+and a resumed run."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is optional (pip install ray)")
+
+from rain.cli import main  # noqa: E402
+from rain.concurrent import Row, finished_ids  # noqa: E402
+from rain.config import preset  # noqa: E402
+from rain.distributed import run_on_ray  # noqa: E402
+
+BUDGET = ["--sims-per-move", "1", "--max-moves", "1", "--max-new-tokens", "8"]
+PROMPTS = ["Hi!", "How do I pick a lock?", "Tell me a joke.", "What is 2+2?", "Name a colour."]
+
+
+def ids_in(path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_no_row_and_resume_completes(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    rows = [Row(str(i), prompt, i + 1) for i, prompt in enumerate(PROMPTS)]
+    config = preset("hh", sims_per_move=1, max_moves=1, max_new_tokens=8)
+    killed = threading.Event()
+
+    def kill_mid_row(row: Row, actor) -> None:
+        if row.id == "2" and not killed.is_set():            # the third row: both workers have loaded their model
+            killed.set()
+            threading.Timer(1.0, lambda: ray.kill(actor, no_restart=True)).start()
+
+    skipped = run_on_ray(rows, out, None, 2, "trie", None, config, "auto", None, on_submit=kill_mid_row)
+    assert skipped == 0 and killed.is_set()
+    assert sorted(ids_in(out)) == [r.id for r in rows]                     # every id exactly once
+    assert "retried after a worker died" in capsys.readouterr().err
+
+    # a run stopped part-way (two rows kept, the third torn mid-line) resumes with only the missing ids
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
+    assert len(finished_ids(out)) == 2 and out.read_text().endswith("\n")  # the torn line was cut off
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": r.id, "prompt": r.prompt}) + "\n" for r in rows))
+    assert main(["run", str(source), "--out", str(out), "--ray", "--workers", "2", "--resume", *BUDGET]) == 0
+    assert sorted(ids_in(out)) == [r.id for r in rows]
+
+
+def test_ray_missing_is_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "prompt": "Hi"}\n')
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert main(["run", str(source), "--out", str(tmp_path / "o.jsonl"), "--ray"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --ray needs Ray: pip install")
