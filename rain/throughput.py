@@ -18,7 +18,7 @@ from rain.bench import PROMPTS
 from rain.config import RainConfig, preset
 
 BACKENDS = ("trie", "vllm")
-SIMS_PER_MOVE, MOVES = 3, 3          # a short fixed budget: every search does the same number of simulations
+SIMS_PER_MOVE, MOVES = 3, 2          # a short fixed budget: every search does the same number of simulations
 
 
 def parse_list(text: str, name: str, allowed: tuple[str, ...] | None = None) -> list[str]:
@@ -65,7 +65,7 @@ def trie_elsewhere(args) -> None:
                "--prompt-format", args.prompt_format] + (["--model", args.model] if args.model else []) + \
               (["--judge-format", args.judge_format] if args.judge_format else [])
     print(f"trie runs in the main environment: {' '.join(command)}", file=sys.stderr)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
 
 
 def main(args) -> int:

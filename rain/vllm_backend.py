@@ -22,6 +22,7 @@ vLLM is imported only here, and only when an engine is built: the rest of the pa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import math
 import os
@@ -102,6 +103,8 @@ class VllmEngine:
             return AsyncLLM.from_engine_args(args)
 
         self.llm = asyncio.run_coroutine_threadsafe(build(), self.loop).result()
+        self.closed = False
+        atexit.register(self.close)      # a clean shutdown, else the engine's death is logged as an error at exit
 
     def params(self, **options) -> Any:
         """SamplingParams that return only the final output, token ids without text."""
@@ -122,6 +125,9 @@ class VllmEngine:
         return asyncio.run_coroutine_threadsafe(run(), self.loop)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.llm.shutdown()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

@@ -24,6 +24,12 @@ def ids_in(path) -> list[str]:
 
 @pytest.mark.slow
 def test_killed_worker_loses_no_row_and_resume_completes(tmp_path, capsys):
+    import torch
+
+    from rain.models import embedded_model_file
+    from rain.weights_cache import cached_model_dir
+
+    cached_model_dir(embedded_model_file(), torch.float32)      # dequantised once here; the workers load it in seconds
     out = tmp_path / "out.jsonl"
     rows = [Row(str(i), prompt, i + 1) for i, prompt in enumerate(PROMPTS)]
     config = preset("hh", sims_per_move=1, max_moves=1, max_new_tokens=8)

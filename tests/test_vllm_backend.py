@@ -131,13 +131,15 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
     lm = vllm_runtime.engine(preset("hh"))
     generator = torch.Generator().manual_seed(5)
 
+    start = tuple(state + codec.encode(" To pick a lock you"))     # the chat prompt itself ends a clause ("\n")
+
     def stopped(tokens):
-        answer = list(state[len(state):]) + list(tokens)
+        answer = list(start[len(state):]) + list(tokens)
         if len(tokens) >= rules.max_tokens or conversation.turn_ended(codec, answer):
             return True
         return last_char(codec, answer, conversation.prompt_last_char) in rules.stop_chars
 
-    rollouts = lm.serve([RolloutRequest(tuple(state), len(state), rules, generator, stopped) for _ in range(8)])
+    rollouts = lm.serve([RolloutRequest(start, len(state), rules, generator, stopped) for _ in range(8)])
     for tokens in rollouts:
         assert tokens and stopped(tokens) and not any(stopped(tokens[:i]) for i in range(len(tokens)))
     # the first sampled token follows the full softmax (no top-k): DRAWS one-token rollouts
