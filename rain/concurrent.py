@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 
 @dataclass(frozen=True)

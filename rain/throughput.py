@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from rain.bench import PROMPTS
 from rain.config import RainConfig, preset

@@ -27,16 +27,22 @@ import itertools
 import math
 import os
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from rain.config import RainConfig
-from rain.decoding import (Candidate, PathsRequest, RolloutRequest, TopTokensRequest, assemble_paths,
-                           single_token_candidates)
+from rain.decoding import (
+    Candidate,
+    PathsRequest,
+    RolloutRequest,
+    TopTokensRequest,
+    assemble_paths,
+    single_token_candidates,
+)
 from rain.judge import SelfJudge, combine_parts, good_labels, order_part
 from rain.lm import ComputeStats, Evaluation, TokenState
 from rain.models import HFCodec, ModelLoadError

@@ -9,10 +9,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is optional (pip install ray)")
 
-from rain.cli import main  # noqa: E402
-from rain.concurrent import Row, finished_ids  # noqa: E402
-from rain.config import preset  # noqa: E402
-from rain.distributed import run_on_ray  # noqa: E402
+from rain.cli import main
+from rain.concurrent import Row, finished_ids
+from rain.config import preset
+from rain.distributed import run_on_ray
 
 BUDGET = ["--sims-per-move", "1", "--max-moves", "1", "--max-new-tokens", "8"]
 PROMPTS = ["Hi!", "How do I pick a lock?", "Tell me a joke.", "What is 2+2?", "Name a colour."]

@@ -18,11 +18,20 @@ import torch
 
 pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (`make vllm`; `make test` runs them)")
 
-from rain.config import preset  # noqa: E402
-from rain.decoding import (PathsRequest, RolloutRequest, RolloutRules, TopTokensRequest, drive, last_char,  # noqa: E402
-                           path_program, single_token_program, top_k_probs)
-from rain.export import load, save  # noqa: E402
-from rain.replay import rebuild  # noqa: E402
+from rain.config import preset
+from rain.decoding import (
+    PathsRequest,
+    RolloutRequest,
+    RolloutRules,
+    TopTokensRequest,
+    drive,
+    last_char,
+    path_program,
+    single_token_program,
+    top_k_probs,
+)
+from rain.export import load, save
+from rain.replay import rebuild
 
 PROBABILITY_TOLERANCE = 2e-3         # absolute, on probabilities in [0, 1]: float32 kernels differ (vLLM vs torch)
 SCORE_TOLERANCE = 0.03               # judge score in [-1, 1]; yesno_logit divides a logit gap by 0.05
@@ -73,7 +82,8 @@ def test_greedy_paths_match_trie(runtime, vllm_runtime, state):
     trie, vllm = plain(runtime), vllm_runtime.engine(preset("hh"))
     eos = frozenset(runtime.codec.eos_ids)
     for length, temperature in ((4, 1.0), (10, 2.0)):
-        program = lambda: path_program(state, length, 1, 0, 15, temperature, torch.Generator().manual_seed(0), eos)
+        def program(length=length, temperature=temperature):
+            return path_program(state, length, 1, 0, 15, temperature, torch.Generator().manual_seed(0), eos)
         (expected,) = drive(trie, [program()])[0]
         (got,) = drive(vllm, [program()])[0]
         assert got.tokens == expected.tokens
