@@ -87,6 +87,7 @@ class VllmEngine:
                  enforce_eager: bool = True):
         """`enforce_eager`: skip torch.compile, whose warm-up took over 5 minutes on 2 busy cores for a 135M model."""
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")      # its INFO lines would drown the CLI output
         try:
             from vllm import SamplingParams
             from vllm.engine.arg_utils import AsyncEngineArgs
