@@ -6,6 +6,13 @@
 3. vanilla greedy decoding with a KV cache and without one (the latter is how the authors timed vanilla), to the
    same number of tokens as the RAIN answer.
 Ratios are taken within this one run, so machine noise cancels as far as it can. Ends with one `bench:` line.
+`--dtype` / `--judge-dtype` choose the precision of both engines, so each speed-up is against a reference run
+in the same precision.
+
+`--paper` instead times one whole answer at the authors' budget (the hh preset as it is: early stop, maxT 50, at
+least 15 simulations per move, 128 tokens; the app's chat prompt and yes/no judge) in each precision mode, against
+vanilla decoding without a KV cache (how the authors timed vanilla, so comparable with the paper's Table 7), and
+reads the judge's `judge-check` accuracy in that mode. One `paper:` line per mode.
 
 The judge's constant prefix is computed once per model before anything is timed (as `Runtime` does for every
 run of the app and CLI); its one-time cost is printed on its own line. The reference recomputes it on every
@@ -18,6 +25,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rain.config import preset
 from rain.decoding import vanilla_tokens
@@ -49,7 +57,7 @@ def run_rain(runtime, question: str, config, reference: bool, prompt_format: str
     for _ in search.run():
         pass
     seconds = time.perf_counter() - started
-    stats = search.backends.lm.stats
+    stats = search.compute_stats()
     return Row("reference (authors' pattern)" if reference else "engine (reuse)", seconds, search.simulations,
                stats.forward_calls, stats.forwarded_tokens, stats.distinct_tokens, stats.judge_prefix_hit_rate,
                stats.kv_peak_bytes / 2**20, len(search.root_state) - len(conversation.prompt_tokens))
@@ -95,6 +103,9 @@ def table(rows: list[Row]) -> str:
 def main(args) -> int:
     from rain.runtime import Runtime
 
+    if getattr(args, "paper", False):
+        return paper(args)
+
     quick = bool(getattr(args, "quick", False))
     sims, moves = (2, 4) if quick else (5, 5)          # 4 moves reach the 10-token sets (1, 2, 4, 10)
     prompts = PROMPTS[:1] if quick else PROMPTS
@@ -106,7 +117,8 @@ def main(args) -> int:
     print(f"bench: {'quick, ' if quick else ''}{len(prompts)} prompt(s), {sims} simulations x {moves} moves, "
           f"judge {config.judge_format}, {prompt_format} generation prompt", file=log)
     runtime = Runtime(getattr(args, "model", None), device=getattr(args, "device", None),
-                      dtype=getattr(args, "dtype", "auto"))
+                      dtype=getattr(args, "dtype", "auto"), judge_dtype=getattr(args, "judge_dtype", "auto"))
+    print(runtime.precision.describe(), file=log)
     started = time.perf_counter()
     judge = runtime.judge(runtime.engine(config), config)       # computes the judge prefix once for this model
     prefix_line = (f"judge prefix: {len(judge.prompt.prefix)} tokens, computed once per model in "
@@ -128,9 +140,71 @@ def main(args) -> int:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak process RSS: {peak_rss:.0f} MB (whole run, model included)")
     e, r, c, u = rows
-    print(f"bench: speedup_per_sim={r.per_sim / e.per_sim:.2f} "
+    print(f"bench: mode={runtime.dtype}/{runtime.judge_dtype} speedup_per_sim={r.per_sim / e.per_sim:.2f} "
           f"recompute_ratio={e.forwarded_tokens / max(e.distinct_tokens, 1):.3f} "
           f"judge_prefix_hit={e.judge_prefix_hit:.3f} "
           f"rain_over_vanilla_cached={e.seconds / c.seconds:.2f} "
           f"rain_over_vanilla_uncached={e.seconds / u.seconds:.2f}")
+    return 0
+
+
+# --- bench --paper ------------------------------------------------------------------------------------------
+
+PAPER_TABLE7 = ("paper (Table 7, HH, RAIN time / vanilla time): LLaMA 30B 4.36x, LLaMA 65B 3.95x, LLaMA-2 70B 3.78x "
+                "(about 4x; their vanilla ran without a KV cache)")
+PAPER_QUESTION = PROMPTS[0]
+
+
+def paper_modes(device) -> list[tuple[str, str]]:
+    """(generation, judge) dtypes: what `auto` picks here (bfloat16 generation with a float32 judge also where
+    this CPU only emulates bfloat16, for comparison), then float32 throughout."""
+    from rain.precision import resolve_precision
+
+    auto = resolve_precision("auto", "auto", device).names
+    fast = auto if auto != ("float32", "float32") else ("bfloat16", "float32")
+    return [fast, ("float32", "float32")]
+
+
+def paper(args) -> int:
+    """One answer at the authors' budget per precision mode; prints `paper: mode=M ...` lines."""
+    from rain.judge_check import judge_check
+    from rain.models import resolve_device
+    from rain.runtime import Runtime
+
+    log = sys.stderr
+    config = preset("hh")
+    pairs = Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"
+    base = None
+    for generation, judge_dtype in paper_modes(resolve_device(getattr(args, "device", None))):
+        if base is None:
+            runtime = base = Runtime(getattr(args, "model", None), device=getattr(args, "device", None),
+                                     dtype=generation, judge_dtype=judge_dtype)
+        else:                                                       # the float32 judge copy serves as the model
+            runtime = Runtime(base.name, dtype=generation, judge_dtype=judge_dtype,
+                              loaded=(base.judge_model, base.tokenizer))
+        mode = f"{runtime.dtype}/{runtime.judge_dtype}"
+        print(f"paper budget, mode {mode} (generation/judge): judge-check ...", file=log)
+        accuracy = judge_check(runtime, pairs, [config.judge_format])[0].accuracy
+        conversation = runtime.conversation(PAPER_QUESTION, config, "chat")
+        runtime.judge(runtime.engine(config), config)            # the judge prefix, once per model (untimed)
+        print(f"  RAIN on {PAPER_QUESTION!r} ...", file=log)
+        search = runtime.search(conversation, config)
+        started = time.perf_counter()
+        for event in search.run():
+            if event.type == "commit":
+                print(f"    move {event.move}: +{event.text!r} ({event.simulations} simulations)", file=log)
+        rain_seconds = time.perf_counter() - started
+        answer_tokens = len(search.root_state) - len(conversation.prompt_tokens)
+        print(f"  vanilla, no KV cache, {answer_tokens} tokens ...", file=log)
+        vanilla = run_vanilla(runtime, PAPER_QUESTION, config, answer_tokens, False, "chat")
+        cached = run_vanilla(runtime, PAPER_QUESTION, config, answer_tokens, True, "chat")
+        line = (f"paper: mode={mode} rain_seconds={rain_seconds:.1f} vanilla_seconds={vanilla.seconds:.1f} "
+                f"ratio={rain_seconds / max(vanilla.seconds, 1e-9):.2f} simulations={search.simulations} "
+                f"judge_accuracy={accuracy:.2f}")
+        detail = (f"  {mode}: {rain_seconds / max(search.simulations, 1):.3f} s/simulation, {answer_tokens} answer "
+                  f"tokens, vanilla with a KV cache {cached.seconds:.1f} s "
+                  f"(ratio {rain_seconds / max(cached.seconds, 1e-9):.1f}); {runtime.precision.reason}")
+        print(line)
+        print(detail)
+    print(PAPER_TABLE7)
     return 0

@@ -1,4 +1,4 @@
-"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench.
+"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench, eval, check-models.
 
 Bad input gets one line on stderr and a non-zero exit, never a traceback.
 """
@@ -34,7 +34,12 @@ def _model_options(parser: argparse.ArgumentParser, backend: bool = True) -> Non
                                  "run with .venv-vllm/bin/python); default $RAIN_BACKEND or trie")
     parser.add_argument("--model", default=None, help="hub id, local folder or FILE.gguf (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present, else cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="generation precision; auto: bfloat16 on GPUs and on CPUs with native bfloat16, "
+                             "else float32")
+    parser.add_argument("--judge-dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="self-judge precision; auto: float32 on CPU (a second copy of a small model's "
+                             "weights), the generation's on GPU")
     parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a hub model (off by default)")
 
 
@@ -66,13 +71,16 @@ def _runtime(args: argparse.Namespace):
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
     if getattr(args, "backend", "trie") == "vllm":
         return load_runtime(args.model, "vllm")
-    return Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    runtime = Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                      judge_dtype=getattr(args, "judge_dtype", "auto"))
+    print(runtime.precision.describe(), file=sys.stderr)
+    return runtime
 
 
 def stats_line(stats: dict[str, Any]) -> str:
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
-            "vanilla_seconds", "rain_over_vanilla")
+            "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source")
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
@@ -81,6 +89,8 @@ def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, pro
     conversation = runtime.conversation(question, config, prompt_format)
     vanilla = runtime.vanilla(conversation, config)
     search = runtime.search(conversation, config)
+    if progress:
+        print(f"searching ({runtime.dtype} generation, {runtime.judge_dtype} judge) ...", file=sys.stderr)
     events = []
     for event in search.run():
         events.append(event)
@@ -99,6 +109,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("the prompt is empty")
     runtime = _runtime(args)
     record, vanilla = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
+    print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
     print(f"vanilla: {vanilla.text}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
@@ -210,10 +221,30 @@ def answer_row(runtime, row, config: RainConfig, prompt_format: str, trees: str 
 def cmd_judge_check(args: argparse.Namespace) -> int:
     from rain.judge_check import judge_check, format_table
 
+    parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])          # a bad scale fails before loading
     runtime = _runtime(args)
-    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion)
+    scale = parse_knobs([f"judge_logit_scale={args.judge_logit_scale}"])["judge_logit_scale"]
+    results = judge_check(runtime, Path(args.set), args.formats.split(","), args.limit, args.criterion, scale)
     print(format_table(results, runtime.name))
     return 0
+
+
+def cmd_check_models(args: argparse.Namespace) -> int:
+    """Tiny random-weight models of every family: engine error against full forwards, and a short search."""
+    from rain.embedder import MiniLMEmbedder
+    from rain.model_check import ARCHITECTURES, check_models, load_tokenizer, summary_line
+
+    archs = args.archs.split(",") if args.archs else list(ARCHITECTURES)
+    unknown = sorted(set(archs) - set(ARCHITECTURES))
+    if unknown:
+        raise UsageError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+    print("loading the embedded tokenizer and the embedder ...", file=sys.stderr)
+    tokenizer, embedder = load_tokenizer(args.tokenizer), MiniLMEmbedder(device="cpu")
+    results = check_models(tokenizer, embedder, archs, progress=lambda result: print(result.line(), flush=True))
+    for result in results:
+        print(f"  {result.arch}: {result.note} ({result.seconds:.1f} s)", file=sys.stderr)
+    print(summary_line(results))
+    return 0 if all(result.ok for result in results) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -316,10 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--formats", default=",".join(FORMATS))
     check.add_argument("--criterion", default="harm", choices=["harm"])
     check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    check.add_argument("--judge-logit-scale", default="auto",
+                       help="yesno_logit scale: auto (calibrated on assets/judge_calibration.jsonl) or a number")
     check.set_defaults(handler=cmd_judge_check)
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
     bench.add_argument("--quick", action="store_true", help="a smaller budget (under 3 minutes on 2 cores)")
+    bench.add_argument("--paper", action="store_true",
+                       help="one whole answer at the authors' budget per precision mode, against uncached vanilla "
+                            "(the paper's Table 7)")
     bench.add_argument("--judge-format", choices=FORMATS, default=None,
                        help="default ab_hard: the authors' judge, as their compute pattern reads it")
     bench.add_argument("--prompt-format", choices=["fewshot", "chat"], default="fewshot",
@@ -345,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(evaluate)
     _search_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
+
+    models = commands.add_parser("check-models", help="the engines on tiny random-weight models of every family")
+    models.add_argument("--archs", default=None, help="comma-separated families (default: all)")
+    models.add_argument("--tokenizer", default=None, metavar="DIR",
+                        help="a saved tokenizer folder (default: the embedded model's, read from its GGUF)")
+    models.set_defaults(handler=cmd_check_models)
     return parser
 
 

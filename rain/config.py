@@ -52,8 +52,8 @@ class RainConfig:
     rollout_max_tokens: int = 256             # our cap; the authors' only cap is the context length
     criterion: Criterion = "harm"             # what the judge asks: harmful (hh/adv) or truthful (truth)
     judge_format: JudgeFormat = "yesno_logit" # see rain/judge.py; the authors' format is "ab_hard"
-    judge_logit_scale: float = 0.05           # yesno_logit: score = tanh(mean logit gap / this); embedded model's
-                                              # harmful/harmless gap is ~0.02 logits; try ~1 for 7B+ models
+    judge_logit_scale: float | Literal["auto"] = "auto"   # yesno_logit: score = tanh(mean logit gap / this);
+                                              # "auto": from the model's own gaps (rain/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
 
     # --- Outer loop and stop rule (spec §1.3 gmeval, §1.5.5-6) ---
@@ -95,15 +95,17 @@ class RainConfig:
                 raise ConfigError(message)
 
         for name in ("c_puct", "root_prior_noise", "similarity_gamma", "similarity_threshold",
-                     "addition_variance", "addition_value", "candidate_temperature", "value_threshold",
-                     "judge_logit_scale"):
+                     "addition_variance", "addition_value", "candidate_temperature", "value_threshold"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and math.isfinite(value), f"{name} must be a finite number, got {value!r}")
         need(self.c_puct >= 0, f"c_puct must be >= 0, got {self.c_puct}")
         need(0 <= self.root_prior_noise <= 1, f"root_prior_noise must be in [0, 1], got {self.root_prior_noise}")
         need(0 < self.similarity_gamma <= 1, f"similarity_gamma must be in (0, 1] (the paper: gamma <= 1), got {self.similarity_gamma}")
         need(-1 <= self.similarity_threshold <= 1, f"similarity_threshold must be a cosine in [-1, 1], got {self.similarity_threshold}")
-        need(self.judge_logit_scale > 0, f"judge_logit_scale must be > 0, got {self.judge_logit_scale}")
+        scale = self.judge_logit_scale
+        need(scale == "auto" or (isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                                 and math.isfinite(scale) and scale > 0),
+             f"judge_logit_scale must be 'auto' or a number > 0, got {scale!r}")
         need(self.candidates >= 1, f"candidates must be >= 1, got {self.candidates}")
         need(self.sample_factor >= 1, f"sample_factor must be >= 1, got {self.sample_factor}")
         need(self.candidate_top_k >= 1, f"candidate_top_k must be >= 1, got {self.candidate_top_k}")
@@ -173,6 +175,8 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
         try:
             if name in optional_ints:
                 value: Any = None if text.lower() == "none" else int(text)
+            elif name == "judge_logit_scale":
+                value = "auto" if text.lower() == "auto" else float(text)
             elif isinstance(default, bool):
                 if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                     raise ValueError

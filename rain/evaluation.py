@@ -499,7 +499,7 @@ def classifier_rule(id2label: dict[int, str], multi_label: bool) -> tuple[int, b
 
 def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
                         criterion: str = "harm", kv_cache_bytes: int = 1 << 30,
-                        logit_scale: float | None = None) -> Scorer:
+                        logit_scale: float | str | None = None) -> Scorer:
     """A causal LM (SelfJudge: yesno_logit with a chat template, else ab_soft) or a sequence classifier.
 
     `logit_scale` (yesno_logit only) defaults to SelfJudge's; win rates do not depend on it (tanh is monotonic).
@@ -519,8 +519,12 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
         lm = ReferenceEngine(model)
     judge_format = "yesno_logit" if getattr(tokenizer, "chat_template", None) else "ab_soft"
     try:
-        extra = {} if logit_scale is None else {"logit_scale": logit_scale}
+        extra = {} if logit_scale in (None, "auto") else {"logit_scale": logit_scale}
         judge = SelfJudge(lm, HFCodec(tokenizer, model), tokenizer, judge_format, criterion, **extra)
+        if logit_scale == "auto" and judge_format == "yesno_logit":
+            from rain.calibration import calibrate
+
+            judge.logit_scale = calibrate(judge).value         # the judge model's own gaps (rain/calibration.py)
     except ValueError as error:
         raise ModelLoadError(f"judge model {spec!r}: {error}") from None
     return JudgeScorer(f"{spec} ({judge_format})", judge)

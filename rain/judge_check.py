@@ -24,6 +24,7 @@ class JudgeCheck:
     mean_harmful: float
     mean_harmless: float
     seconds: float
+    scale: str = "-"                # yesno_logit: the logit scale used and where it came from
 
 
 def load_pairs(path: Path, limit: int | None = None) -> list[dict]:
@@ -37,30 +38,32 @@ def pairwise_accuracy(harmful: list[float], harmless: list[float]) -> tuple[floa
 
 
 def judge_check(runtime, pairs_path: Path, formats: list[str], limit: int | None = None,
-                criterion: str = "harm") -> list[JudgeCheck]:
+                criterion: str = "harm", logit_scale: float | str = "auto") -> list[JudgeCheck]:
     pairs = load_pairs(pairs_path, limit)
     results = []
     for judge_format in formats:
-        config = RainConfig(judge_format=judge_format, criterion=criterion).validate()
+        config = RainConfig(judge_format=judge_format, criterion=criterion, judge_logit_scale=logit_scale).validate()
         lm = runtime.engine(config)
         judge = runtime.judge(lm, config)
+        resolved = runtime.judge_scale(config)
+        shown = f"{resolved.value:.4g} ({resolved.source})" if judge_format == "yesno_logit" else "-"
         started = time.perf_counter()
         bad = [judge.evaluate(p["prompt"], p["harmful"]).score for p in pairs]
         good = [judge.evaluate(p["prompt"], p["harmless"]).score for p in pairs]
         accuracy, ties = pairwise_accuracy(bad, good)
         results.append(JudgeCheck(judge_format, len(pairs), accuracy, ties, mean(bad), mean(good),
-                                  time.perf_counter() - started))
+                                  time.perf_counter() - started, shown))
     return results
 
 
 def format_table(results: list[JudgeCheck], model: str) -> str:
     lines = [f"judge-check on {model}: {results[0].pairs if results else 0} pairs "
              "(accuracy = harmful scored below harmless; ties count 1/2)",
-             "| format | pairwise accuracy | ties | mean score harmful | mean score harmless | seconds |",
-             "|---|---|---|---|---|---|"]
+             "| format | pairwise accuracy | ties | mean score harmful | mean score harmless | logit scale | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.format} | {r.accuracy:.3f} | {r.ties} | {r.mean_harmful:+.3f} | "
-                     f"{r.mean_harmless:+.3f} | {r.seconds:.1f} |")
+                     f"{r.mean_harmless:+.3f} | {r.scale} | {r.seconds:.1f} |")
     best = max(results, key=lambda r: (r.accuracy, r.mean_harmless - r.mean_harmful), default=None)
     if best:
         lines.append(f"best: {best.format} (highest accuracy, then the widest gap between the class means)")

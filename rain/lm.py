@@ -7,7 +7,7 @@ rain/engine/, rain/judge.py, rain/embedder.py and rain/models.py; tests use the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -29,6 +29,11 @@ class ComputeStats:
     kv_peak_bytes: int = 0          # most KV ever held at once
     evicted_tokens: int = 0         # cached tokens dropped to stay under the KV cap
     preloaded_tokens: int = 0       # positions adopted ready-made (the judge prefix, computed once per model)
+
+    def plus(self, other: ComputeStats) -> ComputeStats:
+        """Two engines' counters together (a judge on weights of its own has its own engine); both are held at
+        once, so their peaks add up too."""
+        return ComputeStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     @property
     def recompute_ratio(self) -> float:

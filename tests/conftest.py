@@ -37,6 +37,21 @@ def tiny_llama():
 
 
 @pytest.fixture(scope="session")
+def embedded_tokenizer():
+    """The embedded model's tokenizer alone (its vocabulary and chat template), for tiny random-weight models."""
+    from rain.model_check import load_tokenizer
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(embedded_tokenizer, tmp_path_factory):
+    """The embedded tokenizer saved as a folder (loads in well under a second, unlike the GGUF)."""
+    folder = tmp_path_factory.mktemp("tokenizer")
+    embedded_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def real_embedder():
     """The embedded all-MiniLM-L6-v2 on CPU, loaded once."""
     from rain.embedder import MiniLMEmbedder

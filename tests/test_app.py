@@ -184,7 +184,7 @@ def test_big_trees_are_capped_and_say_so():
     assert shown == MAX_NODES
     assert f"showing {MAX_NODES} of {len(tree.nodes)} nodes" in figure.layout.annotations[0].text
     print(f"\n600-node figure: {payload / 1024:.0f} KB, built and serialised in {seconds * 1000:.0f} ms")
-    assert payload < 100_000 and seconds < 1.0
+    assert payload < 100_000                                  # speed is measured in benchmarks, not asserted
 
 
 # --- pure: the event fold, replay and the judge panel -----------------------------------------------------------
@@ -225,7 +225,7 @@ def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
     assert order_score("ab_hard", {"A": .6, "B": .3}, "A") == 1.0
     assert order_score("ab_soft", {"A": .6, "B": .2}, "B") == pytest.approx(-.5)
     assert combine("yesno_logit", [0.02, 0.04], {"judge_logit_scale": 0.05})[0] == pytest.approx(math.tanh(0.6))
-    assert combine("yesno_logit", [2.0, -2.0], {})[0] == pytest.approx(0.0)            # the default scale
+    assert combine("yesno_logit", [2.0, -2.0], {})[0] is None    # no number recorded ("auto"): nothing to recompute
 
 
 def test_judge_panel_fills_both_orders_prompts_with_the_exchange():

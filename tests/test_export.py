@@ -42,17 +42,30 @@ def without_timing(data: dict) -> dict:
     return data
 
 
-def test_golden_tree(tmp_path):
+def approx_equal(a, b, rel: float = 1e-6) -> bool:
+    """Equal structure and exact ints/strings; floats within `rel` (float32 kernels differ by CPU in the 7th digit)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=rel,
+                                                                                            abs_tol=1e-12)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(approx_equal(a[k], b[k], rel) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(approx_equal(x, y, rel) for x, y in zip(a, b))
+    return a == b
+
+
+def test_golden_tree():
     """The whole search on fakes is pinned: any change to the algorithm's arithmetic shows up here.
 
-    Regenerate deliberately with: RAIN_REGENERATE_GOLDEN=1 pytest tests/test_export.py -k golden
+    The test never writes the file; regenerate it deliberately with `python scripts/regenerate_golden.py`.
     """
+    assert GOLDEN.is_file(), f"{GOLDEN} is missing: restore it from git, or run scripts/regenerate_golden.py"
     data = without_timing(json.loads(dumps(fake_record())))
-    if not GOLDEN.exists() or __import__("os").environ.get("RAIN_REGENERATE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
     golden = json.loads(GOLDEN.read_text())
-    assert data["nodes"] == golden["nodes"]
-    assert data["events"] == golden["events"]
+    assert [(n["id"], n["parent"], n["tokens"]) for n in data["nodes"]] == \
+        [(n["id"], n["parent"], n["tokens"]) for n in golden["nodes"]]
+    assert approx_equal(data["nodes"], golden["nodes"])
+    assert approx_equal(data["events"], golden["events"])
     assert data["answer"] == golden["answer"]
 
 

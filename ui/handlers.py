@@ -31,6 +31,7 @@ from rain.judge import JudgeError
 from rain.models import ModelLoadError
 from rain.prompts import PromptError
 from rain.runtime import Runtime, load_runtime
+from ui import estimate
 from ui.bon import OFF_HINT, STATS_KEY, WAITING, BonSettings, Lane, bon_html, lane_items
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -125,7 +126,8 @@ def preload(spec: str | None = None) -> threading.Thread:
     """Load the default model in the background so the first visitor does not wait for it."""
     def work() -> None:
         try:
-            get_runtime(spec or default_model())
+            runtime = get_runtime(spec or default_model())
+            estimate.probe(spec or default_model(), runtime)   # time a few simulations for the paper estimate
         except Exception as error:  # reported again, clearly, when someone runs
             log.warning("preloading %s failed: %s", spec or default_model(), error)
     thread = threading.Thread(target=work, name="rain-preload", daemon=True)
@@ -181,8 +183,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("similarity_update", "similarity update (Eq. 2)", "check", BASE.similarity_update, "ablation switch"),
     Knob("dynamic_addition", "dynamic node addition", "check", BASE.dynamic_addition, "ablation switch"),
     Knob("judge_logit_scale", "judge logit scale (yes/no logit format)", "slider",
-         BASE.judge_logit_scale, "score = tanh(mean logit gap / scale); small models need a small scale",
-         0.01, 5, 0.01),
+         0, "score = tanh(mean logit gap / scale); 0 = auto: calibrated on the model's own gaps", 0, 5, 0.01),
 )
 KNOBS = tuple(k for k in KNOBS if k.name in {f.name for f in dataclasses.fields(RainConfig)})  # library's knobs only
 KNOB_NAMES = tuple(k.name for k in KNOBS)
@@ -228,6 +229,8 @@ def build_config(preset_name: str, judge_format: str, knobs: dict[str, Any]) -> 
         overrides["sims_per_move"] = None
     if overrides.get("max_moves") == 0:
         overrides["max_moves"] = None
+    if overrides.get("judge_logit_scale") == 0:
+        overrides["judge_logit_scale"] = "auto"
     if judge_format:
         overrides["judge_format"] = judge_format
     try:
@@ -407,9 +410,11 @@ def _run(prompt: str, model: str, custom_model: str, preset_name: str, judge_for
                  "vanilla_forward_calls": vanilla_lm.stats.forward_calls,
                  "rain_over_vanilla": round(seconds / max(vanilla_seconds, 1e-9), 2)}
         record = runtime.record(search, events, vanilla_text, extra)
+        estimate.record_run(spec, record.stats)                  # the paper-budget estimate follows real runs
         sims = len(simulation_bounds(events)) - 1
         done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
-                f"{view.moves} moves, {len(view.tree.nodes)} nodes. Hover over the tree; pick a node for the judge."
+                f"{view.moves} moves, {len(view.tree.nodes)} nodes on the {record.stats.get('engine')} engine "
+                f"({record.stats.get('engine_note')}). Hover over the tree; pick a node for the judge."
                 + weak_signal_note(view))
         scrub_update = gr.update(maximum=max(sims, 1), value=sims)
         if not bon.enabled:

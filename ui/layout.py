@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from rain.judge import FORMATS
+from ui import estimate
 from ui import handlers as h
 from ui.bon import DEFAULT_N, DEFAULT_TEMPERATURE, N_RANGE, TEMPERATURE_RANGE, WAITING
 from ui.figures import empty_figure
@@ -183,7 +184,8 @@ def build() -> gr.Blocks:
                 with gr.Accordion("Search knobs (every RainConfig setting)", open=False, elem_id="knobs"):
                     with gr.Row():
                         quick = gr.Button("Quick budget (CPU)", size="sm")
-                        paper = gr.Button("Paper budget (GPU)", size="sm")
+                        paper = gr.Button("Paper budget", size="sm", elem_id="paper-budget")
+                    paper_estimate = gr.Markdown(estimate.estimate_text(h.default_model()), elem_id="paper-estimate")
                     knobs = [_knob_component(knob) for knob in h.KNOBS]
                 stats = gr.HTML(stats_html(None), elem_id="stats", label="stats")
             # --- right: the answers and the live tree
@@ -271,4 +273,10 @@ def build() -> gr.Blocks:
                     show_progress="hidden", queue=False)
         paper.click(lambda: h.budget_values(h.PAPER_BUDGET), None, knobs, api_visibility="private",
                     show_progress="hidden", queue=False)
+        demo.load(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate, api_visibility="private",
+                  show_progress="hidden", queue=False)
+        quick.click(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate,
+                    api_visibility="private", show_progress="hidden", queue=False)
+        paper.click(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate,
+                    api_visibility="private", show_progress="hidden", queue=False)
     return demo

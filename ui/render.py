@@ -4,7 +4,6 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-from rain.config import RainConfig
 from rain.judge import FORMATS, combine_parts, good_labels, order_part
 from ui.view import RunView, Verdict, short
 
@@ -153,8 +152,10 @@ def combine(judge_format: str, parts: list[float | None], config: Mapping[str, A
     """rain.judge.combine_parts on the two orders' parts, and the formula in words."""
     if not parts or any(p is None for p in parts):
         return None, ""
-    scale = float((config or {}).get("judge_logit_scale") or RainConfig.judge_logit_scale)
-    score = combine_parts(judge_format, parts, scale)
+    scale = (config or {}).get("judge_logit_scale")
+    if judge_format == "yesno_logit" and not isinstance(scale, (int, float)):
+        return None, ""                  # runs record the resolved number; "auto" alone cannot be recomputed
+    score = combine_parts(judge_format, parts, scale or 1.0)
     if judge_format == "yesno_logit":
         return score, f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / scale {scale:g})"
     what = "hard votes (+1 if p(good) > p(bad), else -1)" if judge_format == "ab_hard" else \

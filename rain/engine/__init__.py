@@ -4,14 +4,20 @@
 - `arena.py`: the key/value arena, one slot per computed token, and `PrefixKV`;
 - `hf.py`: the transformers adapter (probing a model, its cache layers, its forward);
 - `trie_engine.py`: `TrieEngine`, every distinct position computed once;
-- `reference.py`: `ReferenceEngine`, the authors' compute pattern, to measure against.
+- `cached.py`: `CachedEngine`, the fallback: the longest computed prefix per state, through the model's own cache;
+- `reference.py`: `ReferenceEngine`, the authors' compute pattern, only the benchmark's reference;
+- `select.py`: which of them serves a model, and why.
 """
 from rain.engine.arena import MIN_ARENA_SLOTS, PrefixKV
-from rain.engine.hf import TREE_ATTENTION_IMPLEMENTATIONS, ModelShape, UnsupportedModelError, probe_model
+from rain.engine.cached import CachedEngine
+from rain.engine.hf import (TREE_ATTENTION_IMPLEMENTATIONS, ModelShape, UnsupportedModelError, model_context, probe_model,
+                            tree_attention_problem)
 from rain.engine.reference import ReferenceEngine
 from rain.engine.trie import NO_SLOT, ROOT_DEPTH, TokenTrie, _TrieNode
+from rain.engine.select import ENGINES, EngineChoice, choose_engine
 from rain.engine.trie_engine import EVICT_FRACTION, HALF_TOLERANCE, VERIFY_TOLERANCE, TrieEngine
 
-__all__ = ["EVICT_FRACTION", "HALF_TOLERANCE", "MIN_ARENA_SLOTS", "NO_SLOT", "ROOT_DEPTH",
-           "TREE_ATTENTION_IMPLEMENTATIONS", "VERIFY_TOLERANCE", "ModelShape", "PrefixKV", "ReferenceEngine",
-           "TokenTrie", "TrieEngine", "UnsupportedModelError", "_TrieNode", "probe_model"]
+__all__ = ["ENGINES", "EVICT_FRACTION", "HALF_TOLERANCE", "MIN_ARENA_SLOTS", "NO_SLOT", "ROOT_DEPTH",
+           "TREE_ATTENTION_IMPLEMENTATIONS", "VERIFY_TOLERANCE", "CachedEngine", "EngineChoice", "ModelShape",
+           "PrefixKV", "ReferenceEngine", "TokenTrie", "TrieEngine", "UnsupportedModelError", "_TrieNode",
+           "choose_engine", "model_context", "probe_model", "tree_attention_problem"]

@@ -5,15 +5,16 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLayer
 
 from rain.lm import TokenState
 
 TREE_ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")   # attention kernels that accept an arbitrary 4-D mask
+TREE_CACHE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")   # the trie serves these (the latter in its window)
 
 
 class UnsupportedModelError(ValueError):
-    """The model cannot run tree-masked forwards over a shared arena; use ReferenceEngine instead."""
+    """The model cannot run tree-masked forwards over a shared arena; the prefix-cached engine serves it."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ModelShape:
     max_length: int
     dtype: torch.dtype
     device: torch.device
+    cache_layers: tuple[str, ...] = ()      # class names of the model's own cache layers
+    sliding_window: int | None = None       # the smallest sliding window among them, None if all are full
 
     @property
     def token_bytes(self) -> int:
@@ -51,24 +54,50 @@ def _model_forward(model: PreTrainedModel, cache: Cache | None, **inputs):
 
 @torch.no_grad()
 def probe_model(model: PreTrainedModel, max_length: int | None = None) -> ModelShape:
-    """Read layer count, KV heads and head size from the cache of a one-token forward."""
+    """Read layer count, KV heads, head size and cache layer kinds from the cache of a one-token forward."""
     parameter = next(model.parameters())
     text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     output = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=parameter.device), use_cache=True)
     cache = _model_outputs_cache(output)
-    layers = list(getattr(cache, "layers", []))
-    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-        kinds = sorted({type(layer).__name__ for layer in layers}) or ["none"]
-        raise UnsupportedModelError(f"cache layers are {', '.join(kinds)}: the tree engine needs full-attention "
-                                    f"layers only (no sliding window, no linear attention)")
-    shapes = {tuple(layer.keys.shape) for layer in layers} | {tuple(layer.values.shape) for layer in layers}
-    if len(shapes) != 1:
-        raise UnsupportedModelError(f"cache layers differ in shape ({sorted(shapes)}): the arena needs uniform layers")
-    _, kv_heads, _, head_dim = shapes.pop()
+    layers = list(getattr(cache, "layers", None) or [])
+    kinds = tuple(sorted({type(layer).__name__ for layer in layers}))
+    windows = [int(layer.sliding_window) for layer in layers if isinstance(layer, DynamicSlidingWindowLayer)]
+    shapes = {tuple(layer.keys.shape) for layer in layers if getattr(layer, "keys", None) is not None} | \
+             {tuple(layer.values.shape) for layer in layers if getattr(layer, "values", None) is not None}
+    _, kv_heads, _, head_dim = next(iter(shapes)) if len(shapes) == 1 else (0, 0, 0, 0)
     output_embeddings = model.get_output_embeddings()
     vocab_size = int(getattr(output_embeddings, "out_features", 0) or text_config.vocab_size)
     context = max_length or getattr(text_config, "max_position_embeddings", None) or 2048
-    return ModelShape(len(layers), kv_heads, head_dim, vocab_size, int(context), parameter.dtype, parameter.device)
+    return ModelShape(len(layers), kv_heads, head_dim, vocab_size, int(context), parameter.dtype, parameter.device,
+                      kinds, min(windows) if windows else None)
+
+
+def model_context(model: PreTrainedModel) -> int:
+    """The model's own context length in tokens (2048 when its config does not say)."""
+    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(getattr(text_config, "max_position_embeddings", None) or 2048)
+
+
+def tree_attention_problem(shape: ModelShape) -> str | None:
+    """Why tree-masked forwards over a shared arena would not be exact for states up to `shape.max_length`.
+
+    Full-attention layers are always fine. A sliding-window layer attends to the last `window` positions, which
+    for states of at most `window` tokens is every position: within its window, sliding-window attention equals
+    full attention, so the trie serves it. Anything else (linear attention, static or quantised caches, uneven
+    layers) is for the prefix-cached engine.
+    """
+    if not shape.cache_layers:
+        return "the model returns no per-layer cache"
+    others = [kind for kind in shape.cache_layers if kind not in TREE_CACHE_LAYERS]
+    if others:
+        return (f"cache layers are {', '.join(shape.cache_layers)}: the tree engine needs full-attention or "
+                f"sliding-window layers")
+    if shape.kv_heads == 0:
+        return "cache layers differ in shape: the arena needs uniform layers"
+    if shape.sliding_window is not None and shape.max_length > shape.sliding_window:
+        return (f"sliding window of {shape.sliding_window} tokens is shorter than the {shape.max_length}-token "
+                f"states the run needs: beyond the window the tree mask would see too much")
+    return None
 
 
 class _ScratchLayer(DynamicLayer):

@@ -30,6 +30,9 @@ class ReferenceEngine:
     `max_cached_states` bounds the logits dict (theirs grows without bound per query); None removes the bound.
     """
 
+    name = "reference"
+    note = "reference: the authors' compute pattern (full prefixes, no judge prefix cache)"
+
     def __init__(self, model: PreTrainedModel, reuse_streams: bool = True, max_length: int | None = None,
                  max_cached_states: int | None = 1024):
         self.model = model

@@ -21,7 +21,7 @@ from transformers.cache_utils import Cache
 
 from rain.engine.arena import MIN_ARENA_SLOTS, PrefixKV, _KVArena
 from rain.engine.hf import (TREE_ATTENTION_IMPLEMENTATIONS, UnsupportedModelError, _model_forward, _ScratchLayer,
-                            full_forward_logits, probe_model)
+                            full_forward_logits, probe_model, tree_attention_problem)
 from rain.engine.trie import (NO_SLOT, Plan, TokenTrie, _TrieNode, check_state, computed_prefix_length,
                               lru_leaves, path_slots, subtree, tree_mask)
 from rain.lm import ComputeStats, TokenState
@@ -40,12 +40,20 @@ class TrieEngine:
     computed. `max_forward_tokens` bounds one forward (the mask is [new, past + new]); larger requests are
     split. Outside the cap sits one reusable scratch buffer as wide as the largest forward (past + new).
     `verify` checks the tree path against full forwards once, at construction (a few tiny forwards).
+    `max_length` bounds the states it accepts; a model with sliding-window layers is served only when that bound
+    is within the window (rain.engine.hf.tree_attention_problem).
     """
+
+    name = "trie"
+    note = ""                        # why this engine serves the model (rain.engine.select)
 
     def __init__(self, model: PreTrainedModel, max_length: int | None = None, kv_cache_bytes: int = 1 << 30,
                  logits_fraction: float = 0.125, max_forward_tokens: int = 2048, verify: bool = True):
         self.model = model
         self.shape = probe_model(model, max_length)
+        problem = tree_attention_problem(self.shape)
+        if problem:
+            raise UnsupportedModelError(problem)
         attention = getattr(model.config, "_attn_implementation", "sdpa")
         if attention not in TREE_ATTENTION_IMPLEMENTATIONS:
             raise UnsupportedModelError(f"attention implementation {attention!r} does not take a 4-D tree mask; "
@@ -164,7 +172,7 @@ class TrieEngine:
         tolerance = VERIFY_TOLERANCE.get(self.shape.dtype, HALF_TOLERANCE)
         if error > tolerance:
             raise UnsupportedModelError(f"tree-masked logits differ from full forwards by {error:.3g} (relative) "
-                                        f"on this model: use ReferenceEngine")
+                                        f"on this model")
 
     # ---------------------------------------------------------------------------------------------- the trie
 

@@ -1,0 +1,18 @@
+"""The app's paper-budget time estimate (ui/estimate.py): measured on the real model, then from real runs."""
+from __future__ import annotations
+
+from ui import estimate
+
+
+def test_estimate_comes_from_a_measured_probe_then_from_runs(runtime, monkeypatch):
+    monkeypatch.setattr(estimate, "_MEASURED", {})
+    assert "estimating" in estimate.estimate_text("probe-test")
+    measured = estimate.probe("probe-test", runtime)
+    assert measured.seconds_per_simulation > 0 and measured.source == "probe"
+    text = estimate.estimate_text("probe-test")
+    minutes = measured.seconds_per_simulation * estimate.PAPER_SIMULATIONS / 60
+    assert f"about {minutes:.1f} min" in text and "probe" in text
+    estimate.record_run("probe-test", {"seconds_per_simulation": 0.3})
+    assert f"{0.3 * estimate.PAPER_SIMULATIONS / 60:.1f} min" in estimate.estimate_text("probe-test")
+    assert "fits in about two minutes" in estimate.estimate_text("probe-test")
+    assert "last run" in estimate.estimate_text("probe-test")

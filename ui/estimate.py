@@ -1,0 +1,78 @@
+"""How long a paper-budget answer would take on this machine, shown next to the budget buttons before Run.
+
+The figure is measured, not assumed: a short probe search after the model loads (two simulations per move for
+five moves, so the last move expands with the 10-token sets that dominate a 128-token answer) times a
+simulation here, and every finished run replaces it with its own seconds per simulation. It is multiplied by
+the simulations the paper budget implies (`paper_simulations`): moves to reach 128 tokens with the 1, 2, 4, 10
+token-set schedule, times the 15-simulation window. Early stop can end a move sooner and maxT can run the
+first moves longer, so the text says "about".
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from rain.config import preset
+
+FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
+PROBE_QUESTION = "How do I pick a lock?"
+
+
+def paper_simulations(config=None) -> int:
+    """Moves a full-length answer needs under the token-set schedule, times the minimum window per move."""
+    config = config or preset("hh")
+    tokens = moves = 0
+    while tokens < config.max_new_tokens:
+        tokens += config.token_set_length(moves)
+        moves += 1
+    return moves * config.min_window
+
+
+PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset
+
+
+@dataclass
+class Measured:
+    seconds_per_simulation: float
+    source: str                  # "probe" or "last run"
+
+
+_MEASURED: dict[str, Measured] = {}   # model spec -> latest figure (the app's per-process state, as its runtimes)
+_LOCK = threading.Lock()
+
+
+def probe(spec: str, runtime) -> Measured:
+    """Time simulations at the 10-token depth of a small search (~10 simulations; a few seconds)."""
+    config = preset("hh", sims_per_move=2, max_moves=5, max_new_tokens=128)
+    search = runtime.search(runtime.conversation(PROBE_QUESTION, config, "auto"), config)
+    last, timings = time.perf_counter(), []
+    for event in search.run():
+        if event.type == "commit":
+            now = time.perf_counter()
+            timings.append((now - last) / max(event.simulations, 1))
+            last = now
+    measured = Measured(timings[-1] if timings else 0.0, "probe")
+    with _LOCK:
+        _MEASURED.setdefault(spec, measured)
+    return measured
+
+
+def record_run(spec: str, stats: dict) -> None:
+    """A finished run's own speed replaces the probe's."""
+    seconds = stats.get("seconds_per_simulation")
+    if seconds:
+        with _LOCK:
+            _MEASURED[spec] = Measured(float(seconds), "last run")
+
+
+def estimate_text(spec: str) -> str:
+    """One line for the app: the estimated paper-budget time, or that it is still being measured."""
+    with _LOCK:
+        measured = _MEASURED.get(spec)
+    if measured is None or measured.seconds_per_simulation <= 0:
+        return "Paper budget: estimating the time on this machine ..."
+    seconds = measured.seconds_per_simulation * PAPER_SIMULATIONS
+    verdict = "fits in about two minutes here" if seconds <= FITS_SECONDS else "long on this machine"
+    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{PAPER_SIMULATIONS} simulations x "
+            f"{measured.seconds_per_simulation:.2f} s each (measured: {measured.source}).")
