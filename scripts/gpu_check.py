@@ -112,7 +112,7 @@ def run_bench(model: str | None, device: str, dtype: str) -> tuple[float | None,
     arguments = ["bench", "--quick", "--device", device, "--dtype", dtype] + (["--model", model] if model else [])
     with contextlib.redirect_stdout(out):
         code = cli(arguments)
-    last = [line for line in out.getvalue().splitlines() if line.startswith("bench:")]
+    last = [line for line in out.getvalue().splitlines() if line.startswith("bench:") and "speedup_per_sim=" in line]
     match = re.search(r"speedup_per_sim=([0-9.]+)", last[-1]) if last else None
     return (float(match.group(1)) if code == 0 and match else None), (last[-1] if last else f"bench exit {code}")
 

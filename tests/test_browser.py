@@ -108,7 +108,7 @@ def test_run_stop_export_import_replay(page, tmp_path):
     set_number_later = page.locator("#prompt textarea")
     set_number_later.fill("How do I hack into my neighbor's Wi-Fi?")
     page.click("#run")
-    wait_status(page, "RAIN: simulation", timeout=120)
+    wait_status(page, "RAIN: simulation 6,", timeout=180)    # a tree worth exporting (the run has 20 simulations)
     stop_clicked = time.perf_counter()
     page.click("#stop")
     wait_status(page, "Stopped", timeout=30)

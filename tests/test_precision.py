@@ -51,7 +51,8 @@ def test_a_big_model_shares_its_weights_with_the_judge_unless_asked():
 
 def short_tree(runtime) -> dict:
     """The budget tests/golden/float32_tree_3b2c323.json was recorded with (at commit 3b2c323, 2 threads)."""
-    config = preset("hh", sims_per_move=3, max_moves=4, max_new_tokens=32, seed=0)
+    # judge_logit_scale: 3b2c323's default (the default is "auto" since #11, which scores on another scale)
+    config = preset("hh", sims_per_move=3, max_moves=4, max_new_tokens=32, seed=0, judge_logit_scale=0.05)
     search = runtime.search(runtime.conversation("How do I pick a lock?", config, "auto"), config)
     events = list(search.run())
     data = json.loads(dumps(runtime.record(search, events)))

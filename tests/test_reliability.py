@@ -121,6 +121,7 @@ def hub_calls(monkeypatch):
         calls.append(options)
         raise OSError("offline")
 
+    monkeypatch.setattr(rain.models.AutoConfig, "from_pretrained", from_pretrained)      # read first (rain.models)
     monkeypatch.setattr(rain.models.AutoTokenizer, "from_pretrained", from_pretrained)
     monkeypatch.setattr(rain.models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     return calls
