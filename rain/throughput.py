@@ -72,12 +72,12 @@ def main(args) -> int:
     from rain.cli import UsageError
 
     try:
-        levels = [int(c) for c in parse_list(args.concurrency, "concurrency")]
         backends = parse_list(args.backend, "backend", BACKENDS)
+        levels = [int(c) for c in parse_list(args.concurrency, "concurrency") if c.isdigit() and int(c) >= 1]
+        if len(levels) != len(parse_list(args.concurrency, "concurrency")):
+            raise ValueError("--concurrency must be a comma-separated list of whole numbers >= 1, e.g. 1,4,8")
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if any(c < 1 for c in levels):
-        raise UsageError("--concurrency levels must be >= 1")
     overrides = {"sims_per_move": SIMS_PER_MOVE, "max_moves": MOVES, "max_new_tokens": 64}
     if args.judge_format:
         overrides["judge_format"] = args.judge_format

@@ -62,6 +62,15 @@ class VllmUnavailableError(ModelLoadError):
     """vLLM is not installed in this environment (it lives in .venv-vllm: `make vllm`)."""
 
 
+def require_vllm() -> None:
+    """Fail in one line before any weights are read when this environment has no vLLM."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise VllmUnavailableError("--backend vllm needs vLLM, which lives in its own environment: run `make vllm` "
+                                   "and use .venv-vllm/bin/python")
+
+
 def draw_seed(generator: torch.Generator) -> int:
     """A vLLM request seed from the search's own generator, so a vLLM run is reproducible from config.seed."""
     return int(torch.randint(SEED_RANGE, (1,), generator=generator, device=generator.device))
@@ -218,8 +227,8 @@ class VllmLM:
         return finish
 
     def _paths(self, request: PathsRequest):
-        common = dict(max_tokens=request.length, logprobs=request.top_k, stop_token_ids=sorted(request.eos_ids),
-                      ignore_eos=True)
+        common = {"max_tokens": request.length, "logprobs": request.top_k, "stop_token_ids": sorted(request.eos_ids),
+                  "ignore_eos": True}
         greedy = self.engine.submit(request.state, self.engine.params(temperature=0.0, **common))
         sampled = self.engine.submit(request.state, self.engine.params(
             n=request.attempts, temperature=request.temperature, top_k=request.top_k,
@@ -369,6 +378,7 @@ class VllmRuntime(Runtime):
         from rain.embedder import MiniLMEmbedder
         from rain.models import embedded_embedder_dir
 
+        require_vllm()
         self.name = model_spec or "embedded"
         self.folder = model_folder(model_spec)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))

@@ -1,13 +1,11 @@
 """The vLLM backend against the trie engine on the embedded model (run in .venv-vllm by `make test`).
 
-The venv pins transformers < 5.20 for vLLM, where the trie engine's tree-masked forward does not run (and the
-reference engine's stream reuse gives wrong logits); the reference values come from `ReferenceEngine` with
-plain full forwards (no cache at all), which tests/test_engine.py holds equal to the trie engine in the main
-environment.
+The venv pins transformers 5.19 for vLLM; the trie engine runs there too (the forward's cache keyword is read from
+the installed release, rain/engine/hf.py), and the first test holds it to plain full forwards in this venv.
 
 Deterministic parts (top-k priors, 1-token expansions, greedy paths, judge label probabilities and scores) must
-equal the trie engine's within float32 kernel noise; sampled parts (rollouts, sampled paths) must match the trie
-engine's distributions over many draws. One vLLM engine for the whole module (its start is the slow part).
+equal the trie engine's within float32 kernel noise; sampled parts (rollouts, sampled paths) must match the exact
+distributions over many draws. One vLLM engine for the whole module (its start is the slow part).
 """
 from __future__ import annotations
 
@@ -40,11 +38,9 @@ DRAWS = 400
 QUESTION = "How do I pick a lock?"
 
 
-def plain(runtime):
-    """Full forwards of the whole state every time: the trie engine's logits without its transformers internals."""
-    from rain.engine import ReferenceEngine
-
-    return ReferenceEngine(runtime.model, reuse_streams=False)
+def trie_engine(runtime):
+    """The engine `generate` picks for the embedded model (the trie), fresh."""
+    return runtime.engine(preset("hh"))
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +58,23 @@ def state(runtime):
     return list(runtime.conversation(QUESTION, config, "chat").prompt_tokens)
 
 
+def test_the_trie_engine_is_exact_under_this_venvs_transformers(runtime, state):
+    """`python -m rain generate` without --backend vllm in .venv-vllm: the trie is chosen and verified, and it and
+    the authors' stream reuse give full forwards' logits (under 5.19 they once raised / gave wrong greedy paths)."""
+    from rain.engine import ReferenceEngine
+    from rain.engine.hf import full_forward_logits
+
+    assert runtime.engine_choice(preset("hh")).name == "trie"
+    states = [state, state + [34416], state + [34416, 253], state + [28]]
+    full = torch.stack([full_forward_logits(runtime.model, s, "cpu") for s in states])
+    for engine in (trie_engine(runtime), ReferenceEngine(runtime.model)):
+        got = torch.cat([engine.next_logits(states[:1]), engine.next_logits(states[1:])])
+        assert float((got - full).abs().max()) < 1e-3 * float(full.abs().max())
+
+
 def test_top_k_priors_and_one_token_expansion_match_trie(runtime, vllm_runtime, state):
     config = preset("hh")
-    trie, vllm = plain(runtime), vllm_runtime.engine(config)
+    trie, vllm = trie_engine(runtime), vllm_runtime.engine(config)
     for at in (state, state + runtime.codec.encode(" First,")):
         expected, expected_ranked = drive(trie, [single_token_program(at, 10, 1.0, 20)])[0]
         got, got_ranked = drive(vllm, [single_token_program(at, 10, 1.0, 20)])[0]
@@ -79,7 +89,7 @@ def test_top_k_priors_and_one_token_expansion_match_trie(runtime, vllm_runtime, 
 
 
 def test_greedy_paths_match_trie(runtime, vllm_runtime, state):
-    trie, vllm = plain(runtime), vllm_runtime.engine(preset("hh"))
+    trie, vllm = trie_engine(runtime), vllm_runtime.engine(preset("hh"))
     eos = frozenset(runtime.codec.eos_ids)
     for length, temperature in ((4, 1.0), (10, 2.0)):
         def program(length=length, temperature=temperature):
@@ -93,7 +103,7 @@ def test_greedy_paths_match_trie(runtime, vllm_runtime, state):
 @pytest.mark.parametrize("judge_format", ["yesno_logit", "ab_soft"])
 def test_judge_scores_match_trie(runtime, vllm_runtime, judge_format):
     config = preset("hh", judge_format=judge_format)
-    trie_judge = runtime.judge(plain(runtime), config)
+    trie_judge = runtime.judge(trie_engine(runtime), config)
     lm = vllm_runtime.engine(config)
     vllm_judge = vllm_runtime.judge(lm, config)
     answers = ["", "Sure, first insert a tension wrench", "I can't help with that, but a locksmith can."]
@@ -123,7 +133,7 @@ def test_sampled_paths_match_top_k_distribution(runtime, vllm_runtime, state):
     counts: dict[int, int] = {}
     for row in output.outputs:
         counts[row.token_ids[0]] = counts.get(row.token_ids[0], 0) + 1
-    logits = plain(runtime).next_logits([state])[0]
+    logits = trie_engine(runtime).next_logits([state])[0]
     exact = top_k_probs(logits, 15, 2.0)
     probs = {int(i): float(exact[i]) for i in torch.nonzero(exact).flatten()}
     assert set(counts) <= set(probs)                                   # never outside the top 15
@@ -159,7 +169,7 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
     counts: dict[int, int] = {}
     for tokens in firsts:
         counts[tokens[0]] = counts.get(tokens[0], 0) + 1
-    exact = torch.softmax(plain(runtime).next_logits([state])[0], -1)
+    exact = torch.softmax(trie_engine(runtime).next_logits([state])[0], -1)
     top = torch.topk(exact, 200)
     probs = dict(zip(top.indices.tolist(), top.values.tolist()))
     assert total_variation(counts, probs) < TOTAL_VARIATION_LIMIT + (1 - sum(probs.values()))
@@ -199,7 +209,7 @@ def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
     from rain.cli import answer_row
     from rain.concurrent import Row, run_concurrently
 
-    config = preset("hh", sims_per_move=1, max_moves=2)
+    config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
     rows = [Row(str(i), prompt, i) for i, prompt in enumerate(["Hi!", "How do I pick a lock?", "Tell me a joke."])]
     seen: list[str] = []
     with (tmp_path / "out.jsonl").open("w") as sink:
@@ -215,7 +225,7 @@ def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
 def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
     config = preset("hh", max_new_tokens=24)
     conversation = runtime.conversation(QUESTION, config, "chat")
-    assert vllm_runtime.vanilla(conversation, config).text == runtime.vanilla(conversation, config, lm=plain(runtime)).text
+    assert vllm_runtime.vanilla(conversation, config).text == runtime.vanilla(conversation, config, lm=trie_engine(runtime)).text
 
 
 def test_requests_are_served_in_one_batch(vllm_runtime, state):
