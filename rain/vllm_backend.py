@@ -3,7 +3,8 @@
 The search is unchanged. Its candidate and rollout programs (rain/decoding.py) first yield a request that
 describes their whole job; `VllmLM.serve` answers it with one or two vLLM requests instead of one forward per
 token, and the judge reads its two label probabilities with one-token requests:
-- 1-token sets (`TopTokensRequest`): one greedy token with the top-20 `logprobs`; softmax over the top `count`
+- 1-token sets (`TopTokensRequest`): one greedy token with the top-64 `logprobs` (dynamic addition reads 20, and
+  every token tied with the 20th); softmax over the top `count`
   log-probabilities divided by T equals `top_k_probs` of the logits (a softmax ignores the shared log-sum-exp);
 - multi-token sets (`PathsRequest`): a greedy request and one request with `n = attempts`, `top_k`,
   the preset's temperature and a seed drawn from the search's generator; each step's top-k raw
@@ -52,7 +53,7 @@ from rain.runtime import Runtime
 from rain.search import Backends, Search
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
-MAX_LOGPROBS = 64                   # dynamic addition reads the top 20; room for larger candidate counts
+MAX_LOGPROBS = 64                   # dynamic addition reads the top 20 and their ties; room for larger counts
 PREFIX_BLOCK = 32                   # prefix-cache granularity in tokens (CPU default 128: short prompts never hit)
 SEED_RANGE = 2**31 - 1              # per-request seeds are drawn from the search's generator in [0, this)
 NO_LOGPROB = -math.inf
@@ -214,7 +215,10 @@ class VllmLM:
         raise TypeError(f"no vLLM implementation for {type(request).__name__}")
 
     def _top_tokens(self, request: TopTokensRequest):
-        wanted = max(request.count, request.keep_ranked)
+        """The top MAX_LOGPROBS log-probabilities, more than the 20 asked for: a token tied with the count-th or
+        the keep_ranked-th is kept, as `single_token_candidates` keeps it on full logits (TopKLogitsWarper; the
+        shared log-sum-exp keeps ties tied), unless more than MAX_LOGPROBS - 20 tokens tie there."""
+        wanted = max(request.count, request.keep_ranked, MAX_LOGPROBS)
         future = self.engine.submit(request.state, self.engine.params(max_tokens=1, temperature=0.0, logprobs=wanted))
 
         def finish() -> tuple[list[Candidate], list[tuple[int, float]]]:

@@ -234,3 +234,43 @@ def test_requests_are_served_in_one_batch(vllm_runtime, state):
     results = lm.serve([TopTokensRequest(tuple(state), 3, 1.0, 20),
                         PathsRequest(tuple(state), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
     assert len(results[0][0]) == 3 and 1 <= len(results[1]) <= 3
+
+
+def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
+    """Dynamic addition keeps all tokens tied with the 20th logit (TopKLogitsWarper): vLLM's top-64 log-probs
+    carry them (a fake engine returns 25 tokens tied at rank 19), so vLLM's sets equal full-logit ones."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from rain.decoding import single_token_candidates
+    from rain.vllm_backend import MAX_LOGPROBS, VllmLM
+
+    logits = torch.full((1000,), -30.0)
+    logits[:18] = torch.linspace(5.0, 1.0, 18)
+    logits[100:125] = 0.5                                        # 25 tokens tied for rank 19
+    log_probs = torch.log_softmax(logits, -1)
+    top = torch.topk(log_probs, MAX_LOGPROBS)
+
+    class Engine:
+        max_model_len = 2048
+
+        def params(self, **options):
+            assert options["logprobs"] >= MAX_LOGPROBS
+            return options
+
+        def submit(self, tokens, params):
+            entry = {int(t): SimpleNamespace(logprob=float(v), rank=int((log_probs > v).sum()) + 1)
+                     for t, v in zip(top.indices, top.values)}
+            future = Future()
+            future.set_result(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[entry], token_ids=[0])],
+                                              prompt_token_ids=list(tokens), num_cached_tokens=0))
+            return future
+
+    lm = VllmLM(Engine(), None, logits.shape[0])
+    got, got_ranked = lm.serve([TopTokensRequest((1, 2, 3), 10, 1.0, 20)])[0]
+    expected, expected_ranked = single_token_candidates(logits, 10, 1.0, 20)
+    assert [c.tokens for c in got] == [c.tokens for c in expected]
+    got_ids, expected_ids = [t for t, _ in got_ranked], [t for t, _ in expected_ranked]
+    assert got_ids[:18] == expected_ids[:18] and set(got_ids[18:]) <= set(range(100, 125))
+    if len(expected_ids) > 20:                                 # single_token_candidates keeps the ties (#14)
+        assert got_ids == expected_ids and len(got_ids) == 18 + 25
