@@ -117,7 +117,7 @@ def test_judge_scores_match_trie(runtime, vllm_runtime, judge_format):
     assert lm.stats.judge_prefix_hit_rate > 0.5
 
 
-def total_variation(counts: dict[int, int], probs: dict[int, float]) -> float:
+def total_variation(counts: dict, probs: dict) -> float:
     draws = sum(counts.values())
     keys = set(counts) | set(probs)
     return 0.5 * sum(abs(counts.get(k, 0) / draws - probs.get(k, 0.0)) for k in keys)
@@ -170,9 +170,20 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
     for tokens in firsts:
         counts[tokens[0]] = counts.get(tokens[0], 0) + 1
     exact = torch.softmax(trie_engine(runtime).next_logits([state])[0], -1)
-    top = torch.topk(exact, 200)
-    probs = dict(zip(top.indices.tolist(), top.values.tolist()))
-    assert total_variation(counts, probs) < TOTAL_VARIATION_LIMIT + (1 - sum(probs.values()))
+    # buckets: each top-15 token of probability >= 1%, the rest of the top 15, everything beyond (a top-15 sampler
+    # would leave the last bucket empty). Token by token, 400 draws of a 49k-token tail give a total variation
+    # of ~0.2 from sampling noise alone; over these buckets ~0.04 (0.07 at the 95th percentile, simulated).
+    ranked = torch.argsort(exact, descending=True).tolist()
+    bucket = {token: (token if exact[token] >= 0.01 else "top 15") for token in ranked[:15]}
+    exact_buckets: dict = {}
+    for token in ranked:
+        key = bucket.get(token, "beyond")
+        exact_buckets[key] = exact_buckets.get(key, 0.0) + float(exact[token])
+    drawn: dict = {}
+    for token, count in counts.items():
+        drawn[bucket.get(token, "beyond")] = drawn.get(bucket.get(token, "beyond"), 0) + count
+    assert exact_buckets["beyond"] > 0.1                          # the test can tell a top-k sampler apart
+    assert total_variation(drawn, exact_buckets) < TOTAL_VARIATION_LIMIT
 
 
 def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runtime):
