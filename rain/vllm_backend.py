@@ -146,7 +146,9 @@ class VllmEngine:
         if self.closed:
             return
         self.closed = True
-        self.llm.shutdown()
+        llm, self.llm = self.llm, None
+        llm.shutdown()
+        del llm           # AsyncLLM.__del__ runs now, not at interpreter teardown (where it printed a TypeError)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
 
@@ -169,6 +171,9 @@ def renormalised_step(entry: dict, chosen: int, top_k: int, temperature: float) 
 
 class VllmLM:
     """LanguageModel for one search: programs are served natively; `next_logits` is the slow exact fallback."""
+
+    name = "vllm"
+    note = "vllm: one shared AsyncLLM serves the search's requests (float32, automatic prefix caching)"
 
     def __init__(self, engine: VllmEngine, codec: HFCodec, vocab_size: int):
         self.engine, self.codec = engine, codec
