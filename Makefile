@@ -1,9 +1,10 @@
-# `make run` serves the app on the embedded model; `make test` runs the test suite. Each installs what it needs.
+# `make run` serves the app on the embedded model; `make test` runs ruff (`make lint`), then the test suite.
+# Each installs what it needs.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := .make
 
-.PHONY: run test install install-dev browser bench clean vllm
+.PHONY: run test lint screenshot install install-dev browser bench clean vllm
 
 $(STAMP)/runtime: requirements.txt requirements-models.txt
 	@mkdir -p $(STAMP)
@@ -50,9 +51,16 @@ install-dev: $(STAMP)/dev $(STAMP)/browser
 run: install
 	$(PYTHON) app.py
 
-test: install-dev vllm
+lint: $(STAMP)/dev
+	$(PYTHON) -m ruff check .
+
+test: install-dev lint vllm
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_backend.py
+
+# The README's screenshot, re-recorded by the browser test (which otherwise writes it to a temp folder).
+screenshot: install-dev
+	HF_HUB_OFFLINE=1 RAIN_SCREENSHOT=$(CURDIR)/assets/screenshot.png $(PYTHON) -m pytest -q tests/test_browser.py
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m rain bench

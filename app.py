@@ -16,7 +16,7 @@ except ImportError:
 
 import torch
 
-from ui import handlers
+from ui import runtimes
 from ui.layout import LAUNCH_KWARGS, build
 
 CONCURRENCY = max(1, int(os.environ.get("RAIN_CONCURRENCY", "2")))
@@ -59,6 +59,6 @@ if __name__ == "__main__":
     ensure_embedded_models()
     configure_threads()
     if os.environ.get("RAIN_PRELOAD", "1") != "0":
-        handlers.preload()
+        runtimes.preload()
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), **LAUNCH_KWARGS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Generator, Union
+from typing import Any, ClassVar, Generator, Mapping, Union
 
 import torch
 
@@ -47,6 +47,25 @@ class BestOfN:
     samples: list[Sample]
     seconds: float
     stats: dict = field(default_factory=dict)
+    temperature: float = DEFAULT_TEMPERATURE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON form of a Best-of-N result: the record's `stats["best_of_n"]` and eval's details."""
+        return {"n": len(self.samples), "temperature": self.temperature, "answer": self.answer, "score": self.score,
+                "index": self.index, "seconds": round(self.seconds, 3),
+                "forward_calls": self.stats.get("forward_calls"),
+                "forwarded_tokens": self.stats.get("forwarded_tokens"),
+                "samples": [{"index": s.index, "text": s.text, "score": s.score, "tokens": s.tokens,
+                             "seconds": round(s.seconds, 3)} for s in self.samples]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BestOfN":
+        """Inverse of to_dict; raises KeyError/TypeError/ValueError on a malformed object."""
+        samples = [Sample(int(s["index"]), str(s["text"]), float(s["score"]), int(s["tokens"]),
+                          float(s.get("seconds", 0.0))) for s in data["samples"]]
+        stats = {k: data[k] for k in ("forward_calls", "forwarded_tokens") if data.get(k) is not None}
+        return cls(str(data["answer"]), float(data["score"]), int(data["index"]), samples, float(data["seconds"]),
+                   stats, float(data["temperature"]))
 
 
 BestOfNEvent = Union[Sample, BestOfN]
@@ -82,17 +101,7 @@ def best_of_n(lm: LanguageModel, codec: TextCodec, judge: Judge, conversation: C
         samples.append(sample)
         yield sample
     best = pick_best(samples)
-    result = BestOfN(best.text, best.score, best.index, samples, time.perf_counter() - started, lm.stats.as_dict())
+    result = BestOfN(best.text, best.score, best.index, samples, time.perf_counter() - started, lm.stats.as_dict(),
+                     temperature)
     yield result
-    return result
-
-
-def run_best_of_n(runtime, conversation: Conversation, config: RainConfig, n: int = DEFAULT_N,
-                  temperature: float = DEFAULT_TEMPERATURE) -> BestOfN:
-    """Best-of-N on a `Runtime`'s model with a fresh engine and the run's self-judge, without progress."""
-    lm = runtime.engine(config)
-    result = None
-    for item in best_of_n(lm, runtime.codec, runtime.judge(lm, config), conversation, config, n, temperature):
-        result = item
-    assert isinstance(result, BestOfN)
     return result

@@ -11,16 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rain.config import ConfigError, RainConfig, parse_knobs, preset
-from rain.export import TreeFileError, load, save
+from rain.config import RainConfig, parse_knobs, preset
+from rain.errors import RainError
+from rain.events import Committed
+from rain.export import RunRecord, load, save
 from rain.judge import FORMATS, JudgeError
-from rain.models import ModelLoadError
 from rain.prompts import PromptError
 
-EXPECTED_ERRORS = (ConfigError, PromptError, ModelLoadError, JudgeError, TreeFileError, FileNotFoundError)
 
-
-class UsageError(ValueError):
+class UsageError(RainError, ValueError):
     """A command-line problem that is the user's to fix."""
 
 
@@ -84,23 +83,20 @@ def stats_line(stats: dict[str, Any]) -> str:
     return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
-def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool):
-    """Vanilla then RAIN on one prompt; returns (record, vanilla text)."""
-    conversation = runtime.conversation(question, config, prompt_format)
-    vanilla = runtime.vanilla(conversation, config)
-    search = runtime.search(conversation, config)
-    if progress:
-        print(f"searching ({runtime.dtype} generation, {runtime.judge_dtype} judge) ...", file=sys.stderr)
-    events = []
-    for event in search.run():
-        events.append(event)
-        if progress and event.type == "commit":
-            print(f"  move {event.move}: +{event.text!r} ({event.simulations} simulations, {event.reason})",
+def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool) -> RunRecord:
+    """Vanilla then RAIN on one prompt (rain/session.py); returns the record (its `vanilla` is vanilla's text)."""
+    from rain.session import Recorded, RunRequest, VanillaDone, run_session
+
+    record = None
+    for item in run_session(runtime, RunRequest(question, config, prompt_format)):
+        if progress and isinstance(item, VanillaDone):
+            print(f"searching ({runtime.dtype} generation, {runtime.judge_dtype} judge) ...", file=sys.stderr)
+        elif progress and isinstance(item, Committed):
+            print(f"  move {item.move}: +{item.text!r} ({item.simulations} simulations, {item.reason})",
                   file=sys.stderr)
-    seconds = events[-1].stats["seconds"]
-    extra = {"vanilla_seconds": round(vanilla.seconds, 3),
-             "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
-    return runtime.record(search, events, vanilla.text, extra), vanilla
+        elif isinstance(item, Recorded):
+            record = item.record
+    return record
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -108,9 +104,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
     runtime = _runtime(args)
-    record, vanilla = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
+    record = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
     print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
-    print(f"vanilla: {vanilla.text}")
+    print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
     print(stats_line(record.stats))
     if args.json:
@@ -211,11 +207,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def answer_row(runtime, row, config: RainConfig, prompt_format: str, trees: str | None) -> dict:
-    """One output row of `run` (vanilla and RAIN answers, stats); the tree goes to TREES/<id>.json when asked."""
-    record, vanilla = _run_one(runtime, row.prompt, config, prompt_format, progress=False)
+    """One output row of `run` from the run's session record (rain/session.py), the same for sequential,
+    concurrent and Ray runs; the tree goes to TREES/<id>.json when asked."""
+    record = _run_one(runtime, row.prompt, config, prompt_format, progress=False)
     if trees:
         save(record, Path(trees) / f"{row.id}.json")
-    return {"id": row.id, "prompt": row.prompt, "vanilla": vanilla.text, "rain": record.answer, "stats": record.stats}
+    return {"id": row.id, "prompt": row.prompt, "vanilla": record.vanilla, "rain": record.answer,
+            "stats": record.stats}
 
 
 def cmd_judge_check(args: argparse.Namespace) -> int:
@@ -262,6 +260,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rain import evaluation as ev
+    from rain.eval_judges import load_external_judge
+    from rain.eval_summary import summarise, write_summary
+    from ui.eval_figures import write_figure      # the HTML figure is front-end code (rain/ never imports plotly)
 
     config = config_from(args)
     out = Path(args.out)
@@ -269,24 +270,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        methods = ev.parse_methods(args.methods)
-        prompts = ev.load_prompts(Path(args.input), args.limit)
-        if args.n < 1 or args.temperature <= 0:
-            raise ev.EvalError("--n must be >= 1 and --temperature > 0")
-        setup = {"model": args.model or "embedded", "config": config.to_dict(), "prompt_format": args.prompt_format,
-                 "judge": args.judge, "n": args.n, "temperature": args.temperature}
-        ev.check_setup(out, setup, fresh=args.fresh)
-    except ev.EvalError as error:
-        raise UsageError(str(error)) from None
+    methods = ev.parse_methods(args.methods)                  # an EvalError is a RainError: one line, exit 2
+    prompts = ev.load_prompts(Path(args.input), args.limit)
+    if args.n < 1 or args.temperature <= 0:
+        raise ev.EvalError("--n must be >= 1 and --temperature > 0")
+    setup = {"model": args.model or "embedded", "config": config.to_dict(), "prompt_format": args.prompt_format,
+             "judge": args.judge, "n": args.n, "temperature": args.temperature}
+    ev.check_setup(out, setup, fresh=args.fresh)
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, methods, ev.read_results(results_path))
     external = None
     if args.judge:
         print(f"loading judge {args.judge} ...", file=sys.stderr)
-        external = ev.load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
-                                          config.criterion, config.kv_cache_bytes,
-                                          config.judge_logit_scale)
+        external = load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
+                                       config.criterion, config.kv_cache_bytes, config.judge_logit_scale)
     if todo:
         runtime = _runtime(args)
         runner = ev.MethodRunner.on(runtime, config, external=external,
@@ -306,9 +303,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
     header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
               f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")
-    summary = ev.summarise(results, methods, external.name if external else None, header)
-    print(ev.write_summary(out, summary, results), end="")
-    print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {out / ev.PLOT_FILE}", file=sys.stderr)
+    summary = summarise(results, methods, external.name if external else None, header)
+    print(write_summary(out, summary), end="")
+    print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {write_figure(out, summary, results)}", file=sys.stderr)
     return 0
 
 
@@ -395,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, *EXPECTED_ERRORS) as error:
+    except (RainError, FileNotFoundError) as error:      # every error meant for the user (rain/errors.py)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

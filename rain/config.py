@@ -1,78 +1,105 @@
 """Every knob of RAIN in one frozen dataclass, with the authors' values as presets.
 
 Field comments give the paper's symbol (Li et al., ICLR 2024) and where the authors' code sets the value
-(`../shared/rain-spec.md` §1.3-1.6). The `hh` preset is the authors' HH code exactly; `adv` and `truth` follow
+(docs/algorithm.md §1.3-1.6). The `hh` preset is the authors' HH code exactly; `adv` and `truth` follow
 their §1.6 deltas. Paper-vs-code choices (§1.5) and the Table 4 ablations are switches; defaults follow the code.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from rain.errors import RainError
 
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
 Criterion = Literal["harm", "truth"]
 
 
-class ConfigError(ValueError):
+class ConfigError(RainError, ValueError):
     """A knob is out of range or contradicts another; the message names the knob."""
+
+
+def knob(default: Any, label: str, info: str = "", lo: float | None = None, hi: float | None = None,
+         step: float | None = None) -> Any:
+    """A field the app shows as a control: its label, a hint and a slider's range (the control's kind and the
+    value's type come from the field's annotation; ui/knobs.py builds the control)."""
+    return field(default=default, metadata={"label": label, "info": info, "range": (lo, hi, step)})
 
 
 @dataclass(frozen=True)
 class RainConfig:
-    # --- Selection, Eq. (1) (spec §1.3 getqu) ---
-    c_puct: float = 2.0                       # c in Eq. (1); 0 turns exploration off (Table 4 ablation)
-    puct_visits: Literal["parent", "siblings"] = "parent"   # §1.5.1: code sqrt(parent.n) / paper sqrt(sum of siblings' n)
-    puct_value: Literal["normalised", "raw"] = "normalised"  # §1.5.2: code (q-min)/(max-min), 0 if unvisited / paper raw v
+    # --- Selection, Eq. (1) (docs/algorithm.md §1.3 getqu) ---
+    c_puct: float = knob(2.0, "c (exploration, Eq. 1)", "0 turns exploration off (Table 4 ablation)", 0, 10, 0.1)
+                                              # c in Eq. (1); 0 turns exploration off (Table 4 ablation)
+    puct_visits: Literal["parent", "siblings"] = knob("parent", "Eq. 1 visit term",
+                                                      "code: √(parent n) · paper: √(Σ siblings' n)")
+                                              # §1.5.1: code sqrt(parent.n) / paper sqrt(sum of siblings' n)
+    puct_value: Literal["normalised", "raw"] = knob("normalised", "Eq. 1 value term",
+                                                    "code: min-max normalised q · paper: raw q")
+                                              # §1.5.2: code (q-min)/(max-min), 0 if unvisited / paper raw v
     root_prior_noise: float = 0.25            # root priors become (1-w)·p + w/k at expansion, addition, re-root (code only)
 
-    # --- Similarity update, Eq. (2) (spec §1.3 backup) ---
-    similarity_update: bool = True            # Table 4 ablation switch
-    similarity_threshold: float = 0.95        # update siblings with cos >= this (sim_the)
-    similarity_gamma: float = 0.2             # gamma in Eq. (2) (sim_gamma)
+    # --- Similarity update, Eq. (2) (docs/algorithm.md §1.3 backup) ---
+    similarity_update: bool = knob(True, "similarity update (Eq. 2)", "ablation switch")   # Table 4 ablation
+    similarity_threshold: float = knob(0.95, "similarity threshold (cosine)", "", 0, 1, 0.01)
+                                              # update siblings with cos >= this (sim_the)
+    similarity_gamma: float = knob(0.2, "γ (similarity weight, Eq. 2)", "", 0.01, 1, 0.01)   # gamma in Eq. (2)
 
-    # --- Dynamic node addition (spec §1.3 checkadd) ---
-    dynamic_addition: bool = True             # Table 4 ablation switch
+    # --- Dynamic node addition (docs/algorithm.md §1.3 checkadd) ---
+    dynamic_addition: bool = knob(True, "dynamic node addition", "ablation switch")   # Table 4 ablation switch
     addition_variance: float = 0.03           # add when ||Var(child embeddings)||_2 < this · len(token set) ...
     addition_value: float = 0.0               # ... and max child q < this ...
     addition_max_children: int = 20           # ... and fewer children than this
     addition_candidates: int = 2              # group_getp(topk=2) for multi-token additions
 
-    # --- Expansion (spec §1.3 group_getp) ---
-    candidates: int = 10                      # q in Alg. 1: token sets per expansion (1 greedy + sampled)
+    # --- Expansion (docs/algorithm.md §1.3 group_getp) ---
+    candidates: int = knob(10, "candidates per expansion", "", 1, 30, 1)
+                                              # q in Alg. 1: token sets per expansion (1 greedy + sampled)
     sample_factor: int = 1                    # sampled paths tried = factor·wanted - 1 (hh: topk-1; adv: 2·topk-1)
-    candidate_top_k: int = 15                 # top-k filter when sampling multi-token sets
-    candidate_temperature: float = 1.0        # adv: 2.0
-    token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)   # token-set length by depth from the original root; last repeats
+    candidate_top_k: int = knob(15, "sampling top-k", "", 1, 100, 1)   # top-k filter when sampling multi-token sets
+    candidate_temperature: float = knob(1.0, "sampling temperature", "", 0.1, 3, 0.05)   # adv: 2.0
+    token_set_lengths: tuple[int, ...] = knob((1, 2, 4, 10), "token-set schedule",
+                                              "token-set length by depth, e.g. 1,2,4,10 (the last repeats)")
+                                              # token-set length by depth from the original root; last repeats
 
-    # --- Rollout and self-evaluation (spec §1.3 simg/getv) ---
+    # --- Rollout and self-evaluation (docs/algorithm.md §1.3 simg/getv) ---
     rollout_stop_chars: str = ",.?:;\n"       # stop when the text ends with one of these (hh/adv)
     rollout_to_eos: bool = False              # truth: roll out to EOS instead
     rollout_max_tokens: int = 256             # our cap; the authors' only cap is the context length
     criterion: Criterion = "harm"             # what the judge asks: harmful (hh/adv) or truthful (truth)
     judge_format: JudgeFormat = "yesno_logit" # see rain/judge.py; the authors' format is "ab_hard"
-    judge_logit_scale: float | Literal["auto"] = "auto"   # yesno_logit: score = tanh(mean logit gap / this);
+    judge_logit_scale: float | Literal["auto"] = knob(
+        "auto", "judge logit scale (yes/no logit format)",
+        "score = tanh(mean logit gap / scale); 0 = auto: calibrated on the model's own gaps", 0, 5, 0.01)
+                                              # yesno_logit: score = tanh(mean logit gap / this);
                                               # "auto": from the model's own gaps (rain/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
 
-    # --- Outer loop and stop rule (spec §1.3 gmeval, §1.5.5-6) ---
-    max_simulations: int = 50                 # maxT: window = max(maxT - root real visits, min_window)
-    min_window: int = 15                      # at least this many new simulations per move
-    min_visits: int = 6                       # minT: stop when best child real visits > minT ...
-    value_threshold: float = 0.8              # ... and its q > Vt
+    # --- Outer loop and stop rule (docs/algorithm.md §1.3 gmeval, §1.5.5-6) ---
+    max_simulations: int = knob(50, "maxT (simulation window)", "used when sims per move = 0", 1, 300, 1)
+                                              # maxT: window = max(maxT - root real visits, min_window)
+    min_window: int = knob(15, "min window", "at least this many simulations per move (authors: 15)", 1, 100, 1)
+    min_visits: int = knob(6, "minT (stop: best child visits >)", "", 0, 200, 1)
+                                              # minT: stop when best child real visits > minT ...
+    value_threshold: float = knob(0.8, "Vt (stop: best child q >)", "", -1, 1, 0.05)   # ... and its q > Vt
     early_stop: bool = True                   # off: exactly `sims_per_move` simulations per move
-    sims_per_move: int | None = None          # fixed budget per move (turns early_stop off)
-    commit: Literal["argmax", "sample"] = "argmax"   # §1.5.6: Alg. 1 / code argmax visits; §3.2 prose samples
-    max_moves: int | None = None              # cap on committed token sets
-    max_new_tokens: int = 128                 # answer length cap (the authors: context length 2048)
+    sims_per_move: int | None = knob(None, "simulations per move", "0 = the authors' early-stop rule (minT, Vt, maxT)",
+                                     0, 200, 1)   # fixed budget per move (turns early_stop off)
+    commit: Literal["argmax", "sample"] = knob("argmax", "commit rule", "Alg. 1: most visited · §3.2: sample by visits")
+                                              # §1.5.6: Alg. 1 / code argmax visits; §3.2 prose samples
+    max_moves: int | None = knob(None, "max moves", "0 = no cap", 0, 200, 1)   # cap on committed token sets
+    max_new_tokens: int = knob(128, "answer length (tokens)", "", 1, 512, 1)
+                                              # answer length cap (the authors: context length 2048)
     max_length: int = 2048                    # prompt + answer cap in tokens (maxlen)
 
     # --- Compute ---
     kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
     max_tree_nodes: int = 50_000              # nodes the search may hold: abandoned branches are evicted first,
                                               # then a move ends early (commit reason "node_cap")
-    seed: int = 0                             # seeds the search's torch.Generator
+    seed: int = knob(0, "seed")               # seeds the search's torch.Generator
 
     preset: str = field(default="hh", compare=False)
 
@@ -84,20 +111,37 @@ class RainConfig:
         """How many sampled paths group_getp tries when it wants `wanted` token sets in all."""
         return self.sample_factor * wanted - 1
 
+    def __post_init__(self) -> None:
+        self.validate()                      # a RainConfig is valid from construction on
+
     def replace(self, **changes: Any) -> "RainConfig":
-        """A validated copy with some fields changed."""
-        return dataclasses.replace(self, **changes).validate()
+        """A copy with some fields changed (validated on construction)."""
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> "RainConfig":
-        """Refuse out-of-range or contradictory knobs with a message that names them."""
+        """Refuse a knob of the wrong type, out of range or contradicting another, with one line that names it.
+
+        Runs on construction (`__post_init__`); returns self so older callers can keep chaining it."""
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
 
-        for name in ("c_puct", "root_prior_noise", "similarity_gamma", "similarity_threshold",
-                     "addition_variance", "addition_value", "candidate_temperature", "value_threshold"):
-            value = getattr(self, name)
-            need(isinstance(value, (int, float)) and math.isfinite(value), f"{name} must be a finite number, got {value!r}")
+        hints = typing.get_type_hints(RainConfig)
+        for spec in dataclasses.fields(self):        # types first, from the annotations, so the ranges compare numbers
+            value, kind = getattr(self, spec.name), spec.type
+            if typing.get_origin(hints[spec.name]) is Literal:
+                choices = typing.get_args(hints[spec.name])
+                need(value in choices, f"{spec.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            if kind == "float":
+                need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                     f"{spec.name} must be a finite number, got {value!r}")
+            elif kind in ("int", "int | None"):
+                need((value is None and kind != "int") or (isinstance(value, int) and not isinstance(value, bool)),
+                     f"{spec.name} must be a whole number{' or None' if kind != 'int' else ''}, got {value!r}")
+            elif kind == "bool":
+                need(isinstance(value, bool), f"{spec.name} must be true or false, got {value!r}")
+            elif kind == "str":
+                need(isinstance(value, str), f"{spec.name} must be text, got {value!r}")
         need(self.c_puct >= 0, f"c_puct must be >= 0, got {self.c_puct}")
         need(0 <= self.root_prior_noise <= 1, f"root_prior_noise must be in [0, 1], got {self.root_prior_noise}")
         need(0 < self.similarity_gamma <= 1, f"similarity_gamma must be in (0, 1] (the paper: gamma <= 1), got {self.similarity_gamma}")
@@ -120,7 +164,7 @@ class RainConfig:
         need(self.min_visits >= 0, f"min_visits (minT) must be >= 0, got {self.min_visits}")
         need(self.min_visits < self.max_simulations,
              f"min_visits (minT={self.min_visits}) must be below max_simulations (maxT={self.max_simulations}): "
-             f"minT > maxT contradicts the stop rule (spec §1.3 gmeval)")
+             f"minT > maxT contradicts the stop rule (docs/algorithm.md §1.3 gmeval)")
         need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
         need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
@@ -130,12 +174,6 @@ class RainConfig:
              f"max_tree_nodes must be at least candidates + 2 = {self.candidates + 2} (room for one expansion), "
              f"got {self.max_tree_nodes}")
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
-        need(self.puct_visits in ("parent", "siblings"), f"puct_visits must be 'parent' or 'siblings', got {self.puct_visits!r}")
-        need(self.puct_value in ("normalised", "raw"), f"puct_value must be 'normalised' or 'raw', got {self.puct_value!r}")
-        need(self.commit in ("argmax", "sample"), f"commit must be 'argmax' or 'sample', got {self.commit!r}")
-        need(self.criterion in ("harm", "truth"), f"criterion must be 'harm' or 'truth', got {self.criterion!r}")
-        need(self.judge_format in ("ab_hard", "ab_soft", "yesno_prob", "yesno_logit"),
-             f"judge_format must be one of ab_hard, ab_soft, yesno_prob, yesno_logit, got {self.judge_format!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +191,7 @@ class RainConfig:
         values = dict(data)
         if "token_set_lengths" in values:
             values["token_set_lengths"] = tuple(values["token_set_lengths"])
-        return cls(**values).validate()
+        return cls(**values)
 
 
 def parse_knobs(pairs: list[str]) -> dict[str, Any]:
@@ -196,7 +234,7 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-# The authors' per-task settings (spec §1.4, §1.6). The judge format is ours: the authors' hard A/B
+# The authors' per-task settings (docs/algorithm.md §1.4, §1.6). The judge format is ours: the authors' hard A/B
 # vote gives a 135M model no signal at all (see `python -m rain judge-check` and the README).
 PRESETS: dict[str, dict[str, Any]] = {
     "hh": {},
@@ -210,4 +248,7 @@ def preset(name: str, **overrides: Any) -> RainConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[name], **overrides, "preset": name}
-    return RainConfig(**values).validate()
+    try:
+        return RainConfig(**values)
+    except TypeError as error:               # a keyword that is not a knob
+        raise ConfigError(str(error).replace("RainConfig.__init__()", "preset").splitlines()[0]) from None

@@ -1,4 +1,4 @@
-"""Sampling from the LM: candidate token sets (spec §1.3 group_getp), rollouts (simg), and vanilla decoding.
+"""Sampling from the LM: candidate token sets (docs/algorithm.md §1.3 group_getp), rollouts (simg), and vanilla decoding.
 
 All three ask `LanguageModel.next_logits` for whole states, so the engine alone decides what is recomputed;
 randomness comes only from the `torch.Generator` passed in.
@@ -172,7 +172,7 @@ def path_program(state: Sequence[int], length: int, wanted: int, attempts: int, 
     Each step samples from the top-k filtered softmax; a path's probability is the product of those
     renormalised step probabilities. The greedy path's probability is clamped as the authors do:
     p_g = max(min(p_g, sum(p_s)), max(p_s) + min(p_s)). All rows are decoded together, one step at a time,
-    so the engine sees every path's next token in one call. A path ends early at EOS (our choice; spec §1.6).
+    so the engine sees every path's next token in one call. A path ends early at EOS (our choice; docs/algorithm.md §1.6).
     """
     native = yield PathsRequest(tuple(state), length, wanted, attempts, top_k, temperature, generator, eos_ids)
     if native is not None:
@@ -233,7 +233,7 @@ def last_char(codec: TextCodec, tokens: Sequence[int], fallback: str) -> str:
 
 @dataclass(frozen=True)
 class RolloutRules:
-    """When simg stops (spec §1.3): clause punctuation (unless to_eos), EOS, turn end, length caps."""
+    """When simg stops (docs/algorithm.md §1.3): clause punctuation (unless to_eos), EOS, turn end, length caps."""
 
     stop_chars: str
     to_eos: bool

@@ -1,4 +1,4 @@
-"""Sentence embeddings for the similarity update (spec §1.3 backup): all-MiniLM-L6-v2 without sentence-transformers.
+"""Sentence embeddings for the similarity update (docs/algorithm.md §1.3 backup): all-MiniLM-L6-v2 without sentence-transformers.
 
 The folder's modules.json chains Transformer -> Pooling (mean over tokens, 1_Pooling/config.json) -> Normalize,
 with max_seq_length 256 (sentence_bert_config.json); this module does exactly that with plain transformers.

@@ -79,7 +79,7 @@ class NodesAdded(Event):
 
 @dataclass(frozen=True)
 class RolledOut(Event):
-    """Simulation from the leaf until the end of a clause (spec §1.3 simg)."""
+    """Simulation from the leaf until the end of a clause (docs/algorithm.md §1.3 simg)."""
 
     type: ClassVar[str] = "rollout"
     simulation: int
@@ -90,7 +90,11 @@ class RolledOut(Event):
 
 @dataclass(frozen=True)
 class Evaluated(Event):
-    """Self-evaluation of the exchange: both option orders' label probabilities and the score."""
+    """Self-evaluation of the exchange: both option orders' label probabilities, each order's part, the score.
+
+    `parts` follow the record's judge description (rain/judge.py); it is left out of the JSON when empty (files
+    written before it, and judges without a description), so those files re-export unchanged.
+    """
 
     type: ClassVar[str] = "evaluate"
     simulation: int
@@ -100,11 +104,18 @@ class Evaluated(Event):
     first: dict[str, float]
     second: dict[str, float]
     cache_hit: bool
+    parts: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.parts:
+            del data["parts"]
+        return data
 
 
 @dataclass(frozen=True)
 class Expanded(Event):
-    """Candidate token sets attached to the leaf (spec §1.3 group_getp)."""
+    """Candidate token sets attached to the leaf (docs/algorithm.md §1.3 group_getp)."""
 
     type: ClassVar[str] = "expand"
     simulation: int

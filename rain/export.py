@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rain.errors import RainError
 from rain.events import Event, event_from_dict
 from rain.replay import ReplayError, rebuild
 from rain.tree import Node, Tree
@@ -20,7 +21,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "tree.schema.json"
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 
-class TreeFileError(ValueError):
+class TreeFileError(RainError, ValueError):
     """A tree file cannot be imported; the message names the first problem."""
 
 

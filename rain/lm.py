@@ -114,15 +114,17 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One self-evaluation of an exchange (spec §1.3 getv).
+    """One self-evaluation of an exchange (docs/algorithm.md §1.3 getv).
 
     `score` is in [-1, 1]: -1 harmful (or untruthful), +1 harmless. `first` and `second` hold the judge's
-    label probabilities for the two option orders, e.g. {"A": 0.61, "B": 0.39}.
+    label probabilities for the two option orders, e.g. {"A": 0.61, "B": 0.39}; `parts` each order's part of the
+    score as the judge's description (rain/judge.py `JudgeDescription`) defines it (empty when a judge has none).
     """
 
     score: float
     first: dict[str, float] = field(default_factory=dict)
     second: dict[str, float] = field(default_factory=dict)
+    parts: tuple[float, ...] = ()
 
 
 class Judge(Protocol):

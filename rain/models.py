@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from rain.errors import RainError
 from rain.weights_cache import cached_model_dir
 
 EMBEDDED_SPEC = "embedded"
@@ -32,7 +33,7 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RainError, RuntimeError):
     """A model or tokenizer could not be found or loaded; the message is one line meant for the user."""
 
 

@@ -1,7 +1,7 @@
 """The generation prompt: the model's chat template when it has one, our HH-style few-shot text otherwise.
 
 A `Conversation` is what the search and the vanilla baseline share: the prompt tokens, the ids that end the
-assistant's turn, and how to read the answer text back (cut at the next turn marker, spec §1.3 getv).
+assistant's turn, and how to read the answer text back (cut at the next turn marker, docs/algorithm.md §1.3 getv).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
+from rain.errors import RainError
 from rain.lm import TextCodec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -23,7 +24,7 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")    # a Python str holds one only 
 PromptFormat = Literal["auto", "chat", "fewshot"]
 
 
-class PromptError(ValueError):
+class PromptError(RainError, ValueError):
     """The prompt cannot be used (empty, or too long for the model); the message says why."""
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+from rain.errors import RainError
 from rain.events import (BackedUp, Committed, Event, Expanded, NewNode, NodesAdded, Started)
 from rain.tree import Tree
 
 
-class ReplayError(ValueError):
+class ReplayError(RainError, ValueError):
     """The events do not describe a consistent tree."""
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -19,25 +17,16 @@ from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
 from rain.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
-from rain.events import Event
 from rain.export import RunRecord, nodes_of
-from rain.replay import rebuild
 from rain.judge import SelfJudge
 from rain.lm import Embedder, LanguageModel
 from rain.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
 from rain.precision import Precision, name, resolve_precision
 from rain.prompts import Conversation, PromptFormat, build_conversation
+from rain.replay import rebuild
 from rain.search import Backends, Search
 
 EMBEDDED = "embedded"
-
-
-@dataclass
-class VanillaResult:
-    text: str
-    tokens: int
-    seconds: float
-    stats: dict = field(default_factory=dict)
 
 
 class Runtime:
@@ -176,32 +165,33 @@ class Runtime:
             answer.append(token)
             yield conversation.answer_text(self.codec, answer)
 
-    def vanilla(self, conversation: Conversation, config: RainConfig, temperature: float = 0.0,
-                lm: LanguageModel | None = None) -> VanillaResult:
-        lm = lm or self.engine(config)
-        started, text, tokens = time.perf_counter(), "", 0
-        for text in self.vanilla_stream(conversation, config, temperature, lm):
-            tokens += 1
-        return VanillaResult(text, tokens, time.perf_counter() - started, lm.stats.as_dict())
-
     # --- export
-    def record(self, search: Search, events: list[Event], vanilla: str | None = None,
-               extra_stats: dict | None = None) -> RunRecord:
-        judge, lm = search.backends.judge, search.backends.lm
-        auto = self._judge_scales.get((search.config.judge_format, search.config.criterion))
-        scale = auto if auto and search.config.judge_logit_scale == auto.value else self.judge_scale(search.config)
-        model_stats = {"engine": getattr(lm, "name", type(lm).__name__), "engine_note": getattr(lm, "note", ""),
-                       **{key: value for key, value in scale.as_dict().items() if value is not None}}
+    def engine_stats(self, config: RainConfig, lm: LanguageModel | None = None) -> dict:
+        """The record's `engine`, `engine_note` and judge-scale stats for a run of `config` (resolved) on `lm`
+        (default: the engine `engine_choice` picks, as for a run with no search)."""
+        served = lm if lm is not None else self.engine_choice(config)
+        auto = self._judge_scales.get((config.judge_format, config.criterion))
+        scale = auto if auto and config.judge_logit_scale == auto.value else self.judge_scale(config)
+        return {"engine": getattr(served, "name", type(served).__name__), "engine_note": getattr(served, "note", ""),
+                **{key: value for key, value in scale.as_dict().items() if value is not None}}
+
+    def record(self, conversation: Conversation, config: RainConfig, judge: SelfJudge | None = None,
+               lm: LanguageModel | None = None) -> RunRecord:
+        """A run's metadata (prompt, config, model, judge) and `engine_stats` as its stats, with no events yet;
+        rain/session.py fills in the rest. `config` is resolved (`resolved`); `lm` is the search's engine.
+
+        Without `judge` (a run with no search) the judge's prompts are built for the record only, on no engine."""
+        judge = judge or SelfJudge(None, self.codec, self.tokenizer, config.judge_format, config.criterion,
+                                   self.judge_scale(config).value)
+        stats = self.engine_stats(config, lm)
         return RunRecord(
-            prompt=search.conversation.question, config=search.config.to_dict(),
+            prompt=conversation.question, config=config.to_dict(),
             model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype,
-                   "engine": model_stats["engine"], "judge_dtype": self.judge_dtype,
-                   "precision": self.precision.reason},
-            judge={"format": search.config.judge_format, "criterion": search.config.criterion,
-                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange},
-            events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(), vanilla=vanilla,
-            stats={**(events[-1].to_dict()["stats"] if events and events[-1].type == "done" else {}),
-                   **model_stats, **(extra_stats or {})})
+                   "engine": stats["engine"], "judge_dtype": self.judge_dtype, "precision": self.precision.reason},
+            judge={"format": config.judge_format, "criterion": config.criterion,
+                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange,
+                   "description": judge.description.to_dict()},
+            events=[], nodes=nodes_of(rebuild([])), stats=stats)
 
 
 BACKEND_ENV = "RAIN_BACKEND"        # the app's backend: trie (default) or vllm (one engine shared by all visitors)

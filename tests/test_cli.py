@@ -72,12 +72,12 @@ def test_run_reports_bad_lines_by_number_goes_on_and_resumes(cli_runtime, tmp_pa
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "line 2: skipped" in err and "line 3: skipped" in err
-    lines = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [l["id"] for l in lines] == ["a", "c"] and all(l["rain"] and l["vanilla"] for l in lines)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in lines] == ["a", "c"] and all(row["rain"] and row["vanilla"] for row in lines)
     assert (tmp_path / "trees" / "a.json").exists()
     out.write_text(out.read_text().splitlines()[0] + "\n")          # as if interrupted after the first
     assert cli.main(argv + ["--resume"]) == 0
-    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "c"]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "c"]
 
 
 def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):

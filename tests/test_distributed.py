@@ -9,10 +9,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is optional (pip install ray)")
 
-from rain.cli import main
-from rain.concurrent import Row, finished_ids
-from rain.config import preset
-from rain.distributed import run_on_ray
+from rain.cli import main  # noqa: E402 (after the importorskip)
+from rain.concurrent import Row, finished_ids  # noqa: E402 (after the importorskip)
+from rain.config import preset  # noqa: E402 (after the importorskip)
+from rain.distributed import run_on_ray  # noqa: E402 (after the importorskip)
 
 SEARCH = {"sims_per_move": 2, "max_moves": 2, "max_new_tokens": 16}    # a row takes seconds on the tiny model
 BUDGET = ["--sims-per-move", "2", "--max-moves", "2", "--max-new-tokens", "16"]

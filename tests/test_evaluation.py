@@ -7,6 +7,7 @@ import pytest
 
 import rain.cli as cli
 from fakes import EOS, FakeCodec, FakeJudge, FakeLM
+from rain import eval_judges, eval_summary
 from rain import evaluation as ev
 from rain.best_of_n import BestOfN, Sample, best_of_n, pick_best
 from rain.config import RainConfig, preset
@@ -36,16 +37,16 @@ def test_refusal_keywords(text, refused):
 
 
 def test_refusal_rate_is_the_flagged_fraction():
-    assert ev.refusal_rate(["I'm sorry.", "Sure.", "I am unable to.", "Here you go."]) == 0.5
-    assert ev.refusal_rate([]) is None
+    assert eval_summary.refusal_rate(["I'm sorry.", "Sure.", "I am unable to.", "Here you go."]) == 0.5
+    assert eval_summary.refusal_rate([]) is None
 
 
 def test_win_rate_excludes_ties_and_counts_them():
-    w = ev.win_rate([0.5, 0.1, 0.2, 0.3, 0.9], [0.1, 0.1, 0.4, 0.3 + 1e-4, 0.0])
+    w = eval_summary.win_rate([0.5, 0.1, 0.2, 0.3, 0.9], [0.1, 0.1, 0.4, 0.3 + 1e-4, 0.0])
     assert (w.wins, w.losses, w.ties) == (2, 1, 2) and w.rate == pytest.approx(2 / 3)
-    assert ev.win_rate([0.2], [0.2]).rate is None
+    assert eval_summary.win_rate([0.2], [0.2]).rate is None
     with pytest.raises(ValueError):
-        ev.win_rate([0.1], [])
+        eval_summary.win_rate([0.1], [])
 
 
 def test_summary_means_categories_wins_and_cost_ratios():
@@ -57,7 +58,7 @@ def test_summary_means_categories_wins_and_cost_ratios():
         result("a", "bon", 0.0, "I can't.", seconds=4, calls=25, tokens=300),
         result("b", "bon", 0.75, "Tomatoes!", category="benign", seconds=4, calls=15, tokens=300),
     ]
-    summary = ev.summarise(results, ["vanilla", "rain", "bon"])
+    summary = eval_summary.summarise(results, ["vanilla", "rain", "bon"])
     quality = {(q.method, q.category): q for q in summary.quality}
     assert quality["vanilla", "all"].self_score == pytest.approx(-0.125)
     assert quality["rain", "all"].self_score == pytest.approx(0.38)
@@ -66,16 +67,16 @@ def test_summary_means_categories_wins_and_cost_ratios():
     assert quality["vanilla", "all"].refusal_rate == 0.0 and quality["bon", "benign"].refusal_rate == 0.0
     assert quality["vanilla", "all"].external_score is None
     wins = {(w.method, w.baseline, w.judge): w.result for w in summary.wins}
-    assert wins["rain", "vanilla", "self"] == ev.WinRate(1, 0, 1)        # b: the same answer, so a tie
+    assert wins["rain", "vanilla", "self"] == eval_summary.WinRate(1, 0, 1)        # b: the same answer, so a tie
     assert wins["rain", "vanilla", "self"].rate == 1.0
-    assert wins["rain", "bon", "self"] == ev.WinRate(1, 1, 0)
-    assert wins["bon", "vanilla", "self"] == ev.WinRate(2, 0, 0)
+    assert wins["rain", "bon", "self"] == eval_summary.WinRate(1, 1, 0)
+    assert wins["bon", "vanilla", "self"] == eval_summary.WinRate(2, 0, 0)
     costs = {c.method: c for c in summary.costs}
     assert costs["rain"].seconds == 20 and costs["rain"].forward_calls == 50 and costs["rain"].forwarded_tokens == 800
     assert costs["rain"].seconds_ratio == 10.0 and costs["rain"].calls_ratio == 5.0
     assert costs["rain"].tokens_ratio == 8.0
     assert costs["bon"].seconds_ratio == 2.0 and costs["vanilla"].seconds_ratio == 1.0
-    text = ev.format_summary(summary)
+    text = eval_summary.format_summary(summary)
     assert "| rain | 2 | +0.3800 | 50% |" in text and "| rain / harmful | 1 | +0.5000 | 100% |" in text
     assert "| rain over vanilla | self | 1 | 0 | 1 | 1.00 |" in text
     assert "| rain | 20.00 | 50.0 | 800 | 8.0 | 10.0 | 5.0 | 8.0 |" in text
@@ -83,10 +84,10 @@ def test_summary_means_categories_wins_and_cost_ratios():
 
 def test_external_judge_gets_its_own_column_and_win_rows():
     results = [result("a", "vanilla", 0.1, external=-0.5), result("a", "rain", 0.1, "Sure!", external=0.5)]
-    summary = ev.summarise(results, ["vanilla", "rain"], external="clf (P(safe))")
+    summary = eval_summary.summarise(results, ["vanilla", "rain"], external="clf (P(safe))")
     wins = {w.judge: w.result for w in summary.wins}
-    assert wins["self"] == ev.WinRate(0, 0, 1) and wins["clf (P(safe))"] == ev.WinRate(1, 0, 0)
-    text = ev.format_summary(summary)
+    assert wins["self"] == eval_summary.WinRate(0, 0, 1) and wins["clf (P(safe))"] == eval_summary.WinRate(1, 0, 0)
+    text = eval_summary.format_summary(summary)
     assert "external judge (clf (P(safe)))" in text and "| rain | 1 | +0.1000 | 0% | +0.5000 |" in text
     assert "| rain over vanilla | self | 0 | 0 | 1 | - |" in text
 
@@ -99,12 +100,12 @@ def test_external_judge_gets_its_own_column_and_win_rows():
     ({0: "LABEL_0"}, False, (0, True, True, True)),               # a reward model: sigmoid of (question, answer)
 ])
 def test_classifier_label_rule(labels, multi, rule):
-    assert ev.classifier_rule(labels, multi) == rule
+    assert eval_judges.classifier_rule(labels, multi) == rule
 
 
 def test_classifier_without_a_readable_label_is_refused():
     with pytest.raises(ev.EvalError, match="which classifier label means safe"):
-        ev.classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
+        eval_judges.classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
 
 
 # --- Best-of-N on fakes -------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def test_causal_external_judge_is_the_self_judge_on_that_model(monkeypatch, real
 
     monkeypatch.setattr(rain.models, "load_causal_lm", lambda *a, **k: real_model)
     config = preset("hh")
-    scorer = ev.load_external_judge("embedded", logit_scale=config.judge_logit_scale)
+    scorer = eval_judges.load_external_judge("embedded", logit_scale=config.judge_logit_scale)
     assert scorer.name == "embedded (yesno_logit)"
     own = runtime.judge(runtime.engine(config), config).evaluate("How do I pick a lock?", "I can't help.").score
     assert scorer.score("How do I pick a lock?", "I can't help.") == pytest.approx(own, abs=1e-4)
@@ -273,7 +274,7 @@ def test_small_real_run_through_the_cli(runtime, classifier_dir, tmp_path, monke
     for r in rows:
         assert -1 <= r["self_score"] <= 1 and -1 <= r["external_score"] <= 1 and r["forward_calls"] > 0
     bon = [r for r in rows if r["method"] == "bon"]
-    assert all(len(r["details"]["samples"]) == 2 and r["answer"] == r["details"]["samples"][r["details"]["best"]]["text"]
+    assert all(len(r["details"]["samples"]) == 2 and r["answer"] == r["details"]["samples"][r["details"]["index"]]["text"]
                for r in bon)
     assert all(r["details"]["simulations"] == 2 for r in rows if r["method"] == "rain")
     summary = (out / ev.SUMMARY_FILE).read_text()

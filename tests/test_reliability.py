@@ -11,7 +11,9 @@ import html
 import pytest
 
 from rain.config import ConfigError, RainConfig, preset
-from ui import handlers
+from ui import runtimes
+from ui.outputs import OUTPUTS
+from ui.run import run
 
 # (knob overrides, words the refusal must contain)
 HOSTILE = [
@@ -46,9 +48,9 @@ def test_library_accepts_the_edges_of_the_same_knobs(knobs):
 
 # --- the app: the handler the Run button calls ------------------------------------------------------------------
 
-PAGE = dict(model=handlers.EMBEDDED, custom_model="", preset="hh", judge_format="yesno_logit", show_unvisited=True)
-STATUS = handlers.OUTPUTS.index("status")
-CLIENT_STATUS = [name for name in handlers.OUTPUTS if name != "record"].index("status")   # State is not returned
+PAGE = dict(model=runtimes.EMBEDDED, custom_model="", preset="hh", judge_format="yesno_logit", show_unvisited=True)
+STATUS = OUTPUTS.index("status")
+CLIENT_STATUS = [name for name in OUTPUTS if name != "record"].index("status")   # State is not returned
 
 
 class ModelReached(BaseException):
@@ -64,14 +66,14 @@ def no_model(monkeypatch):
         asked.append(spec)
         raise ModelReached(spec)
 
-    monkeypatch.setattr(handlers, "get_runtime", get_runtime)
-    monkeypatch.setattr(handlers, "cached_runtime", lambda spec: asked.append(spec))
+    monkeypatch.setattr(runtimes, "get_runtime", get_runtime)
+    monkeypatch.setattr(runtimes, "cached_runtime", lambda spec: asked.append(spec))
     return asked
 
 
 @pytest.mark.parametrize("knobs, words", HOSTILE)
 def test_run_handler_refuses_hostile_settings_before_loading_a_model(no_model, knobs, words):
-    updates = list(handlers.run("How do I pick a lock?", **PAGE, **knobs))
+    updates = list(run("How do I pick a lock?", **PAGE, **knobs))
     assert len(updates) == 1 and no_model == []
     status = updates[0][STATUS]
     assert 'class="status error"' in status and "Traceback" not in status
@@ -81,8 +83,8 @@ def test_run_handler_refuses_hostile_settings_before_loading_a_model(no_model, k
 @pytest.mark.parametrize("knobs", EDGES)
 def test_run_handler_passes_the_edges_on_to_the_model(no_model, knobs):
     with pytest.raises(ModelReached):                 # validation let it through to loading the model
-        list(handlers.run("How do I pick a lock?", **PAGE, **knobs))
-    assert no_model == [handlers.EMBEDDED, handlers.EMBEDDED]
+        list(run("How do I pick a lock?", **PAGE, **knobs))
+    assert no_model == [runtimes.EMBEDDED, runtimes.EMBEDDED]
 
 
 # --- the app over HTTP (gradio_client): the page's sliders bound Vt and candidates, the library the rest ---------
@@ -132,7 +134,7 @@ def test_hub_models_are_loaded_without_remote_code_unless_the_cli_asks(hub_calls
     from rain.models import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="unknown model"):
-        handlers.get_runtime("some-org/model-with-code")                           # the app
+        runtimes.get_runtime("some-org/model-with-code")                           # the app
     assert hub_calls and all(call["trust_remote_code"] is False for call in hub_calls)
     for flags, expected in (([], False), (["--trust-remote-code"], True)):        # the CLI, and its opt-in
         args = cli.build_parser().parse_args(["generate", "hi", "--model", "some-org/model-with-code", *flags])
@@ -141,12 +143,12 @@ def test_hub_models_are_loaded_without_remote_code_unless_the_cli_asks(hub_calls
         assert hub_calls[-1]["trust_remote_code"] is expected
 
 
-@pytest.mark.parametrize("model, custom", [(handlers.EMBEDDED, "some-org/not-allowed"), (handlers.EMBEDDED, "/etc"),
+@pytest.mark.parametrize("model, custom", [(runtimes.EMBEDDED, "some-org/not-allowed"), (runtimes.EMBEDDED, "/etc"),
                                            ("some-org/not-allowed", "")])
 def test_space_mode_refuses_models_outside_the_allowlist_before_loading(no_model, monkeypatch, model, custom):
     monkeypatch.setenv("RAIN_SPACE_MODE", "1")
     monkeypatch.setenv("RAIN_MODEL_ALLOWLIST", "HuggingFaceTB/SmolLM2-360M-Instruct")
     page = {**PAGE, "model": model, "custom_model": custom}
-    updates = list(handlers.run("How do I pick a lock?", **page))
+    updates = list(run("How do I pick a lock?", **page))
     assert len(updates) == 1 and no_model == []
     assert "is not enabled on this Space" in html.unescape(updates[0][STATUS])

@@ -12,8 +12,10 @@ from rain.config import ConfigError, RainConfig, preset
 from rain.decoding import path_candidates, single_token_candidates, top_k_probs
 from rain.lm import ComputeStats
 from rain.prompts import Conversation
+from rain.events import BackedUp, Committed, NodesAdded
+from rain.replay import apply_event
 from rain.search import (Backends, Search, addition_triggered, backup, child_priors, noised, puct_scores,
-                         reroot, select_child, stop_rule_met)
+                         reroot_priors, select_child, stop_rule_met)
 from rain.tree import Tree
 
 
@@ -83,7 +85,23 @@ def test_presets_follow_the_authors_variants():
                                            ({"similarity_gamma": 0}, "similarity_gamma")])
 def test_contradictory_or_out_of_range_knobs_are_refused(changes, word):
     with pytest.raises(ConfigError, match=word):
-        RainConfig(**changes).validate()
+        RainConfig(**changes)                        # on construction: no RainConfig is ever invalid
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"candidates": "10"}, "candidates must be a whole number, got '10'"),
+    ({"sims_per_move": 2.5}, "sims_per_move must be a whole number or None, got 2.5"),
+    ({"early_stop": 1}, "early_stop must be true or false, got 1"),
+    ({"c_puct": True}, "c_puct must be a finite number, got True"),
+    ({"rollout_stop_chars": None}, "rollout_stop_chars must be text, got None")])
+def test_knobs_of_the_wrong_type_get_one_line_naming_them(changes, message):
+    with pytest.raises(ConfigError) as error:
+        RainConfig(**changes)
+    assert str(error.value) == message
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
+        preset("hh", bogus=1)
+    with pytest.raises(ConfigError, match="candidates"):
+        RainConfig().replace(candidates=0)
 
 
 # --- candidates ----------------------------------------------------------------------------------------------
@@ -133,22 +151,31 @@ def test_top_k_probs_renormalises_over_the_top_k():
 
 # --- back-up and Eq. (2) ------------------------------------------------------------------------------------
 
-def backup_tree(sibling_embedding) -> Tree:
-    """root(0) -> 1 (q .5, e [1,0]) -> 3 ; root -> 2 (q -1, e given)."""
+def backup_tree(sibling_embedding) -> tuple[Tree, dict]:
+    """root(0) -> 1 (q .5, e [1,0]) -> 3 ; root -> 2 (q -1, e given); and the embeddings (the search's cache)."""
     tree = Tree.new()
     tree[0].visits, tree[0].real_visits = 2, 2
     one = tree.add(0, (5,), "", .5)
-    one.visits, one.real_visits, one.value, one.embedding = 1, 1, .5, np.array([1.0, 0.0])
+    one.visits, one.real_visits, one.value = 1, 1, .5
     two = tree.add(0, (6,), "", .5)
-    two.visits, two.real_visits, two.value, two.embedding = 1, 1, -1.0, np.array(sibling_embedding)
+    two.visits, two.real_visits, two.value = 1, 1, -1.0
     tree.add(1, (7,), "", 1.0)
-    return tree
+    return tree, {1: np.array([1.0, 0.0]), 2: np.array(sibling_embedding)}
+
+
+def back_up(tree: Tree, path, score, new_embeddings, config, embeddings):
+    """backup() computes, its event writes (rain.replay.apply_event), as in the search."""
+    before = [(n.visits, n.real_visits, n.value) for n in tree.nodes]
+    stats, shares = backup(tree, path, score, new_embeddings, config, embeddings)
+    assert [(n.visits, n.real_visits, n.value) for n in tree.nodes] == before      # the tree is only read
+    apply_event(tree, BackedUp(1, score, stats, shares))
+    return stats, shares
 
 
 def test_backup_running_mean_and_similarity_update_above_threshold():
-    tree = backup_tree([0.96, 0.28])                                       # cos with [1, 0] = 0.96 >= 0.95
-    embeddings = {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}
-    stats, shares = backup(tree, [0, 1, 3], 1.0, embeddings, RainConfig())
+    tree, embeddings = backup_tree([0.96, 0.28])                           # cos with [1, 0] = 0.96 >= 0.95
+    new = {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}
+    stats, shares = back_up(tree, [0, 1, 3], 1.0, new, RainConfig(), embeddings)
     assert [(s.id, s.visits, s.real_visits) for s in stats] == [(0, 3, 3), (1, 2, 2), (3, 1, 1)]
     assert tree[1].value == pytest.approx(.5 + (1 - .5) / 2) and tree[3].value == 1.0
     w = .2 * .96
@@ -157,45 +184,52 @@ def test_backup_running_mean_and_similarity_update_above_threshold():
     assert [(s.id, s.source) for s in shares] == [(2, 1)] and shares[0].weight == pytest.approx(w)
     # the running mean keeps fractional n: a real visit to node 2 divides by 2 + w
     before = tree[2].value
-    backup(tree, [0, 2], -1.0, {2: np.array([0.96, 0.28])}, RainConfig(similarity_update=False))
+    back_up(tree, [0, 2], -1.0, {2: np.array([0.96, 0.28])}, RainConfig(similarity_update=False), embeddings)
     assert tree[2].visits == pytest.approx(2 + w)
     assert tree[2].value == pytest.approx(before + (-1 - before) / (2 + w))
 
 
 def test_no_similarity_update_below_threshold_or_when_switched_off():
     for config, embedding in [(RainConfig(), [0.9, math.sqrt(1 - .81)]), (RainConfig(similarity_update=False), [1.0, 0.0])]:
-        tree = backup_tree(embedding)
-        _, shares = backup(tree, [0, 1, 3], 1.0, {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}, config)
+        tree, embeddings = backup_tree(embedding)
+        _, shares = back_up(tree, [0, 1, 3], 1.0, {3: np.array([0.0, 1.0]), 1: np.array([1.0, 0.0])}, config,
+                            embeddings)
         assert shares == [] and tree[2].visits == 1 and tree[2].value == -1.0
 
 
 def test_embedding_is_the_running_mean_over_real_visits():
-    tree = backup_tree([0.0, 1.0])
-    backup(tree, [0, 1], 0.0, {1: np.array([1.0, 0.0])}, RainConfig())         # real visits 2: mean of [1,0],[1,0]
-    backup(tree, [0, 1], 0.0, {1: np.array([0.0, 1.0])}, RainConfig())         # real visits 3
-    assert tree[1].embedding == pytest.approx([2 / 3, 1 / 3])
+    tree, embeddings = backup_tree([0.0, 1.0])
+    back_up(tree, [0, 1], 0.0, {1: np.array([1.0, 0.0])}, RainConfig(), embeddings)   # real visits 2: [1,0],[1,0]
+    back_up(tree, [0, 1], 0.0, {1: np.array([0.0, 1.0])}, RainConfig(), embeddings)   # real visits 3
+    assert embeddings[1] == pytest.approx([2 / 3, 1 / 3])
 
 
 # --- dynamic node addition ------------------------------------------------------------------------------------
 
-def addition_tree(embeddings, values) -> Tree:
-    tree = Tree.new()
+def addition_tree(embeddings, values) -> tuple[Tree, dict]:
+    tree, cache = Tree.new(), {}
     for i, (e, v) in enumerate(zip(embeddings, values)):
         node = tree.add(0, (i + 1,), "", .5)
-        node.embedding, node.value, node.visits, node.real_visits = np.array(e, dtype=float), v, 1, 1
-    return tree
+        node.value, node.visits, node.real_visits = v, 1, 1
+        cache[node.id] = np.array(e, dtype=float)
+    return tree, cache
 
 
 def test_dynamic_addition_trigger():
     config = RainConfig()
-    assert addition_triggered(addition_tree([[1, 0], [1, 0]], [-.5, -.2]), 0, config)          # alike, all poor
-    assert not addition_triggered(addition_tree([[1, 0], [1, 0]], [-.5, .1]), 0, config)       # one good child
-    assert not addition_triggered(addition_tree([[1, 0], [0, 1]], [-.5, -.2]), 0, config)      # var norm .707 > .03
-    assert not addition_triggered(addition_tree([[1, 0]], [-.5]), 0, config)                    # 1 child: NaN var
-    assert not addition_triggered(addition_tree([[1, 0]] * 20, [-.5] * 20), 0, config)          # 20 children
-    tree = addition_tree([[1, 0], [1, 0]], [-.5, -.2])
-    tree[1].embedding = None
-    assert not addition_triggered(tree, 0, config)                                             # unembedded child
+
+    def triggered(embeddings, values) -> bool:
+        tree, cache = addition_tree(embeddings, values)
+        return addition_triggered(tree, 0, config, cache)
+
+    assert triggered([[1, 0], [1, 0]], [-.5, -.2])                                # alike, all poor
+    assert not triggered([[1, 0], [1, 0]], [-.5, .1])                             # one good child
+    assert not triggered([[1, 0], [0, 1]], [-.5, -.2])                            # var norm .707 > .03
+    assert not triggered([[1, 0]], [-.5])                                         # 1 child: NaN var
+    assert not triggered([[1, 0]] * 20, [-.5] * 20)                               # 20 children
+    tree, cache = addition_tree([[1, 0], [1, 0]], [-.5, -.2])
+    del cache[1]
+    assert not addition_triggered(tree, 0, config, cache)                         # unembedded child
 
 
 def test_dynamic_addition_adds_the_next_ranked_token():
@@ -203,12 +237,14 @@ def test_dynamic_addition_adds_the_next_ranked_token():
     conversation = Conversation("q", (3, 4), ":", frozenset({EOS}), None, "fake")
     search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, RainConfig())
     root = search.tree[0]
-    root.ranked_logits = [(9, 3.0), (2, 2.0), (7, 1.0)]
+    search.ranked_logits[root.id] = [(9, 3.0), (2, 2.0), (7, 1.0)]
     search.tree.add(0, (9,), "", .6)
     search.tree.add(0, (2,), "", .4)
-    added = search._add_nodes(root, [3, 4])
+    added = search._additions(root, [3, 4])
+    assert len(search.tree.nodes) == 3                                     # computed, not added: the event adds it
+    apply_event(search.tree, NodesAdded(1, root.id, added))
     p7 = torch.softmax(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64), 0).tolist()[2]
-    assert [(n.tokens, n.added) for n in added] == [((7,), True)]
+    assert [(tuple(n.tokens), n.id) for n in added] == [((7,), 3)] and search.tree[3].added
     # priors over the 3 entries in token-id order (2, 7, 9) with root noise: .75 p + .25/3
     assert added[0].prior == pytest.approx(.75 * p7 + .25 / 3)
     assert search.tree[1].prior == .6                                      # existing priors unchanged
@@ -251,8 +287,10 @@ def test_reroot_keeps_the_subtree_and_renoises_priors():
     tree.add(0, (2,), "", 0.0)
     for tokens, prior in [((3,), .5), ((4,), .3), ((5,), .2)]:
         tree.add(child.id, tokens, "", prior)
-    priors = reroot(tree, child.id, RainConfig())
+    priors = reroot_priors(tree, child.id, RainConfig())
+    apply_event(tree, Committed(1, child.id, "", 1, "fixed", priors))
     assert tree.root == 1 and tree[1].committed
+    assert [tree[i].prior for i in priors] == list(priors.values())
     assert list(priors.values()) == pytest.approx([.75 * .5 + .25 / 3, .75 * .3 + .25 / 3, .75 * .2 + .25 / 3])
     assert len(tree.nodes) == 6                                           # abandoned siblings stay for display
 
@@ -377,3 +415,27 @@ def test_judge_score_formulas_on_hand_computed_probabilities():
     assert combine_parts("yesno_logit", [0.02, 0.03], 0.05) == pytest.approx(math.tanh(0.5))
     assert combine_parts("ab_hard", [1.0, -1.0], 0.05) == 0.0
     assert order_part("yesno_logit", {"Yes": 0.0, "No": 0.5}, "Yes") < -100             # underflow stays finite
+
+
+class AlikeEmbedder:
+    """Nearly equal embeddings (cosine > 0.95): Eq. (2) shares and dynamic additions both happen."""
+
+    def embed(self, texts):
+        return [[1.0, 0.02 * (len(t) % 5), 0.01 * (sum(map(ord, t)) % 3)] for t in texts]
+
+
+def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares():
+    """Events are the only writer of the tree (rain.replay.apply_event, live and in replay alike)."""
+    from rain.export import nodes_of
+    from rain.replay import rebuild
+
+    codec = FakeCodec()
+    conversation = Conversation("q", tuple(codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
+    config = preset("hh", candidates=2, addition_variance=10.0, addition_value=1.0, sims_per_move=12, max_moves=8,
+                    max_new_tokens=40, token_set_lengths=(1, 3))
+    search = Search(Backends(FakeLM(), codec, FakeJudge(), AlikeEmbedder()), conversation, config)
+    events = list(search.run())
+    assert any(e.type == "node_added" for e in events) and any(e.type == "backup" and e.similarity for e in events)
+    assert nodes_of(search.tree) == nodes_of(rebuild(events))
+    assert (search.tree.root, search.tree.min_value, search.tree.max_value) == \
+        (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)

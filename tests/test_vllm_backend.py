@@ -199,21 +199,18 @@ def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runt
 
 
 def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
-    config = preset("hh", sims_per_move=2, max_moves=2, seed=3)
-    conversation = vllm_runtime.conversation(QUESTION, config, "auto")
-    search = vllm_runtime.search(conversation, config)
-    events = list(search.run())
-    assert events[-1].type == "done" and search.simulations == 4
-    vanilla = vllm_runtime.vanilla(conversation, config)
-    record = vllm_runtime.record(search, events, vanilla.text)
-    path = save(record, tmp_path / "t.json")
-    loaded = load(path)
-    assert loaded.answer == search.answer()
-    assert len(rebuild(loaded.events).nodes) == len(search.tree.nodes)
+    """The run's one stream (rain/session.py run_session) on vLLM: a record that saves, loads and replays."""
+    from rain.session import RunRequest, final_record, run_session
+
+    config = preset("hh", sims_per_move=2, max_moves=2, max_new_tokens=16, seed=3)
+    record = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config)))
+    assert record.stats["simulations"] == 4 and record.vanilla and record.stats["engine"] == "vllm"
+    loaded = load(save(record, tmp_path / "t.json"))
+    assert loaded.answer == record.answer
+    assert len(rebuild(loaded.events).nodes) == len(record.nodes)
     # the same seed gives the same search: vLLM's per-request seeds come from the search's generators
-    again = vllm_runtime.search(vllm_runtime.conversation(QUESTION, config, "auto"), config)
-    list(again.run())
-    assert again.answer() == search.answer()
+    again = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config, vanilla=False)))
+    assert again.answer == record.answer
 
 
 def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
@@ -236,7 +233,9 @@ def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
 def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
     config = preset("hh", max_new_tokens=24)
     conversation = runtime.conversation(QUESTION, config, "chat")
-    assert vllm_runtime.vanilla(conversation, config).text == runtime.vanilla(conversation, config, lm=trie_engine(runtime)).text
+    *_, on_vllm = vllm_runtime.vanilla_stream(conversation, config)
+    *_, on_trie = runtime.vanilla_stream(conversation, config, lm=trie_engine(runtime))
+    assert on_vllm == on_trie
 
 
 def test_requests_are_served_in_one_batch(vllm_runtime, state):

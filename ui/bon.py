@@ -2,48 +2,43 @@
 
 It shows the paper's "repeated" baseline (Table 5), which spends compute on the same judge but never rewinds, so
 the page can show what the search adds. The lane folds the library's progress items (`rain.best_of_n.Sample`,
-then `BestOfN`) and the run record's stats; it never touches the search. Its result travels in the record's
-free-form `stats["best_of_n"]` (the schema allows any object there), so an exported run carries it.
+then `BestOfN`) from the run's session and the record's stats; it never runs anything. Its result travels in the
+record's free-form `stats["best_of_n"]` (`BestOfN.to_dict`; the schema allows any object there), so an exported
+run carries it.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping
+from typing import Any, Mapping
 
-from rain.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, BestOfNEvent, Sample, best_of_n
-from rain.config import ConfigError, RainConfig
+from rain.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, BestOfNEvent, Sample
+from rain.config import ConfigError
+from rain.session import BEST_OF_N_KEY, BestOfNSettings
 from ui.render import ESC, text_html, tone
 
 N_RANGE = (1, 16)
 TEMPERATURE_RANGE = (0.05, 3.0)
-STATS_KEY = "best_of_n"
 
 
-@dataclass(frozen=True)
-class BonSettings:
-    """The lane's switch and knobs, checked once so a bad API value is refused before any compute."""
+def parse_best_of_n(enabled: Any, n: Any, temperature: Any) -> BestOfNSettings | None:
+    """The lane's switch and knobs from the page or the API, checked before any compute; None when off.
 
-    enabled: bool = False
-    n: int = DEFAULT_N
-    temperature: float = DEFAULT_TEMPERATURE
-
-    @classmethod
-    def parse(cls, enabled: Any, n: Any, temperature: Any) -> "BonSettings":
-        """Raises ConfigError (with the knob's name) for values out of range; ignores them when off."""
-        if not enabled:
-            return cls(False)
-        try:
-            count, temp = float(DEFAULT_N if n is None else n), float(DEFAULT_TEMPERATURE if temperature is None
-                                                                       else temperature)
-        except (TypeError, ValueError):
-            raise ConfigError(f"best-of-N n and temperature must be numbers, got {n!r} and {temperature!r}") from None
-        if not math.isfinite(count) or count != int(count) or not N_RANGE[0] <= count <= N_RANGE[1]:
-            raise ConfigError(f"best-of-N n must be a whole number from {N_RANGE[0]} to {N_RANGE[1]}, got {n!r}")
-        if not math.isfinite(temp) or not TEMPERATURE_RANGE[0] <= temp <= TEMPERATURE_RANGE[1]:
-            raise ConfigError(f"best-of-N temperature must be from {TEMPERATURE_RANGE[0]} to "
-                              f"{TEMPERATURE_RANGE[1]}, got {temperature!r}")
-        return cls(True, int(count), temp)
+    Raises ConfigError (naming the knob) for values out of the page's ranges; ignores them when the lane is off.
+    """
+    if not enabled:
+        return None
+    try:
+        count, temp = float(DEFAULT_N if n is None else n), float(DEFAULT_TEMPERATURE if temperature is None
+                                                                   else temperature)
+    except (TypeError, ValueError):
+        raise ConfigError(f"best-of-N n and temperature must be numbers, got {n!r} and {temperature!r}") from None
+    if not math.isfinite(count) or count != int(count) or not N_RANGE[0] <= count <= N_RANGE[1]:
+        raise ConfigError(f"best-of-N n must be a whole number from {N_RANGE[0]} to {N_RANGE[1]}, got {n!r}")
+    if not math.isfinite(temp) or not TEMPERATURE_RANGE[0] <= temp <= TEMPERATURE_RANGE[1]:
+        raise ConfigError(f"best-of-N temperature must be from {TEMPERATURE_RANGE[0]} to "
+                          f"{TEMPERATURE_RANGE[1]}, got {temperature!r}")
+    return BestOfNSettings(int(count), temp)
 
 
 @dataclass
@@ -61,41 +56,17 @@ class Lane:
         else:
             self.samples.append(item)
 
-    def to_stats(self) -> dict[str, Any]:
-        """The finished lane as plain JSON for the record's stats."""
-        if self.result is None:
-            return {}
-        result = self.result
-        return {"n": self.n, "temperature": self.temperature, "answer": result.answer, "score": result.score,
-                "index": result.index, "seconds": round(result.seconds, 3),
-                "forward_calls": result.stats.get("forward_calls"),
-                "forwarded_tokens": result.stats.get("forwarded_tokens"),
-                "samples": [{"index": s.index, "text": s.text, "score": s.score, "tokens": s.tokens,
-                             "seconds": round(s.seconds, 3)} for s in result.samples]}
-
     @classmethod
     def from_stats(cls, stats: Mapping[str, Any] | None) -> "Lane | None":
         """The lane of a recorded run (import, replay), or None when it has none or it is malformed."""
-        data = (stats or {}).get(STATS_KEY)
+        data = (stats or {}).get(BEST_OF_N_KEY)
         if not isinstance(data, Mapping):
             return None
         try:
-            samples = [Sample(int(s["index"]), str(s["text"]), float(s["score"]), int(s["tokens"]),
-                              float(s.get("seconds", 0.0))) for s in data["samples"]]
-            result = BestOfN(str(data["answer"]), float(data["score"]), int(data["index"]), samples,
-                             float(data["seconds"]), {k: data[k] for k in ("forward_calls", "forwarded_tokens")
-                                                      if data.get(k) is not None})
-            return cls(int(data["n"]), float(data["temperature"]), list(samples), result)
+            result = BestOfN.from_dict(data)
         except (KeyError, TypeError, ValueError):
             return None
-
-
-def lane_items(runtime: Any, conversation: Any, config: RainConfig, settings: BonSettings
-               ) -> Generator[BestOfNEvent, None, BestOfN]:
-    """The library's Best-of-N on its own fresh engine (so its forward calls are its own) and RAIN's judge."""
-    lm = runtime.engine(config)
-    return best_of_n(lm, runtime.codec, runtime.judge(lm, config), conversation, config, settings.n,
-                     settings.temperature)
+        return cls(len(result.samples), result.temperature, list(result.samples), result)
 
 
 # --- rendering ------------------------------------------------------------------------------------------

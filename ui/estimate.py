@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 
 from rain.config import preset
+from rain.events import Committed
+from rain.session import RunRequest, run_session
 
 FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
 PROBE_QUESTION = "How do I pick a lock?"
@@ -45,12 +47,11 @@ _LOCK = threading.Lock()
 def probe(spec: str, runtime) -> Measured:
     """Time simulations at the 10-token depth of a small search (~10 simulations; a few seconds)."""
     config = preset("hh", sims_per_move=2, max_moves=5, max_new_tokens=128)
-    search = runtime.search(runtime.conversation(PROBE_QUESTION, config, "auto"), config)
     last, timings = time.perf_counter(), []
-    for event in search.run():
-        if event.type == "commit":
+    for item in run_session(runtime, RunRequest(PROBE_QUESTION, config, vanilla=False)):
+        if isinstance(item, Committed):
             now = time.perf_counter()
-            timings.append((now - last) / max(event.simulations, 1))
+            timings.append((now - last) / max(item.simulations, 1))
             last = now
     measured = Measured(timings[-1] if timings else 0.0, "probe")
     with _LOCK:

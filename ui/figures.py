@@ -38,14 +38,6 @@ def committed_path(tree: Tree) -> list[int]:
     return chain[::-1]
 
 
-def in_subtree(tree: Tree, node: int, top: int) -> bool:
-    while node != NO_PARENT:
-        if node == top:
-            return True
-        node = tree[node].parent
-    return False
-
-
 def display_nodes(tree: Tree, limit: int = MAX_NODES, show_unvisited: bool = True) -> list[int]:
     """At most `limit` node ids, closed under parents: the committed path, then visited nodes (the current
     root's subtree first), then unvisited candidates (the current root's subtree first); shallow before deep."""

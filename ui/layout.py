@@ -4,11 +4,12 @@ from __future__ import annotations
 import gradio as gr
 
 from rain.judge import FORMATS
-from ui import estimate
-from ui import handlers as h
+from ui import estimate, files, knobs as knob_specs, runtimes
 from ui.bon import DEFAULT_N, DEFAULT_TEMPERATURE, N_RANGE, TEMPERATURE_RANGE, WAITING
 from ui.figures import empty_figure
+from ui.outputs import OUTPUTS, status_html
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
+from ui.run import run
 
 TITLE = "RAIN Explorer"
 JUDGE_FORMAT_LABELS = [
@@ -126,7 +127,7 @@ THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="slate", neutral_hue="s
 LAUNCH_KWARGS = dict(theme=THEME, css=CSS)
 
 
-def _knob_component(knob: h.Knob):
+def _knob_component(knob: knob_specs.Knob):
     if knob.kind == "slider":
         return gr.Slider(knob.lo, knob.hi, value=knob.default, step=knob.step, label=knob.label,
                          info=knob.info or None, elem_id=f"knob-{knob.name}")
@@ -148,7 +149,7 @@ def bon_switch(enabled: bool) -> tuple:
 
 
 def build() -> gr.Blocks:
-    space = h.space_mode()
+    space = runtimes.space_mode()
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         record = gr.State(None)
         gr.HTML(INTRO)
@@ -160,11 +161,11 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     run_btn = gr.Button("▶ Run vanilla + RAIN", variant="primary", elem_id="run", scale=3)
                     stop_btn = gr.Button("■ Stop", variant="stop", elem_id="stop", scale=1)
-                status = gr.HTML(h.status_html("Type a prompt and press Run, or pick a recorded run under the tree "
+                status = gr.HTML(status_html("Type a prompt and press Run, or pick a recorded run under the tree "
                                                "to replay it instantly.", "info"), elem_id="status", label="status")
-                gr.Examples(examples=[[p] for p in h.load_examples()], inputs=[prompt], label="Example prompts",
+                gr.Examples(examples=[[p] for p in files.load_examples()], inputs=[prompt], label="Example prompts",
                             examples_per_page=6)
-                model = gr.Dropdown(h.model_choices(), value=h.default_model(), label="Model", elem_id="model")
+                model = gr.Dropdown(runtimes.model_choices(), value=runtimes.default_model(), label="Model", elem_id="model")
                 custom_model = gr.Textbox(
                     value="", label="…or a hub id / local path (overrides the list)", elem_id="custom-model",
                     interactive=not space,
@@ -185,8 +186,8 @@ def build() -> gr.Blocks:
                     with gr.Row():
                         quick = gr.Button("Quick budget (CPU)", size="sm")
                         paper = gr.Button("Paper budget", size="sm", elem_id="paper-budget")
-                    paper_estimate = gr.Markdown(estimate.estimate_text(h.default_model()), elem_id="paper-estimate")
-                    knobs = [_knob_component(knob) for knob in h.KNOBS]
+                    paper_estimate = gr.Markdown(estimate.estimate_text(runtimes.default_model()), elem_id="paper-estimate")
+                    knobs = [_knob_component(knob) for knob in knob_specs.KNOBS]
                 stats = gr.HTML(stats_html(None), elem_id="stats", label="stats")
             # --- right: the answers and the live tree
             with gr.Column(scale=9, min_width=600):
@@ -211,7 +212,7 @@ def build() -> gr.Blocks:
                         '<b>committed</b>. Hover a node for its prior, visits, value and the judge\'s probabilities; '
                         'drag to pan, scroll to zoom, double-click to reset.</div>')
                 with gr.Row(elem_classes="files-row"):
-                    recorded = gr.Dropdown(h.recorded_trees(), value=None, label="Recorded runs: replay with no model",
+                    recorded = gr.Dropdown(files.recorded_trees(), value=None, label="Recorded runs: replay with no model",
                                            elem_id="recorded", scale=4, min_width=300)
                     replay_btn = gr.Button("⟲ Replay", elem_id="replay", scale=1, min_width=120)
                     export_btn = gr.DownloadButton("⬇ Export", elem_id="export", scale=1, min_width=120)
@@ -244,39 +245,39 @@ def build() -> gr.Blocks:
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
                        record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
                        judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon)
-        out = [outputs[name] for name in h.OUTPUTS]
+        out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
-                      bon_enabled, bon_n, bon_temperature]               # the order of handlers.run's parameters
+                      bon_enabled, bon_n, bon_temperature]               # the order of ui.request.INPUTS
 
-        run_event = run_btn.click(h.run, run_inputs, out, api_name="run", show_progress="hidden")
-        submit_event = prompt.submit(h.run, run_inputs, out, api_visibility="private", show_progress="hidden")
+        run_event = run_btn.click(run, run_inputs, out, api_name="run", show_progress="hidden")
+        submit_event = prompt.submit(run, run_inputs, out, api_visibility="private", show_progress="hidden")
         bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], api_visibility="private",
                            show_progress="hidden", queue=False)
-        replay_event = replay_btn.click(h.replay, [record, show_unvisited], out, api_name="replay",
+        replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",
                                         show_progress="hidden")
-        stop_btn.click(h.stopped, record, [status, export_btn], cancels=[run_event, submit_event, replay_event],
+        stop_btn.click(files.stopped, record, [status, export_btn], cancels=[run_event, submit_event, replay_event],
                        api_visibility="private")
 
-        import_btn.upload(h.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
+        import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
                           show_progress="minimal")
-        recorded.input(h.open_recorded, [recorded, show_unvisited], out, api_name="open_recorded",
+        recorded.input(files.open_recorded, [recorded, show_unvisited], out, api_name="open_recorded",
                        show_progress="minimal")
-        export_btn.click(h.export_tree, record, export_btn, api_name="export_tree", show_progress="hidden")
-        scrubber.release(h.scrub, [record, scrubber, show_unvisited], out, api_name="scrub", show_progress="hidden",
+        export_btn.click(files.export_tree, record, export_btn, api_name="export_tree", show_progress="hidden")
+        scrubber.release(files.scrub, [record, scrubber, show_unvisited], out, api_name="scrub", show_progress="hidden",
                          trigger_mode="always_last")
-        show_unvisited.input(h.redraw, [record, scrubber, show_unvisited], tree, api_visibility="private",
+        show_unvisited.input(files.redraw, [record, scrubber, show_unvisited], tree, api_visibility="private",
                              show_progress="hidden")
-        judge_node.input(h.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompt_1, judge_prompt_2],
+        judge_node.input(files.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompt_1, judge_prompt_2],
                          api_visibility="private", show_progress="hidden")
-        preset.input(h.preset_values, preset, knobs, api_visibility="private", show_progress="hidden")
-        quick.click(lambda: h.budget_values(h.QUICK_BUDGET), None, knobs, api_visibility="private",
+        preset.input(lambda name: knob_specs.preset_values(name, gr.skip()), preset, knobs, api_visibility="private", show_progress="hidden")
+        quick.click(lambda: knob_specs.budget_values(knob_specs.QUICK_BUDGET, gr.skip()), None, knobs, api_visibility="private",
                     show_progress="hidden", queue=False)
-        paper.click(lambda: h.budget_values(h.PAPER_BUDGET), None, knobs, api_visibility="private",
+        paper.click(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip()), None, knobs, api_visibility="private",
                     show_progress="hidden", queue=False)
-        demo.load(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate, api_visibility="private",
+        demo.load(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate, api_visibility="private",
                   show_progress="hidden", queue=False)
-        quick.click(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate,
+        quick.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
                     api_visibility="private", show_progress="hidden", queue=False)
-        paper.click(lambda: estimate.estimate_text(h.default_model()), None, paper_estimate,
+        paper.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
                     api_visibility="private", show_progress="hidden", queue=False)
     return demo

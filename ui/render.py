@@ -4,11 +4,10 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-from rain.judge import FORMATS, combine_parts, good_labels, order_part
+from rain.judge import JudgeDescription
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape
-JUDGE_WORDS = {"harm": ("harmful", "harmless"), "truth": ("untruthful", "truthful")}
 CHOICE_LIMIT = 300
 
 
@@ -64,7 +63,7 @@ def _card(label: str, value: str, sub: str = "") -> str:
 def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_seconds: float | None = None,
                vanilla_tokens: int | None = None, final: Mapping[str, Any] | None = None) -> str:
     if view is None:
-        return '<div class="stats">' + "".join(_card(l, "–") for l in (
+        return '<div class="stats">' + "".join(_card(label, "–") for label in (
             "simulations", "moves", "nodes", "answer tokens", "forward calls", "RAIN time", "vanilla time",
             "RAIN / vanilla")) + "</div>"
     final = dict(final or (view.finished.stats if view.finished else {}))
@@ -133,36 +132,6 @@ def pick_verdict(view: RunView | None, choice: str | int | None) -> Verdict | No
         return None
 
 
-def order_meanings(judge_format: str, criterion: str) -> list[tuple[str, str]]:
-    """(what the order asks, the label that means 'good') for the two option orders of rain/judge.py."""
-    bad, good = JUDGE_WORDS.get(criterion, JUDGE_WORDS["harm"])
-    asks = [f"(A) {good}, (B) {bad}", f"(A) {bad}, (B) {good}"] if judge_format.startswith("ab") else \
-        [f"“{bad}?”", f"“{good}?”"]
-    return list(zip(asks, good_labels(judge_format)))
-
-
-def order_score(judge_format: str, probs: Mapping[str, float], good_label: str) -> float | None:
-    """rain.judge.order_part, or None when the recorded probabilities do not name two labels."""
-    if len(probs) != 2 or good_label not in probs or judge_format not in FORMATS:
-        return None
-    return order_part(judge_format, probs, good_label)
-
-
-def combine(judge_format: str, parts: list[float | None], config: Mapping[str, Any] | None) -> tuple[float | None, str]:
-    """rain.judge.combine_parts on the two orders' parts, and the formula in words."""
-    if not parts or any(p is None for p in parts):
-        return None, ""
-    scale = (config or {}).get("judge_logit_scale")
-    if judge_format == "yesno_logit" and not isinstance(scale, (int, float)):
-        return None, ""                  # runs record the resolved number; "auto" alone cannot be recomputed
-    score = combine_parts(judge_format, parts, scale or 1.0)
-    if judge_format == "yesno_logit":
-        return score, f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / scale {scale:g})"
-    what = "hard votes (+1 if p(good) > p(bad), else -1)" if judge_format == "ab_hard" else \
-        "(p(good) - p(bad)) / (p(good) + p(bad))"
-    return score, f"score = mean over the two orders of {what}"
-
-
 def fill_prompt(template: str, exchange: str | None, question: str, answer: str) -> str:
     try:
         body = (exchange or "Human: {question}\nAssistant: {answer}").format(question=question, answer=answer)
@@ -179,19 +148,18 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
         message = "No evaluation yet." if view is None or not view.verdicts else "That node was not evaluated."
         return f'<div class="judge"><div class="empty">{message} Every simulation asks the model to judge the ' \
                'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', "", ""
-    judge = dict(judge or {})
-    fmt, criterion = str(judge.get("format", "yesno_logit")), str(judge.get("criterion", "harm"))
-    meanings = order_meanings(fmt, criterion)
-    rows, parts = [], []
-    for (asks, good_label), probs in zip(meanings, (verdict.first, verdict.second)):
-        cells = " ".join(f'<span class="prob {"good" if label == good_label else "bad"}">P({ESC(label)}) = '
+    description = JudgeDescription.of_record(judge, config)
+    fmt = description.format
+    parts = verdict.parts or description.parts((verdict.first, verdict.second)) or []
+    rows = []
+    for index, (order, probs) in enumerate(zip(description.orders, (verdict.first, verdict.second))):
+        cells = " ".join(f'<span class="prob {"good" if label == order.good else "bad"}">P({ESC(label)}) = '
                          f'{p:.3f}</span>' for label, p in probs.items())
-        part = order_score(fmt, probs, good_label)
-        parts.append(part)
+        part = parts[index] if index < len(parts) else None
         shown = "–" if part is None else f"{part:+.4f}" if fmt == "yesno_logit" else f"{part:+.2f}"
-        rows.append(f"<tr><td>{ESC(asks)}</td><td>{cells}</td><td>“{ESC(good_label)}”</td><td>{shown}</td></tr>")
-    _, formula = combine(fmt, parts, config)
-    part_name = "logit gap (good − bad)" if fmt == "yesno_logit" else "order score"
+        rows.append(f"<tr><td>{ESC(order.asks)}</td><td>{cells}</td><td>“{ESC(order.good)}”</td><td>{shown}</td></tr>")
+    formula = description.formula(parts) if parts else ""
+    part_name = description.part_name
     text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
     badge = tone(verdict.score)
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
@@ -202,8 +170,8 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
             f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
             + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The two orders swap the labels\' '
             'meanings, which cancels a bias towards one label.</div></div>')
-    templates = list(judge.get("templates") or [])
+    templates = [order.template for order in description.orders if order.template]
     question = view.question
-    prompts = [fill_prompt(t, judge.get("exchange"), question, verdict.answer) for t in templates[:2]]
+    prompts = [fill_prompt(t, description.exchange, question, verdict.answer) for t in templates[:2]]
     prompts += [""] * (2 - len(prompts))
     return info, prompts[0], prompts[1]

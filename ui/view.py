@@ -29,6 +29,7 @@ class Verdict:
     first: dict[str, float]
     second: dict[str, float]
     cache_hit: bool
+    parts: list[float] = field(default_factory=list)   # each order's part of the score (empty in older files)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class RunView:
             self.latest = event.node
             self.candidate = event.answer
             self.verdicts[event.node] = Verdict(event.node, event.simulation, event.answer, event.score,
-                                                dict(event.first), dict(event.second), event.cache_hit)
+                                                dict(event.first), dict(event.second), event.cache_hit,
+                                                list(event.parts))
             cached = " (cached)" if event.cache_hit else ""
             add(Line("evaluate", f"sim {event.simulation}", f"evaluate #{event.node}: score {event.score:+.2f}{cached}"))
         elif isinstance(event, Expanded):

@@ -9,13 +9,14 @@ import torch
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLayer
 
+from rain.errors import RainError
 from rain.lm import TokenState
 
 TREE_ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")   # attention kernels that accept an arbitrary 4-D mask
 TREE_CACHE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")   # the trie serves these (the latter in its window)
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(RainError, ValueError):
     """The model cannot run tree-masked forwards over a shared arena; the prefix-cached engine serves it."""
 
 

@@ -1,4 +1,4 @@
-"""`ReferenceEngine`: the authors' compute pattern (spec §5 items 1, 2, 4).
+"""`ReferenceEngine`: the authors' compute pattern (docs/algorithm.md §5 items 1, 2, 4).
 
 Speed-ups and recompute ratios of the trie engine are measured against it on the same search (`python -m rain
 bench`).
@@ -18,7 +18,7 @@ from rain.lm import ComputeStats, TokenState
 
 
 class ReferenceEngine:
-    """The authors' compute pattern (spec §5 items 1, 2, 4), to measure the trie engine against.
+    """The authors' compute pattern (docs/algorithm.md §5 items 1, 2, 4), to measure the trie engine against.
 
     - Last logits are cached per full state tuple (their `dicp`). A hit returns the logits and drops that
       stream's keys/values (their `getp` returns `past=None` on a hit), so the next miss re-reads the prefix.

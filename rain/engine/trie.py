@@ -52,7 +52,7 @@ class TokenTrie:
         """The node of `state`'s last token and how many positions had to be created for it."""
         node = self.root
         index = 0
-        for index, token in enumerate(state):
+        for index, token in enumerate(state):      # noqa: B007 (index is read after the loop)
             child = node.children.get(token)
             if child is None:
                 break

@@ -4,7 +4,7 @@ All states ever requested, generation states and judge prompts alike, live in on
 each computed trie node owns a slot of a key/value arena (`rain.engine.arena`). A request walks the trie, and all
 not-yet-computed tokens of all requested states go through the model in ONE forward with a tree attention mask
 (each token sees exactly its ancestors), on top of the gathered keys/values of their computed ancestors. This
-fixes spec §5 items 1-4: no prefix is ever re-read, candidates are batched, the judge's constant prefix is
+fixes docs/algorithm.md §5 items 1-4: no prefix is ever re-read, candidates are batched, the judge's constant prefix is
 computed once, and only needed logits are formed. The model is reached only through `rain.engine.hf`.
 """
 from __future__ import annotations
