@@ -17,12 +17,13 @@ from pathlib import Path
 
 from rain.concurrent import Row, write_row
 from rain.config import RainConfig
+from rain.errors import RainError
 
 FORWARDED_ENV = ("RAIN_CACHE_DIR", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE")   # settings workers must share
 ROW_ATTEMPTS = 3                 # a row whose worker died this many times is reported and skipped
 
 
-class RayUnavailableError(RuntimeError):
+class RayUnavailableError(RainError, RuntimeError):
     """--ray was asked for and ray is not installed."""
 
 
