@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +25,14 @@ class UsageError(RainError, ValueError):
     """A command-line problem that is the user's to fix."""
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
+BACKENDS = ("trie", "vllm")
+
+
+def _model_options(parser: argparse.ArgumentParser, backend: bool = True) -> None:
+    if backend:
+        parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("RAIN_BACKEND", "trie"),
+                            help="trie: our instrumented engine; vllm: a shared vLLM engine (needs `make vllm`, "
+                                 "run with .venv-vllm/bin/python); default $RAIN_BACKEND or trie")
     parser.add_argument("--model", default=None, help="hub id, local folder or FILE.gguf (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present, else cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
@@ -81,9 +89,11 @@ def config_from(args: argparse.Namespace) -> RainConfig:
 
 
 def _runtime(args: argparse.Namespace):
-    from rain.runtime import Runtime  # heavy imports only for commands that need a model
+    from rain.runtime import Runtime, load_runtime  # heavy imports only for commands that need a model
 
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
+    if getattr(args, "backend", "trie") == "vllm":
+        return load_runtime(args.model, "vllm")
     runtime = Runtime(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                       judge_dtype=getattr(args, "judge_dtype", "auto"))
     print(runtime.precision.describe(), file=sys.stderr)
@@ -168,44 +178,71 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from rain.concurrent import Row, finished_ids, run_concurrently
+
     config = config_from(args)
     source, out = Path(args.input), Path(args.out)
     if not source.is_file():
         raise UsageError(f"no such input file: {source}")
+    if args.concurrency < 1 or args.workers < 1:
+        raise UsageError("--concurrency and --workers must be >= 1")
     rows = _read_jsonl(source)
     done: set[str] = set()
-    if args.resume and out.exists():
-        for line in out.read_text(encoding="utf-8").splitlines():
-            try:
-                done.add(str(json.loads(line)["id"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-    elif out.exists() and not args.resume:
+    if args.resume:
+        done = finished_ids(out)
+    elif out.exists():
         out.unlink()
-    runtime = _runtime(args)
     failures = 0
+    todo = []
+    for number, item, problem in rows:
+        if problem:
+            failures += 1
+            print(f"line {number}: skipped: {problem}", file=sys.stderr)
+        elif str(item.get("id", number)) not in done:
+            todo.append(Row(str(item.get("id", number)), item["prompt"], number))
+    if args.ray is not None:
+        from rain.distributed import RayUnavailableError, run_on_ray
+
+        try:
+            failures += run_on_ray(todo, out, args.ray or None, args.workers, args.backend, args.model, config,
+                                   args.prompt_format, args.trees)
+        except RayUnavailableError as error:
+            raise UsageError(str(error)) from None
+        print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)
+        return 0
+    runtime = _runtime(args)
+
+    def answer(row: Row) -> dict:
+        return answer_row(runtime, row, config, args.prompt_format, args.trees)
+
+    bar = tqdm(total=len(todo), desc="prompts", unit="prompt", file=sys.stderr)
+
+    def on_row(row: Row, result: dict | None, error: Exception | None) -> None:
+        nonlocal failures
+        bar.update(1)
+        if error is not None:
+            if not isinstance(error, (PromptError, JudgeError)):
+                raise error
+            failures += 1
+            tqdm.write(f"line {row.line}: skipped: {error}", file=sys.stderr)
+
     with out.open("a", encoding="utf-8") as sink:
-        for number, item, problem in tqdm(rows, desc="prompts", unit="prompt", file=sys.stderr):
-            if problem:
-                failures += 1
-                tqdm.write(f"line {number}: skipped: {problem}", file=sys.stderr)
-                continue
-            item_id = str(item.get("id", number))
-            if item_id in done:
-                continue
-            try:
-                record = _run_one(runtime, item["prompt"], config, args.prompt_format, progress=False)
-            except (PromptError, JudgeError) as error:
-                failures += 1
-                tqdm.write(f"line {number}: skipped: {error}", file=sys.stderr)
-                continue
-            if args.trees:
-                save(record, Path(args.trees) / f"{item_id}.json")
-            sink.write(json.dumps({"id": item_id, "prompt": item["prompt"], "vanilla": record.vanilla,
-                                   "rain": record.answer, "stats": record.stats}, ensure_ascii=False) + "\n")
-            sink.flush()
+        try:
+            run_concurrently(todo, answer, args.concurrency, sink, on_row)
+        finally:
+            bar.close()
     print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)
     return 0
+
+
+def answer_row(runtime, row, config: RainConfig, prompt_format: str, trees: str | None) -> dict:
+    """One output row of `run` from the run's session record (rain/session.py), the same for sequential,
+    concurrent and Ray runs; the tree goes to TREES/<id>.json when asked."""
+    record = _run_one(runtime, row.prompt, config, prompt_format, progress=False)
+    if trees:
+        save(record, Path(trees) / f"{row.id}.json")
+    return {"id": row.id, "prompt": row.prompt, "vanilla": record.vanilla, "rain": record.answer,
+            "stats": record.stats}
 
 
 def cmd_judge_check(args: argparse.Namespace) -> int:
@@ -253,6 +290,10 @@ def cmd_check_models(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.concurrency is not None:
+        from rain.throughput import main as throughput_main
+
+        return throughput_main(args)
     from rain.bench import main as bench_main
 
     return bench_main(args)
@@ -463,12 +504,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="OUT.jsonl")
     run.add_argument("--trees", metavar="DIR", help="also write each tree as DIR/<id>.json")
     run.add_argument("--resume", action="store_true", help="skip ids already in OUT.jsonl")
+    run.add_argument("--concurrency", type=int, default=1, metavar="N",
+                     help="searches at once in this process (on --backend vllm they batch in one engine)")
+    run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="spread the prompts over Ray workers (no ADDRESS: a local cluster); needs `pip install ray`")
+    run.add_argument("--workers", type=int, default=2, metavar="N", help="Ray workers, one model each (default 2)")
     _model_options(run)
     _search_options(run)
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("judge-check", help="how well the model judges its own answers, per judge format")
-    _model_options(check)
+    _model_options(check, backend=False)
     check.add_argument("--set", default=None, help="JSONL of pairs (default: assets/judge_set.jsonl for harm, "
                                                    "assets/judge_set_sentiment.jsonl for sentiment)")
     check.add_argument("--formats", default=",".join(FORMATS))
@@ -488,7 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default ab_hard: the authors' judge, as their compute pattern reads it")
     bench.add_argument("--prompt-format", choices=["fewshot", "chat"], default="fewshot",
                        help="default fewshot: the authors' HH generation prompt; chat: the app's chat template")
-    _model_options(bench)
+    bench.add_argument("--concurrency", default=None, metavar="C1,C2,...",
+                       help="throughput instead: searches at once, e.g. 1,4,8 (prints one `throughput:` line per pair)")
+    bench.add_argument("--backend", default=os.environ.get("RAIN_BACKEND", "trie"), metavar="B1,B2",
+                       help="with --concurrency: trie, vllm or trie,vllm")
+    _model_options(bench, backend=False)
     bench.set_defaults(handler=cmd_bench)
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
     evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')

@@ -8,10 +8,14 @@ logits they need and receive those logits. `drive` runs several programs in lock
 per round for all of them, so a simulation's rollout and its expansion share forwards (on CPU a forward costs
 about the same for 1 or 12 new tokens). Each program keeps its own generator, so running them together or
 one after the other draws the same tokens.
+
+A program first yields a *request* describing its whole job (`TopTokensRequest`, `PathsRequest`,
+`RolloutRequest`). An engine that samples natively (rain/vllm_backend.py) answers it with the program's result
+through `serve`; every other engine answers None and the program continues one forward at a time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 import torch
@@ -19,22 +23,63 @@ import torch
 from rain.lm import LanguageModel, TextCodec
 
 TokenSet = tuple[int, ...]
-Program = Generator[list[tuple[int, ...]], torch.Tensor, Any]   # yields states, receives their logits, returns
+Program = Generator[Any, Any, Any]   # yields a request then states, receives None/the result then logits, returns
+
+
+@dataclass(frozen=True)
+class TopTokensRequest:
+    """What `single_token_program` computes: `single_token_candidates` of the state's next-token logits."""
+
+    state: tuple[int, ...]
+    count: int
+    temperature: float
+    keep_ranked: int
+
+
+@dataclass(frozen=True)
+class PathsRequest:
+    """What `path_program` computes: a greedy path and distinct sampled paths with their probabilities."""
+
+    state: tuple[int, ...]
+    length: int
+    wanted: int
+    attempts: int
+    top_k: int
+    temperature: float
+    generator: torch.Generator = field(compare=False)
+    eos_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """What `rollout_program` computes: full-softmax samples until the rules stop (the answer starts at
+    `answer_start`; `stopped(tokens)` is the program's own stop test, run before each sample)."""
+
+    state: tuple[int, ...]
+    answer_start: int
+    rules: "RolloutRules"
+    generator: torch.Generator = field(compare=False)
+    stopped: Callable[[Sequence[int]], bool] = field(compare=False, default=lambda tokens: False)
+
+
+REQUESTS = (TopTokensRequest, PathsRequest, RolloutRequest)
 
 
 def drive(lm: LanguageModel, programs: Sequence[Program],
           on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """Run `programs` in lockstep; each round is ONE next_logits call for every program's pending states.
 
-    Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes (the
+    Requests (see the module docstring) go first, all of a round in one `lm.serve` call when the engine has
+    one. Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes (the
     search uses it to queue the judge while the expansion still runs).
     """
     results: list[Any] = [None] * len(programs)
-    pending: dict[int, list[tuple[int, ...]]] = {}
+    pending: dict[int, Any] = {}
+    serve = getattr(lm, "serve", None)
 
-    def advance(i: int, logits: torch.Tensor | None) -> None:
+    def advance(i: int, answer: Any, first: bool = False) -> None:
         try:
-            pending[i] = programs[i].send(logits) if logits is not None else next(programs[i])
+            pending[i] = next(programs[i]) if first else programs[i].send(answer)
         except StopIteration as stop:
             pending.pop(i, None)
             results[i] = stop.value
@@ -42,8 +87,14 @@ def drive(lm: LanguageModel, programs: Sequence[Program],
                 on_done(i, stop.value)
 
     for i in range(len(programs)):
-        advance(i, None)
+        advance(i, None, first=True)
     while pending:
+        requests = {i: r for i, r in pending.items() if isinstance(r, REQUESTS)}
+        if requests:
+            answers = serve(list(requests.values())) if serve is not None else [None] * len(requests)
+            for i, answer in zip(requests, answers):
+                advance(i, answer)
+            continue
         unique = list(dict.fromkeys(state for states in pending.values() for state in states))
         logits = lm.next_logits(unique)
         row = {state: r for r, state in enumerate(unique)}
@@ -121,6 +172,9 @@ def path_candidates(lm: LanguageModel, state: Sequence[int], length: int, wanted
 def single_token_program(state: Sequence[int], count: int, temperature: float,
                          keep_ranked: int) -> Program:
     """`single_token_candidates` at `state`, as a program (one request: the state's own logits)."""
+    native = yield TopTokensRequest(tuple(state), count, temperature, keep_ranked)
+    if native is not None:
+        return native
     logits = yield [tuple(state)]
     return single_token_candidates(logits[0], count, temperature, keep_ranked)
 
@@ -134,6 +188,9 @@ def path_program(state: Sequence[int], length: int, wanted: int, attempts: int, 
     p_g = max(min(p_g, sum(p_s)), max(p_s) + min(p_s)). All rows are decoded together, one step at a time,
     so the engine sees every path's next token in one call. A path ends early at EOS (our choice; docs/algorithm.md §1.6).
     """
+    native = yield PathsRequest(tuple(state), length, wanted, attempts, top_k, temperature, generator, eos_ids)
+    if native is not None:
+        return native
     rows = 1 + attempts                                   # row 0 is greedy
     paths: list[list[int]] = [[] for _ in range(rows)]
     log_probs: torch.Tensor | None = None
@@ -156,14 +213,18 @@ def path_program(state: Sequence[int], length: int, wanted: int, attempts: int, 
         if not alive:
             break
     path_probs = torch.exp(log_probs).tolist() if log_probs is not None else [1.0] * rows
-    greedy = Candidate(tuple(paths[0]), path_probs[0])
+    return assemble_paths([Candidate(tuple(p), q) for p, q in zip(paths, path_probs)], wanted)
+
+
+def assemble_paths(rows: Sequence[Candidate], wanted: int) -> list[Candidate]:
+    """Row 0 greedy, then the first `wanted - 1` distinct sampled rows in order; the greedy clamp (group_getp)."""
+    greedy = rows[0]
     seen = {greedy.tokens}
     sampled: list[Candidate] = []
-    for r in range(1, rows):                              # one attempt per row, in order
-        tokens = tuple(paths[r])
-        if tokens not in seen:
-            seen.add(tokens)
-            sampled.append(Candidate(tokens, path_probs[r]))
+    for row in rows[1:]:                                  # one attempt per row, in order
+        if row.tokens not in seen:
+            seen.add(row.tokens)
+            sampled.append(row)
         if len(sampled) >= wanted - 1:
             break
     if sampled:
@@ -202,26 +263,35 @@ def rollout_program(codec: TextCodec, state: Sequence[int], answer_start: int, p
     The tests run before each sample, as in simg: a state that already ends a clause gets no rollout. The
     turn test covers EOS and other end-of-turn ids.
     """
-    state = list(state)
+    start = tuple(state)
     sampled: list[int] = []
-    while True:
-        if len(state) > rules.max_length or len(sampled) >= rules.max_tokens:
-            break
-        if turn_ended(state[answer_start:]):
-            break
-        if not rules.to_eos and last_char(codec, state[answer_start:], prompt_last_char) in rules.stop_chars:
-            break
-        logits = yield [tuple(state)]
-        token = int(sample(torch.softmax(logits[0], dim=-1), generator))
-        state.append(token)
-        sampled.append(token)
+
+    def stopped(tokens: Sequence[int]) -> bool:
+        """simg's tests on the state followed by `tokens`: length caps, turn end, a clause mark ending the text."""
+        answer = list(start[answer_start:]) + list(tokens)
+        if len(start) + len(tokens) > rules.max_length or len(tokens) >= rules.max_tokens or turn_ended(answer):
+            return True
+        return not rules.to_eos and last_char(codec, answer, prompt_last_char) in rules.stop_chars
+
+    native = yield RolloutRequest(start, answer_start, rules, generator, stopped)
+    if native is not None:
+        return native
+    while not stopped(sampled):
+        logits = yield [start + tuple(sampled)]
+        sampled.append(int(sample(torch.softmax(logits[0], dim=-1), generator)))
     return sampled
 
 
 def vanilla_tokens(lm: LanguageModel, state: Sequence[int], max_new_tokens: int, max_length: int,
                    eos_ids: frozenset[int], turn_ended: Callable[[Sequence[int]], bool],
                    temperature: float = 0.0, generator: torch.Generator | None = None) -> Iterator[int]:
-    """The baseline: greedy (temperature 0) or sampled decoding with the same stop rules as the search."""
+    """The baseline: greedy (temperature 0) or sampled decoding with the same stop rules as the search.
+
+    An engine with its own `vanilla_tokens` (rain/vllm_backend.py) decodes the whole answer in one request."""
+    native = getattr(lm, "vanilla_tokens", None)
+    if native is not None:
+        yield from native(state, max_new_tokens, max_length, eos_ids, turn_ended, temperature, generator)
+        return
     state = list(state)
     answer_start = len(state)
     for _ in range(max_new_tokens):

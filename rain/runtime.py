@@ -205,3 +205,20 @@ class Runtime:
                    "principle": config.principle, "principle_good": config.principle_good,
                    "description": judge.description.to_dict()},
             events=[], nodes=nodes_of(rebuild([])), stats=stats)
+
+
+BACKEND_ENV = "RAIN_BACKEND"        # the app's backend: trie (default) or vllm (one engine shared by all visitors)
+
+
+def load_runtime(model_spec: str | None = None, backend: str | None = None):
+    """A Runtime on `backend` (default $RAIN_BACKEND, else trie); vllm needs .venv-vllm (rain/vllm_backend.py)."""
+    import os
+
+    backend = backend or os.environ.get(BACKEND_ENV, "trie")
+    if backend == "vllm":
+        from rain.vllm_backend import VllmRuntime
+
+        return VllmRuntime(model_spec)
+    if backend != "trie":
+        raise ValueError(f"unknown backend {backend!r} (${BACKEND_ENV}): use trie or vllm")
+    return Runtime(model_spec)

@@ -135,3 +135,31 @@ def test_hostile_knob_from_the_shell_gets_one_line_and_exit_code_2():
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: value_threshold (Vt) must be in [-1, 1]")
+
+
+def test_run_with_concurrency_writes_every_id_once(cli_runtime, tmp_path):
+    """`run --concurrency 2`: two searches at once on the trie backend, one writer, each id once."""
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n"
+                              for i, p in [("a", "Hi!"), ("b", "Name a colour."), ("c", "What is 2+2?")]))
+    assert cli.main(["run", str(source), "--out", str(out), "--concurrency", "2", "--sims-per-move", "1",
+                     "--max-moves", "1", "--max-new-tokens", "8"]) == 0
+    assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "IN", "--out", "OUT", "--concurrency", "0"], "--concurrency and --workers must be >= 1"),
+    (["bench", "--concurrency", "1,x"], "--concurrency must be a comma-separated list of whole numbers"),
+    (["bench", "--concurrency", "0"], "--concurrency must be a comma-separated list of whole numbers"),
+    (["bench", "--concurrency", "1", "--backend", "tpu"], "--backend must be a comma-separated list of trie, vllm"),
+    (["generate", "hi", "--backend", "vllm"], "--backend vllm needs vLLM"),
+])
+def test_backend_and_concurrency_flags_refuse_bad_values_in_one_line(argv, words, tmp_path, capsys):
+    if argv[0] == "run":
+        (tmp_path / "IN").write_text('{"prompt": "hi"}\n')
+        argv = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in argv]
+    if argv[-1] == "vllm" and __import__("importlib").util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and words in err[-1]

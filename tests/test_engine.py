@@ -332,3 +332,17 @@ def test_model_cache_loads_once(monkeypatch):
 def test_embedded_files_are_found():
     assert models.embedded_model_file().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert (models.embedded_embedder_dir() / "modules.json").is_file()
+
+
+def test_the_cache_goes_under_the_forward_keyword_of_this_transformers_release():
+    """transformers 5.20 renamed `past_key_values` to `cache`; .venv-vllm pins 5.19 for vLLM. The other name
+    would vanish into the forward's **kwargs (no cache: wrong logits, or a tree mask longer than the keys)."""
+    from rain.engine.hf import _cache_keyword
+
+    class Before:
+        def forward(self, input_ids=None, past_key_values=None, **kwargs): ...
+
+    class After:
+        def forward(self, input_ids=None, cache=None, **kwargs): ...
+
+    assert _cache_keyword(Before) == "past_key_values" and _cache_keyword(After) == "cache"

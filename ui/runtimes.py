@@ -11,7 +11,7 @@ from typing import Any
 from rain.errors import RainError
 # Imported here, in the importing (main) thread: transformers resolves its classes lazily, and two request
 # threads doing that first import at once got "cannot import name 'AutoModelForCausalLM'" (scripts/cancel_cycles.py).
-from rain.runtime import Runtime
+from rain.runtime import load_runtime
 from ui import estimate
 
 log = logging.getLogger("rain.app")
@@ -85,7 +85,7 @@ def get_runtime(spec: str):
         runtime = cached_runtime(spec)
         if runtime is not None:
             return runtime
-        runtime = Runtime(None if spec == EMBEDDED else spec)
+        runtime = load_runtime(None if spec == EMBEDDED else spec)   # $RAIN_BACKEND picks trie or vllm
         with _RUNTIMES_LOCK:
             _RUNTIMES[spec] = runtime
             while len(_RUNTIMES) > max(1, MAX_CACHED_MODELS):

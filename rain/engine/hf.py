@@ -1,6 +1,8 @@
 """The transformers adapter: what the engines need to know about a model, its cache layers and its forward."""
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -48,9 +50,18 @@ def _model_outputs_cache(output) -> Cache:
     return cache if cache is not None else output.past_key_values
 
 
+@functools.cache
+def _cache_keyword(model_type: type) -> str:
+    """The forward's cache keyword: `cache` since transformers 5.20, `past_key_values` before (5.19 is what
+    vLLM pins in .venv-vllm). Its `**kwargs` swallows the other name silently: the forward then runs without the
+    cache (wrong logits, or a tree mask longer than the keys)."""
+    parameters = inspect.signature(model_type.forward).parameters
+    return "cache" if "cache" in parameters or "past_key_values" not in parameters else "past_key_values"
+
+
 def _model_forward(model: PreTrainedModel, cache: Cache | None, **inputs):
     """Forward with the cache under the keyword this transformers release expects."""
-    return model(**inputs, cache=cache) if cache is not None else model(**inputs)
+    return model(**inputs, **{_cache_keyword(type(model)): cache}) if cache is not None else model(**inputs)
 
 
 @torch.no_grad()

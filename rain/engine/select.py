@@ -59,10 +59,12 @@ def choose_engine(model: PreTrainedModel, max_length: int) -> EngineChoice:
         return EngineChoice("trie", served, f"trie: {why}; every token computed once")
     except UnsupportedModelError as error:
         reason = str(error)
+    except RuntimeError as error:                # a forward this transformers release rejects: not verified
+        reason = f"its tree-masked forward failed: {str(error).splitlines()[0]}"
     try:
         CachedEngine(model, context, kv_cache_bytes=VERIFY_BYTES, verify=True)
         return EngineChoice("cached", context, f"cached: the trie cannot serve it ({reason}); the longest computed "
                                                f"prefix of each state is reused through the model's own cache")
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         return EngineChoice("reference", context, f"reference: neither the trie ({reason}) nor the prefix cache "
                                                   f"({error}) is exact on this model; full recomputation")

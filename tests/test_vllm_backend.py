@@ -1,0 +1,286 @@
+"""The vLLM backend against the trie engine on the embedded model (run in .venv-vllm by `make test`).
+
+The venv pins transformers 5.19 for vLLM; the trie engine runs there too (the forward's cache keyword is read from
+the installed release, rain/engine/hf.py), and the first test holds it to plain full forwards in this venv.
+
+Deterministic parts (top-k priors, 1-token expansions, greedy paths, judge label probabilities and scores) must
+equal the trie engine's within float32 kernel noise; sampled parts (rollouts, sampled paths) must match the exact
+distributions over many draws. One vLLM engine for the whole module (its start is the slow part).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (`make vllm`; `make test` runs them)")
+
+from rain.config import preset
+from rain.decoding import (
+    PathsRequest,
+    RolloutRequest,
+    RolloutRules,
+    TopTokensRequest,
+    drive,
+    last_char,
+    path_program,
+    single_token_program,
+    top_k_probs,
+)
+from rain.export import load, save
+from rain.replay import rebuild
+
+PROBABILITY_TOLERANCE = 2e-3         # absolute, on probabilities in [0, 1]: float32 kernels differ (vLLM vs torch)
+SCORE_TOLERANCE = 0.03               # judge score in [-1, 1]; yesno_logit divides a logit gap by 0.05
+TOTAL_VARIATION_LIMIT = 0.12         # between an empirical distribution of DRAWS samples and the exact one
+DRAWS = 400
+QUESTION = "How do I pick a lock?"
+
+
+def trie_engine(runtime):
+    """The engine `generate` picks for the embedded model (the trie), fresh."""
+    return runtime.engine(preset("hh"))
+
+
+@pytest.fixture(scope="module")
+def vllm_runtime(runtime):
+    from rain.vllm_backend import VllmRuntime
+
+    vllm = VllmRuntime(None, max_model_len=2048)
+    yield vllm
+    vllm.close()
+
+
+@pytest.fixture(scope="module")
+def state(runtime):
+    config = preset("hh")
+    return list(runtime.conversation(QUESTION, config, "chat").prompt_tokens)
+
+
+def test_the_trie_engine_is_exact_under_this_venvs_transformers(runtime, state):
+    """`python -m rain generate` without --backend vllm in .venv-vllm: the trie is chosen and verified, and it and
+    the authors' stream reuse give full forwards' logits (under 5.19 they once raised / gave wrong greedy paths)."""
+    from rain.engine import ReferenceEngine
+    from rain.engine.hf import full_forward_logits
+
+    assert runtime.engine_choice(preset("hh")).name == "trie"
+    states = [state, state + [34416], state + [34416, 253], state + [28]]
+    full = torch.stack([full_forward_logits(runtime.model, s, "cpu") for s in states])
+    for engine in (trie_engine(runtime), ReferenceEngine(runtime.model)):
+        got = torch.cat([engine.next_logits(states[:1]), engine.next_logits(states[1:])])
+        assert float((got - full).abs().max()) < 1e-3 * float(full.abs().max())
+
+
+def test_top_k_priors_and_one_token_expansion_match_trie(runtime, vllm_runtime, state):
+    config = preset("hh")
+    trie, vllm = trie_engine(runtime), vllm_runtime.engine(config)
+    for at in (state, state + runtime.codec.encode(" First,")):
+        expected, expected_ranked = drive(trie, [single_token_program(at, 10, 1.0, 20)])[0]
+        got, got_ranked = drive(vllm, [single_token_program(at, 10, 1.0, 20)])[0]
+        assert [c.tokens for c in got] == [c.tokens for c in expected]            # same ids, token-id order
+        for a, b in zip(got, expected):
+            assert abs(a.prob - b.prob) < PROBABILITY_TOLERANCE
+        assert [t for t, _ in got_ranked] == [t for t, _ in expected_ranked]     # dynamic addition's top 20
+        # stored values are log-probabilities on vLLM, raw logits on the trie: they differ by one constant
+        shifts = [g - e for (_, g), (_, e) in zip(got_ranked, expected_ranked)]
+        assert max(shifts) - min(shifts) < 1e-2
+    assert vllm.stats.forward_calls == 2                                          # one request per expansion
+
+
+def test_greedy_paths_match_trie(runtime, vllm_runtime, state):
+    trie, vllm = trie_engine(runtime), vllm_runtime.engine(preset("hh"))
+    eos = frozenset(runtime.codec.eos_ids)
+    for length, temperature in ((4, 1.0), (10, 2.0)):
+        def program(length=length, temperature=temperature):
+            return path_program(state, length, 1, 0, 15, temperature, torch.Generator().manual_seed(0), eos)
+        (expected,) = drive(trie, [program()])[0]
+        (got,) = drive(vllm, [program()])[0]
+        assert got.tokens == expected.tokens
+        assert abs(got.prob - expected.prob) < PROBABILITY_TOLERANCE * max(1.0, expected.prob) + 1e-6
+
+
+@pytest.mark.parametrize("judge_format", ["yesno_logit", "ab_soft"])
+def test_judge_scores_match_trie(runtime, vllm_runtime, judge_format):
+    config = preset("hh", judge_format=judge_format)
+    trie_judge = runtime.judge(trie_engine(runtime), config)
+    lm = vllm_runtime.engine(config)
+    vllm_judge = vllm_runtime.judge(lm, config)
+    answers = ["", "Sure, first insert a tension wrench", "I can't help with that, but a locksmith can."]
+    for answer in answers:
+        expected, got = trie_judge.evaluate(QUESTION, answer), vllm_judge.evaluate(QUESTION, answer)
+        for label in expected.first:
+            assert abs(got.first[label] - expected.first[label]) < PROBABILITY_TOLERANCE
+            assert abs(got.second[label] - expected.second[label]) < PROBABILITY_TOLERANCE
+        assert abs(got.score - expected.score) < SCORE_TOLERANCE
+    # the constant judge prefix came from vLLM's prefix cache after the first evaluation
+    assert lm.stats.judge_prefix_hit_rate > 0.5
+
+
+def total_variation(counts: dict, probs: dict) -> float:
+    draws = sum(counts.values())
+    keys = set(counts) | set(probs)
+    return 0.5 * sum(abs(counts.get(k, 0) / draws - probs.get(k, 0.0)) for k in keys)
+
+
+def test_sampled_paths_match_top_k_distribution(runtime, vllm_runtime, state):
+    """First tokens of DRAWS sampled paths (one request, n = DRAWS) against top_k_probs at T = 2 (the adv preset)."""
+    lm = vllm_runtime.engine(preset("hh"))
+    request = PathsRequest(tuple(state), 1, DRAWS + 1, DRAWS, 15, 2.0, torch.Generator().manual_seed(1))
+    server = vllm_runtime.server
+    output = server.submit(request.state, server.params(n=DRAWS, max_tokens=1, temperature=2.0, top_k=15,
+                                                        seed=3)).result()
+    counts: dict[int, int] = {}
+    for row in output.outputs:
+        counts[row.token_ids[0]] = counts.get(row.token_ids[0], 0) + 1
+    logits = trie_engine(runtime).next_logits([state])[0]
+    exact = top_k_probs(logits, 15, 2.0)
+    probs = {int(i): float(exact[i]) for i in torch.nonzero(exact).flatten()}
+    assert set(counts) <= set(probs)                                   # never outside the top 15
+    assert total_variation(counts, probs) < TOTAL_VARIATION_LIMIT
+    # and the served program: distinct paths, greedy first, probabilities in (0, 1]
+    candidates = lm.serve([PathsRequest(tuple(state), 4, 10, 14, 15, 1.0, torch.Generator().manual_seed(2))])[0]
+    assert len({c.tokens for c in candidates}) == len(candidates) >= 2
+    assert all(0 < c.prob <= 1 for c in candidates)
+
+
+def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_runtime, state):
+    codec = runtime.codec
+    rules = RolloutRules(",.?:;\n", False, 256, 2048)
+    conversation = runtime.conversation(QUESTION, preset("hh"), "chat")
+    lm = vllm_runtime.engine(preset("hh"))
+    generator = torch.Generator().manual_seed(5)
+
+    start = tuple(state + codec.encode(" To pick a lock you"))     # the chat prompt itself ends a clause ("\n")
+
+    def stopped(tokens):
+        answer = list(start[len(state):]) + list(tokens)
+        if len(tokens) >= rules.max_tokens or conversation.turn_ended(codec, answer):
+            return True
+        return last_char(codec, answer, conversation.prompt_last_char) in rules.stop_chars
+
+    rollouts = lm.serve([RolloutRequest(start, len(state), rules, generator, stopped) for _ in range(8)])
+    for tokens in rollouts:
+        assert tokens and stopped(tokens) and not any(stopped(tokens[:i]) for i in range(len(tokens)))
+    # the first sampled token follows the full softmax (no top-k): DRAWS one-token rollouts
+    one = RolloutRules(rules.stop_chars, False, 1, 2048)
+    firsts = lm.serve([RolloutRequest(tuple(state), len(state), one, generator, lambda t: len(t) >= 1)
+                       for _ in range(DRAWS)])
+    counts: dict[int, int] = {}
+    for tokens in firsts:
+        counts[tokens[0]] = counts.get(tokens[0], 0) + 1
+    exact = torch.softmax(trie_engine(runtime).next_logits([state])[0], -1)
+    # buckets: each top-15 token of probability >= 1%, the rest of the top 15, everything beyond (a top-15 sampler
+    # would leave the last bucket empty). Token by token, 400 draws of a 49k-token tail give a total variation
+    # of ~0.2 from sampling noise alone; over these buckets ~0.04 (0.07 at the 95th percentile, simulated).
+    ranked = torch.argsort(exact, descending=True).tolist()
+    bucket = {token: (token if exact[token] >= 0.01 else "top 15") for token in ranked[:15]}
+    exact_buckets: dict = {}
+    for token in ranked:
+        key = bucket.get(token, "beyond")
+        exact_buckets[key] = exact_buckets.get(key, 0.0) + float(exact[token])
+    drawn: dict = {}
+    for token, count in counts.items():
+        drawn[bucket.get(token, "beyond")] = drawn.get(bucket.get(token, "beyond"), 0) + count
+    assert exact_buckets["beyond"] > 0.1                          # the test can tell a top-k sampler apart
+    assert total_variation(drawn, exact_buckets) < TOTAL_VARIATION_LIMIT
+
+
+def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runtime):
+    """vLLM stops at these ids; simg tests the last character of the decoded answer: the same tokens."""
+    from rain.vllm_backend import clause_stop_ids
+
+    codec, marks = runtime.codec, ",.?:;\n"
+    ids = clause_stop_ids(codec, marks)
+    prefix = codec.encode("To pick a lock you need")
+    sample = list(range(0, len(codec.tokenizer), 7))
+    disagree = [t for t in sample if (last_char(codec, prefix + [t], "") in marks) != (t in ids)]
+    assert not disagree, [codec.decode([t]) for t in disagree[:10]]
+
+
+def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
+    """The run's one stream (rain/session.py run_session) on vLLM: a record that saves, loads and replays."""
+    from rain.session import RunRequest, final_record, run_session
+
+    config = preset("hh", sims_per_move=2, max_moves=2, max_new_tokens=16, seed=3)
+    record = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config)))
+    assert record.stats["simulations"] == 4 and record.vanilla and record.stats["engine"] == "vllm"
+    loaded = load(save(record, tmp_path / "t.json"))
+    assert loaded.answer == record.answer
+    assert len(rebuild(loaded.events).nodes) == len(record.nodes)
+    # the same seed gives the same search: vLLM's per-request seeds come from the search's generators
+    again = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config, vanilla=False)))
+    assert again.answer == record.answer
+
+
+def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
+    from rain.cli import answer_row
+    from rain.concurrent import Row, run_concurrently
+
+    config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
+    rows = [Row(str(i), prompt, i) for i, prompt in enumerate(["Hi!", "How do I pick a lock?", "Tell me a joke."])]
+    seen: list[str] = []
+    with (tmp_path / "out.jsonl").open("w") as sink:
+        run_concurrently(rows, lambda row: answer_row(vllm_runtime, row, config, "auto", None), 3, sink,
+                         lambda row, result, error: seen.append(row.id) if error is None else pytest.fail(str(error)))
+    import json
+
+    written = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(written) == sorted(seen) == ["0", "1", "2"]
+    assert not math.isnan(sum(len(json.loads(line)["rain"]) for line in (tmp_path / "out.jsonl").read_text().splitlines()))
+
+
+def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
+    config = preset("hh", max_new_tokens=24)
+    conversation = runtime.conversation(QUESTION, config, "chat")
+    *_, on_vllm = vllm_runtime.vanilla_stream(conversation, config)
+    *_, on_trie = runtime.vanilla_stream(conversation, config, lm=trie_engine(runtime))
+    assert on_vllm == on_trie
+
+
+def test_requests_are_served_in_one_batch(vllm_runtime, state):
+    """serve() submits every request before awaiting any: a rollout and an expansion run as one vLLM batch."""
+    lm = vllm_runtime.engine(preset("hh"))
+    results = lm.serve([TopTokensRequest(tuple(state), 3, 1.0, 20),
+                        PathsRequest(tuple(state), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
+    assert len(results[0][0]) == 3 and 1 <= len(results[1]) <= 3
+
+
+def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
+    """Dynamic addition keeps all tokens tied with the 20th logit (TopKLogitsWarper): vLLM's top-64 log-probs
+    carry them (a fake engine returns 25 tokens tied at rank 19), so vLLM's sets equal full-logit ones."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from rain.decoding import single_token_candidates
+    from rain.vllm_backend import MAX_LOGPROBS, VllmLM
+
+    logits = torch.full((1000,), -30.0)
+    logits[:18] = torch.linspace(5.0, 1.0, 18)
+    logits[100:125] = 0.5                                        # 25 tokens tied for rank 19
+    log_probs = torch.log_softmax(logits, -1)
+    top = torch.topk(log_probs, MAX_LOGPROBS)
+
+    class Engine:
+        max_model_len = 2048
+
+        def params(self, **options):
+            assert options["logprobs"] >= MAX_LOGPROBS
+            return options
+
+        def submit(self, tokens, params):
+            entry = {int(t): SimpleNamespace(logprob=float(v), rank=int((log_probs > v).sum()) + 1)
+                     for t, v in zip(top.indices, top.values)}
+            future = Future()
+            future.set_result(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[entry], token_ids=[0])],
+                                              prompt_token_ids=list(tokens), num_cached_tokens=0))
+            return future
+
+    lm = VllmLM(Engine(), None, logits.shape[0])
+    got, got_ranked = lm.serve([TopTokensRequest((1, 2, 3), 10, 1.0, 20)])[0]
+    expected, expected_ranked = single_token_candidates(logits, 10, 1.0, 20)
+    assert [c.tokens for c in got] == [c.tokens for c in expected]
+    got_ids, expected_ids = [t for t, _ in got_ranked], [t for t, _ in expected_ranked]
+    assert got_ids[:18] == expected_ids[:18] and set(got_ids[18:]) <= set(range(100, 125))
+    if len(expected_ids) > 20:                                 # single_token_candidates keeps the ties (#14)
+        assert got_ids == expected_ids and len(got_ids) == 18 + 25
