@@ -1,6 +1,9 @@
-"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench, eval, check-models.
+"""`python -m rain ...`: generate, replay, run (datasets), judge-check, bench, eval, check-models, convert, fork,
+sweep, explain.
 
-Bad input gets one line on stderr and a non-zero exit, never a traceback.
+Bad input gets one line on stderr and a non-zero exit, never a traceback. One file, over 400 lines, on purpose:
+every command is a thin parser block plus a handler that calls the library, and a reader finds all of the
+command line in one place.
 """
 from __future__ import annotations
 
@@ -299,10 +302,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """vanilla / RAIN / Best-of-N on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md and .html."""
+def _run_pairs_with_bar(todo, runner, results_path: Path, desc: str) -> None:
+    """Run the pending (prompt, method) pairs of eval or sweep, appending each result as it finishes."""
     from tqdm import tqdm
 
+    from rain import evaluation as ev
+
+    bar = tqdm(total=len(todo), desc=desc, unit="run", file=sys.stderr)
+    try:
+        for result in ev.run_pairs(todo, runner, results_path):
+            bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """vanilla / RAIN / Best-of-N on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md and .html."""
     from rain import evaluation as ev
     from rain.eval_judges import load_external_judge
     from rain.eval_summary import summarise, write_summary
@@ -332,13 +348,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         runtime = _runtime(args)
         runner = ev.MethodRunner.on(runtime, config, external=external,
                                     n=args.n, temperature=args.temperature, prompt_format=args.prompt_format)
-        bar = tqdm(total=len(todo), desc="eval", unit="run", file=sys.stderr)
-        try:
-            for result in ev.run_pairs(todo, runner, results_path):
-                bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
-                bar.update(1)
-        finally:
-            bar.close()
+        _run_pairs_with_bar(todo, runner, results_path, "eval")
     wanted = {(p.id, m) for p in prompts for m in methods}
     results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
     budget = (f"sims_per_move={config.sims_per_move or 'auto (early stop)'}, max_moves={config.max_moves or '-'}, "
@@ -419,8 +429,6 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Table 4's ablation on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md, DIR/summary.png."""
-    from tqdm import tqdm
-
     from rain import evaluation as ev
     from rain import sweep
 
@@ -437,13 +445,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     todo = ev.pending(prompts, variants, ev.read_results(results_path))
     if todo:
         runtime = _runtime(args)
-        bar = tqdm(total=len(todo), desc="sweep", unit="run", file=sys.stderr)
-        try:
-            for result in ev.run_pairs(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path):
-                bar.set_postfix_str(f"{result.id}/{result.method} score={result.self_score:+.2f}")
-                bar.update(1)
-        finally:
-            bar.close()
+        _run_pairs_with_bar(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path, "sweep")
     wanted = {(p.id, v) for p in prompts for v in variants}
     results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
     header = (f"RAIN ablation (Table 4): {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
