@@ -2,10 +2,12 @@
 
 Import the shipped tree, see where RAIN parts from vanilla in both answers, step through it event by event with
 the narration and the why-table, play it, fork it with the similarity update off, and read the recorded sweep.
-Saves the README's screenshots of these views (assets/teaching_*.png).
+Screenshots of these views go to a temp folder, or, under `make screenshot` (RAIN_SCREENSHOT_DIR), to the
+tracked assets/teaching_*.png the README shows.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -37,7 +39,8 @@ def narration_event(page) -> int:
     return int(match.group(1)) if match else 0
 
 
-def test_divergence_step_play_why_fork_and_sweep(page):
+def test_divergence_step_play_why_fork_and_sweep(page, tmp_path):
+    shots = Path(os.environ.get("RAIN_SCREENSHOT_DIR") or tmp_path)
     page.set_input_files("#import input[type=file]", str(TREE))
     wait_status(page, "Imported", timeout=60)
 
@@ -48,7 +51,7 @@ def test_divergence_step_play_why_fork_and_sweep(page):
     page.wait_for_selector("#vanilla-marked #vanilla-divergence")
     assert page.locator("#vanilla-divergence").inner_text().startswith("any system")
     assert "token 8, move 4, node 32" in page.locator("#vanilla-marked").inner_text()
-    page.locator("#rain").screenshot(path=str(ROOT / "assets" / "teaching_divergence_rain.png"))
+    page.locator("#rain").screenshot(path=str(shots / "teaching_divergence_rain.png"))
 
     # step: exactly one event per click, with a sentence for it
     for expected in range(1, 9):
@@ -63,7 +66,7 @@ def test_divergence_step_play_why_fork_and_sweep(page):
     header = page.locator("#why .why-head").inner_text()
     assert header.startswith("Simulation 2, node 0") and "c·p·√N/(1 + n)" in header
     assert page.locator("#why tr").count() >= 3 and page.locator("#why tr.chosen").count() == 1
-    page.locator("#teach-tab").screenshot(path=str(ROOT / "assets" / "teaching_step_why.png"))
+    page.locator("#teach-tab").screenshot(path=str(shots / "teaching_step_why.png"))
 
     # another node: the why-table of node 15 at the latest simulation up to the cursor
     page.fill("#why-node input", "15")
@@ -95,7 +98,7 @@ def test_divergence_step_play_why_fork_and_sweep(page):
     assert page.locator("#fork-view .fork-point").count() == 2
     page.wait_for_function("() => document.querySelectorAll('#fork-tree .js-plotly-plot .scatterlayer .point')"
                            ".length > 3", timeout=30_000)
-    page.locator("#teach-tab").screenshot(path=str(ROOT / "assets" / "teaching_fork.png"))
+    page.locator("#teach-tab").screenshot(path=str(shots / "teaching_fork.png"))
 
     # a bad knob is a message, not a traceback
     page.fill("#fork-knobs textarea", "c_puct=-1")
@@ -110,4 +113,4 @@ def test_divergence_step_play_why_fork_and_sweep(page):
     sweep = page.locator("#sweep").inner_text()
     assert all(variant in sweep for variant in ("full", "no_similarity", "no_addition", "c0"))
     page.wait_for_selector("#sweep-plot img", state="visible")
-    page.locator("#sweep-tab").screenshot(path=str(ROOT / "assets" / "teaching_sweep.png"))
+    page.locator("#sweep-tab").screenshot(path=str(shots / "teaching_sweep.png"))
