@@ -136,8 +136,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
     print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
-    print(stats_line(record.stats))
-    print(describe_divergence(record.extras.get("divergence")))
+    print(stats_line(record.stats))                                    # stdout: vanilla, rain, one stats line
+    print(describe_divergence(record.extras.get("divergence")), file=sys.stderr)
     if args.json:
         print(f"tree written to {save(record, args.json)}", file=sys.stderr)
     return 0
