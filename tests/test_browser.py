@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
 
-@pytest.fixture(scope="module")
-def page(app_url):
+def open_page(app_url: str):
+    """Chromium on the app, its prompt box ready; closed when the generator is. Both browser tests' `page`."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -34,6 +34,11 @@ def page(app_url):
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    yield from open_page(app_url)
 
 
 def set_number(page, knob: str, value: int) -> None:

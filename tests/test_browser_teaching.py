@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARGS, CHROMIUM, sync_api, wait_status  # noqa: F401  (skips as test_browser does)
+from test_browser import CHROMIUM, open_page, sync_api, wait_status  # noqa: F401  (skips as test_browser does)
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "assets" / "trees" / "1_harmful_pick_a_lock.json"
@@ -22,16 +22,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.wait_for_selector("#prompt textarea")
-        yield page
-        context.close()
-        browser.close()
+    yield from open_page(app_url)
 
 
 def narration_event(page) -> int:
