@@ -91,3 +91,13 @@ def app_url():
     yield f"http://127.0.0.1:{port}/"
     demo.close()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests: on 2 shared cores a second thread makes tiny forwards
+    crawl (4-10x slower measured). Opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

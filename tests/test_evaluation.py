@@ -14,6 +14,8 @@ from rain.config import RainConfig, preset
 from rain.decoding import vanilla_tokens
 from rain.prompts import Conversation
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")    # tests/conftest.py
+
 
 def result(id: str, method: str, score: float, answer: str = "Sure.", category: str = "harmful",
            seconds: float = 1.0, calls: int = 10, tokens: int = 100, external: float | None = None) -> ev.Result:
@@ -217,16 +219,6 @@ def test_unknown_judge_model_is_a_clear_one_line_error(tmp_path, capsys, monkeyp
 
 
 # --- the real model -----------------------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on 2 shared cores, oversubscribed threads made these tests 4-10x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ GENERATE = ["--device", "cpu", "--sims-per-move", "2", "--max-moves", "2", "--ma
 JUDGE_SET = Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine it makes each forward crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
