@@ -153,11 +153,14 @@ PAPER_TABLE7 = ("paper (Table 7, HH, RAIN time / vanilla time): LLaMA 30B 4.36x,
 PAPER_QUESTION = PROMPTS[0]
 
 
-def paper_modes(device) -> list[tuple[str, str]]:
+def paper_modes(device, dtype: str = "auto", judge_dtype: str = "auto") -> list[tuple[str, str]]:
     """(generation, judge) dtypes: what `auto` picks here (bfloat16 generation with a float32 judge also where
-    this CPU only emulates bfloat16, for comparison), then float32 throughout."""
+    this CPU only emulates bfloat16, for comparison), then float32 throughout; only the asked mode when
+    `--dtype` or `--judge-dtype` names one (a whole answer per mode takes minutes on a CPU)."""
     from rain.precision import resolve_precision
 
+    if (dtype, judge_dtype) != ("auto", "auto"):
+        return [resolve_precision(dtype, judge_dtype, device).names]
     auto = resolve_precision("auto", "auto", device).names
     fast = auto if auto != ("float32", "float32") else ("bfloat16", "float32")
     return [fast, ("float32", "float32")]
@@ -173,7 +176,9 @@ def paper(args) -> int:
     config = preset("hh")
     pairs = Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"
     base = None
-    for generation, judge_dtype in paper_modes(resolve_device(getattr(args, "device", None))):
+    modes = paper_modes(resolve_device(getattr(args, "device", None)), getattr(args, "dtype", "auto"),
+                        getattr(args, "judge_dtype", "auto"))
+    for generation, judge_dtype in modes:
         if base is None:
             runtime = base = Runtime(getattr(args, "model", None), device=getattr(args, "device", None),
                                      dtype=generation, judge_dtype=judge_dtype)

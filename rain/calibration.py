@@ -21,12 +21,20 @@ exactly ±0.9. Why this keeps scores unsaturated and siblings separable:
   (judge-check's pairwise accuracy depends only on the order of the gaps, which tanh keeps).
 - Deterministic: a fixed set, greedy label probabilities, no sampling; cached per model and judge format.
 The formats other than yesno_logit do not use a scale.
+
+Judging the 16 exchanges costs ~3.5 s of a 135M model's start on 2 CPU cores, every start. The result is kept on
+disk (`stored_scale`, under the weights cache's root: `judge_scales/<key>.json`), keyed by everything the gaps
+depend on: the weights (`model_fingerprint`), their dtype and device, the engine, the judge's format and
+question, the calibration set's bytes and the torch/transformers versions. The stored number is the computed one
+(JSON keeps a float exactly), so a cached start gives the same scale, hence the same trees, as a fresh one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +91,58 @@ def calibrate(judge, pairs: list[tuple[str, str]] | None = None) -> JudgeScale:
     gaps = [raw_gap(judge, question, answer) for question, answer in pairs]
     quantile = float(np.quantile(np.abs(np.asarray(gaps)), QUANTILE)) if gaps else 0.0
     return JudgeScale(scale_from_gaps(gaps), AUTO, quantile, len(gaps))
+
+
+STORE_VERSION = 1
+FINGERPRINT_ELEMENTS = 4096          # per sampled tensor: enough to tell two checkpoints apart, cheap to read
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of the model's config and of the first elements of its first and last three weight tensors: which
+    checkpoint this is, from its contents (a hub id, a folder and a GGUF file of the same weights agree)."""
+    import torch
+
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    parameters = list(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in parameters[:3] + parameters[-3:]:
+            sample = tensor.detach().reshape(-1)[:FINGERPRINT_ELEMENTS].to("cpu", torch.float32).contiguous()
+            digest.update(name.encode() + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def store_key(fingerprint: str, *parts: str) -> str:
+    """The cache file's name: the fingerprint, `parts` (dtype, device, engine, judge question ...), the
+    calibration set's bytes and the library versions the gaps were computed with."""
+    import torch
+    import transformers
+
+    digest = hashlib.sha256(json.dumps([STORE_VERSION, fingerprint, *parts, torch.__version__,
+                                        transformers.__version__]).encode())
+    digest.update(CALIBRATION_SET.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
+    """The scale stored under `key`, else `compute()`, stored atomically. An unreadable entry is recomputed with a
+    one-line note; two processes computing at once write the same number, the last rename wins."""
+    from rain.weights_cache import _note, cache_root, write_atomic
+
+    path = (root or cache_root()) / "judge_scales" / f"{key}.json"
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            scale = JudgeScale(**stored)
+            if isinstance(scale.value, float) and scale.source == AUTO and scale.value >= MIN_SCALE:
+                return scale
+            problem = "an invalid value"
+        except (OSError, ValueError, TypeError) as error:
+            problem = type(error).__name__
+        _note(f"judge scale cache: recalibrating ({path.name} held {problem})")
+    scale = compute()
+    try:
+        write_atomic(path, json.dumps(asdict(scale)))
+    except OSError as error:                            # a read-only cache costs the next start 3 s, nothing else
+        _note(f"judge scale cache: not written ({error})")
+    return scale

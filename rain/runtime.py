@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from rain.calibration import AUTO, JudgeScale, calibrate
+from rain.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, store_key, stored_scale
 from rain.config import RainConfig
 from rain.decoding import vanilla_tokens
 from rain.embedder import MiniLMEmbedder
@@ -121,7 +121,10 @@ class Runtime:
         key = scale_key(config)
         if key not in self._judge_scales:
             lm = self.engine(config)
-            self._judge_scales[key] = calibrate(self._judge_over(lm, config, 1.0))
+            judge_model = self.judge_model
+            stored = store_key(model_fingerprint(judge_model), str(judge_model.dtype), judge_model.device.type,
+                               type(lm).__name__, *key)
+            self._judge_scales[key] = stored_scale(stored, lambda: calibrate(self._judge_over(lm, config, 1.0)))
         return self._judge_scales[key]
 
     def resolved(self, config: RainConfig) -> RainConfig:

@@ -64,11 +64,11 @@ def file_sha256(path: Path, root: Path) -> str:
         while block := handle.read(1 << 22):
             digest.update(block)
     memo[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
-    _write_atomic(memo_path, json.dumps(memo, indent=1))
+    write_atomic(memo_path, json.dumps(memo, indent=1))
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -130,7 +130,7 @@ def _build(gguf_path: Path, dtype: torch.dtype, folder: Path) -> None:
     data.pop("quantization_config", None)
     config_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
-    _write_atomic(folder / MANIFEST, json.dumps({"version": MANIFEST_VERSION, "source": str(gguf_path),
+    write_atomic(folder / MANIFEST, json.dumps({"version": MANIFEST_VERSION, "source": str(gguf_path),
                                                  "dtype": _dtype_name(dtype), "files": files}, indent=1))
 
 

@@ -18,6 +18,7 @@ from rain.engine import CachedEngine, ReferenceEngine, TrieEngine, UnsupportedMo
 from rain.judge import combine_parts, good_labels, order_part
 from rain.lm import Evaluation
 from rain.model_check import ARCHITECTURES, branching_calls, engine_error, tiny_model, write_folder
+from rain import runtime as runtime_module
 from rain.runtime import Runtime
 
 LINE = re.compile(r"^model: arch=(\w+) engine=(trie|cached|reference) max_rel_err=(\S+) search=(ok|failed)$")
@@ -237,6 +238,32 @@ def test_auto_scale_keeps_scores_unsaturated_on_tiny_models_and_a_100x_judge(arc
     for scores in (_scores(judge, scale.value, texts), _scores(loud, loud_scale, texts)):
         assert sum(abs(score) > 0.99 for score in scores) / len(scores) < 0.10
         assert len({round(score, 6) for score in scores}) > len(scores) // 2      # siblings stay apart
+
+
+def test_the_auto_scale_is_stored_on_disk_and_a_second_start_reads_it(tokenizer, real_embedder, tmp_path,
+                                                                      monkeypatch, capsys):
+    """A second Runtime over the same weights reads the calibrated scale (no judge call) and gets the same number;
+    other weights, or a corrupt entry, calibrate again (the latter with a one-line note)."""
+    monkeypatch.setenv("RAIN_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(runtime_module, "calibrate", lambda judge: calls.append(1) or calibrate(judge))
+    model, config = tiny_model("llama", tokenizer), preset("hh")
+
+    def scale_of(weights):
+        return Runtime("tiny", device="cpu", loaded=(weights, tokenizer), embedder=real_embedder).judge_scale(config)
+
+    first = scale_of(model)
+    assert calls == [1] and first.exchanges == 16
+    assert scale_of(model) == first and calls == [1]                       # read back, bit for bit
+    (entry,) = (tmp_path / "judge_scales").iterdir()
+    entry.write_text('{"value": ')                                          # a torn write
+    assert scale_of(model) == first and calls == [1, 1]
+    assert "judge scale cache: recalibrating" in capsys.readouterr().err
+    other = tiny_model("llama", tokenizer)
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.5)
+    scale_of(other)
+    assert calls == [1, 1, 1] and len(list((tmp_path / "judge_scales").iterdir())) == 2
 
 
 # --- the GPU check, on CPU ---------------------------------------------------------------------------------
