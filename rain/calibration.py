@@ -127,7 +127,7 @@ def store_key(fingerprint: str, *parts: str) -> str:
 def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
     """The scale stored under `key`, else `compute()`, stored atomically. An unreadable entry is recomputed with a
     one-line note; two processes computing at once write the same number, the last rename wins."""
-    from rain.weights_cache import _note, cache_root, write_atomic
+    from rain.weights_cache import note_stderr, cache_root, write_atomic
 
     path = (root or cache_root()) / "judge_scales" / f"{key}.json"
     if path.exists():
@@ -139,10 +139,10 @@ def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None 
             problem = "an invalid value"
         except (OSError, ValueError, TypeError) as error:
             problem = type(error).__name__
-        _note(f"judge scale cache: recalibrating ({path.name} held {problem})")
+        note_stderr(f"judge scale cache: recalibrating ({path.name} held {problem})")
     scale = compute()
     try:
         write_atomic(path, json.dumps(asdict(scale)))
     except OSError as error:                            # a read-only cache costs the next start 3 s, nothing else
-        _note(f"judge scale cache: not written ({error})")
+        note_stderr(f"judge scale cache: not written ({error})")
     return scale

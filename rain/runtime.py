@@ -121,11 +121,19 @@ class Runtime:
         key = scale_key(config)
         if key not in self._judge_scales:
             lm = self.engine(config)
-            judge_model = self.judge_model
-            stored = store_key(model_fingerprint(judge_model), str(judge_model.dtype), judge_model.device.type,
-                               type(lm).__name__, *key)
-            self._judge_scales[key] = stored_scale(stored, lambda: calibrate(self._judge_over(lm, config, 1.0)))
+
+            def compute() -> JudgeScale:
+                return calibrate(self._judge_over(lm, config, 1.0))
+
+            fingerprint = self.weights_fingerprint()
+            self._judge_scales[key] = compute() if fingerprint is None else \
+                stored_scale(store_key(fingerprint, type(lm).__name__, *key), compute)
         return self._judge_scales[key]
+
+    def weights_fingerprint(self) -> str | None:
+        """What identifies the judge's weights as computed here (contents, dtype, device): the on-disk scale's key."""
+        model = self.judge_model
+        return f"{model_fingerprint(model)}/{model.dtype}/{model.device.type}"
 
     def resolved(self, config: RainConfig) -> RainConfig:
         """`config` with "auto" replaced by this model's scale, so records and replays carry the number used."""

