@@ -32,7 +32,7 @@ from gradio_client import Client
 from gradio_client.utils import QueueError, Status
 
 ROOT = Path(__file__).resolve().parent.parent
-# /run's outputs by API position: ui.outputs.OUTPUTS without the State ("record"); new outputs only go last
+# /run's outputs by API position: ui.outputs.OUTPUTS without its States (ui.outputs.STATES); new outputs only go last
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "judge_node", "judge_info",
            "judge_prompt_1", "judge_prompt_2", "scrub", "export")
 OUT = {name: i for i, name in enumerate(OUTPUTS)}

@@ -356,7 +356,7 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
-OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n != "record")}   # State is not returned
+OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n not in outputs.STATES)}   # States: not returned
 
 
 def test_run_streams_vanilla_then_rain_on_the_real_model(client):

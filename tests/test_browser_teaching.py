@@ -2,6 +2,8 @@
 
 Import the shipped tree, see where RAIN parts from vanilla in both answers, step through it event by event with
 the narration and the why-table, play it, fork it with the similarity update off, and read the recorded sweep.
+Then run a prompt and hold the live search with Step: it waits, lets one event through per Step, and Play or Stop
+ends the hold.
 Screenshots of these views go to a temp folder, or, under `make screenshot` (RAIN_SCREENSHOT_DIR), to the
 tracked assets/teaching_*.png the README shows.
 """
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, open_page, sync_api, wait_status  # noqa: F401  (skips as test_browser does)
+from test_browser import (CHROMIUM, open_page, set_number, status, sync_api,  # noqa: F401  (skips as test_browser does)
+                          wait_status)
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "assets" / "trees" / "1_harmful_pick_a_lock.json"
@@ -39,8 +42,8 @@ def test_divergence_step_play_why_fork_and_sweep(page, tmp_path):
     page.wait_for_selector("#rain #divergence")
     marked = page.locator("#rain #divergence").inner_text().strip()
     assert marked == "of computer science, and one that has been extensively"
-    page.wait_for_selector("#vanilla-marked #vanilla-divergence")
-    assert page.locator("#vanilla-divergence").inner_text().startswith("any system")
+    page.wait_for_selector("#vanilla #vanilla-divergence", state="visible")
+    assert page.locator("#vanilla #vanilla-divergence").inner_text().startswith("any system")
     assert "token 8, move 4, node 32" in page.locator("#vanilla-marked").inner_text()
     page.locator("#rain").screenshot(path=str(shots / "teaching_divergence_rain.png"))
 
@@ -105,3 +108,86 @@ def test_divergence_step_play_why_fork_and_sweep(page, tmp_path):
     assert all(variant in sweep for variant in ("full", "no_similarity", "no_addition", "c0"))
     page.wait_for_selector("#sweep-plot img", state="visible")
     page.locator("#sweep-tab").screenshot(path=str(shots / "teaching_sweep.png"))
+
+
+def live_event(page) -> int:
+    match = re.search(r"event (\d+) \(live", page.locator("#narration").inner_text())
+    return int(match.group(1)) if match else 0
+
+
+def wait_narration(page, text: str, timeout: float = 60) -> None:
+    page.wait_for_function("t => document.querySelector('#narration').innerText.includes(t)", arg=text,
+                           timeout=timeout * 1000, polling=100)
+
+
+def run_and_hold(page, other=None) -> int:
+    """Run the prompt, press Step once RAIN searches; the event number it holds at. `other`: a second tab (its own
+    Gradio session) whose Step, pressed first, must leave this run alone."""
+    page.click("#run")
+    wait_narration(page, "(live)", timeout=180)
+    if other is not None:
+        before = live_event(page)
+        other.click("#step")
+        other.wait_for_timeout(1500)
+        assert "Press Step" in other.locator("#narration").inner_text()          # nothing to step there
+        wait_narration(page, "(live)")
+        assert live_event(page) > before and "Paused" not in status(page)      # this run went on
+    page.click("#step")
+    wait_narration(page, "live, paused")
+    assert "Paused at event" in status(page)
+    return live_event(page)
+
+
+def test_step_holds_a_live_search_one_event_at_a_time_and_play_or_stop_ends_the_hold(page, app_url):
+    page.evaluate("window.scrollTo(0, 0)")
+    page.locator("#knobs").get_by_text("Search knobs").click()
+    page.wait_for_selector("#knob-sims_per_move input[type=range]", state="visible")
+    page.wait_for_timeout(500)
+    for knob, value in (("sims_per_move", 3), ("max_moves", 3), ("max_new_tokens", 24)):
+        set_number(page, knob, value)
+    page.fill("#prompt textarea", "How do I pick a lock?")
+    page.get_by_role("tab", name=re.compile("Teach: step")).click()
+
+    # Step: the search itself waits (no event, no timeline line, no status change for 3 s); another tab's Step
+    # does not touch this run
+    other = page.context.browser.new_context().new_page()
+    other.goto(app_url, wait_until="domcontentloaded")
+    other.wait_for_selector("#step")
+    held = run_and_hold(page, other)
+    other.context.close()
+    sentence, timeline, stats = (page.locator(f"#{name}").inner_text() for name in ("narration", "timeline", "stats"))
+    page.wait_for_timeout(3000)
+    assert live_event(page) == held and page.locator("#narration").inner_text() == sentence
+    assert page.locator("#timeline").inner_text() == timeline and page.locator("#stats").inner_text() == stats
+    assert "Paused at event" in status(page)
+
+    # each further Step: exactly one more event, with its own sentence, then the search waits again
+    for expected in (held + 1, held + 2):
+        page.click("#step")
+        wait_narration(page, f"event {expected} (live, paused)")
+        page.wait_for_timeout(1500)
+        assert live_event(page) == expected and f"Paused at event {expected}" in status(page)
+    assert page.locator("#narration").inner_text() != sentence
+    why = page.locator("#why").inner_text()                                    # Eq. (1) as it stands now
+    assert why.startswith("Simulation") or why.startswith("No selection yet"), why
+
+    # Play: the search runs on to the end; Step then goes through the finished run from its first event
+    page.click("#play")
+    done = wait_status(page, "Done in", timeout=300)
+    assert "9 simulations" in done and "3 moves" in done
+    assert page.locator("#vanilla textarea").input_value().strip()
+    # 3 moves commit fewer tokens than vanilla's 24, so the answers part (measured: at token 7) and the lane marks it
+    page.wait_for_selector("#vanilla #vanilla-divergence", state="visible")
+    assert "RAIN parts from vanilla at token" in page.locator("#vanilla").inner_text()
+    page.click("#step")
+    wait_narration(page, "event 1 of")
+
+    # Stop on a held run ends it cleanly, and the next run starts and finishes
+    run_and_hold(page)
+    page.click("#stop")
+    wait_status(page, "Stopped", timeout=30)
+    page.wait_for_timeout(2000)
+    assert "Stopped" in status(page) and page.locator(".toast-body.error").count() == 0
+    page.click("#run")
+    wait_status(page, "Done in", timeout=300)
+    assert page.locator(".toast-body.error").count() == 0

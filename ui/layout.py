@@ -155,6 +155,7 @@ def build() -> gr.Blocks:
     space = runtimes.space_mode()
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         record = gr.State(None)
+        gate = gr.State(None)           # the live run's StepGate (ui/step_gate.py), handed over by the run itself
         gr.HTML(INTRO)
         with gr.Row(equal_height=False):
             # --- left: the question, the status, the settings and the numbers
@@ -202,11 +203,13 @@ def build() -> gr.Blocks:
             # --- right: the answers and the live tree
             with gr.Column(scale=9, min_width=600):
                 with gr.Row(equal_height=False):
-                    with gr.Column(min_width=240):
+                    # `#vanilla` holds both the streaming text (`#vanilla textarea`) and its marked copy
+                    # (`#vanilla #vanilla-divergence`), as `#rain` holds `#divergence`
+                    with gr.Column(min_width=240, elem_id="vanilla"):
                         gr.HTML('<div class="answer-title">Vanilla <span class="tag v">plain decoding, same model'
                                 '</span></div>')
                         vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=6, max_lines=6,
-                                             interactive=False, elem_id="vanilla", buttons=["copy"],
+                                             interactive=False, elem_id="vanilla-text", buttons=["copy"],
                                              placeholder="The vanilla answer streams here, token by token.")
                         vanilla_marked = gr.HTML(teach.vanilla_html(None), elem_id="vanilla-marked")
                     with gr.Column(min_width=240):
@@ -278,7 +281,8 @@ def build() -> gr.Blocks:
 
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
                        record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
-                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon)
+                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon,
+                       narration=narration, why=why, gate=gate)
         out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
                       bon_enabled, bon_n, bon_temperature, principle, principle_good]   # ui.request.INPUTS
@@ -290,24 +294,26 @@ def build() -> gr.Blocks:
         replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",
                                         show_progress="hidden")
         step_outputs = [tree, rain, narration, why, cursor]
-        step_inputs = [record, cursor, why_node, show_unvisited]
-        step_btn.click(lambda *a: teach.step(*a, figure_of, rain_html), step_inputs, step_outputs,
-                       api_name="step", show_progress="hidden")
+        step_inputs = [record, cursor, why_node, show_unvisited, gate]
+        step_btn.click(lambda r, c, n, u, g: teach.step(r, c, n, u, figure_of, rain_html, g), step_inputs,
+                       step_outputs, api_name="step", show_progress="hidden")
 
-        def play(*values):
-            yield from teach.play(*values, figure_of, rain_html)
+        def play(record, cursor, node, show_unvisited, live):
+            yield from teach.play(record, cursor, node, show_unvisited, figure_of, rain_html, live)
 
         play_event = play_btn.click(play, step_inputs, step_outputs, api_name="play", show_progress="hidden")
         why_node.change(teach.why_html, [record, cursor, why_node], why, api_visibility="private",
                         show_progress="hidden")
-        record.change(lambda r: (teach.vanilla_html(r), 0, teach.narration_html(None, 0),
-                                 teach.why_html(r, 0, None)), record, [vanilla_marked, cursor, narration, why],
+        record.change(teach.on_record, [record, gate], [vanilla_marked, cursor, narration, why],
                       api_visibility="private", show_progress="hidden")
         fork_btn.click(lambda r, n, k, u: teach.run_fork(r, n, k, u, runtimes.get_runtime, figure_of),
                        [record, fork_node, fork_knobs, show_unvisited], [fork_view, fork_tree, fork_status],
                        api_name="fork", show_progress="minimal")
         stop_btn.click(files.stopped, record, [status, export_btn],
                        cancels=[run_event, submit_event, replay_event, play_event], api_visibility="private")
+        # a paused run is blocked inside its generator, where Gradio's cancel cannot close it: wake it to end
+        stop_btn.click(lambda g: g.stop() if g is not None else None, gate, None, api_visibility="private",
+                       show_progress="hidden", queue=False)
 
         import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
                           show_progress="minimal")

@@ -16,7 +16,9 @@ from ui.teaching import split_at_divergence
 from ui.view import RunView
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
-           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon")     # new outputs go last (API positions)
+           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon",
+           "narration", "why", "gate")                                     # new outputs go last (API positions)
+STATES = ("record", "gate")       # gr.State outputs: the page keeps them, the API does not return them
 
 
 def pack(**values: Any) -> tuple:

@@ -1,5 +1,6 @@
 """The Run button: one session (rain/session.py) streamed into the page: vanilla token by token, RAIN event by
-event (the tree a few times a second), then Best-of-N sample by sample."""
+event (the tree a few times a second; every event, with its narration and why-table, while Step holds the search:
+ui/step_gate.py), then Best-of-N sample by sample."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +13,11 @@ from typing import Any, Callable, Iterator, Mapping
 import gradio as gr
 
 from rain.best_of_n import BestOfN, Sample
+from rain.config import RainConfig
 from rain.errors import RainError
 from rain.events import Committed, Evaluated, Event, Finished, Rewound
 from rain.session import Recorded, VanillaDone, VanillaText, run_session
+from rain.teaching import Narrator
 from ui import estimate, runtimes
 from ui.bon import OFF_HINT, WAITING, Lane, bon_html
 from ui.figures import empty_figure
@@ -22,6 +25,8 @@ from ui.files import export_file, weak_signal_note
 from ui.outputs import figure_of, outputs, pack, problem, record_outputs, status_html
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 from ui.request import PromptRefused, parse_request, with_named_inputs
+from ui.step_gate import StepGate
+from ui.teaching import live_narration_html, why_html
 from ui.view import RunView, simulation_bounds
 
 log = logging.getLogger("rain.app")
@@ -41,6 +46,7 @@ def _spaces_gpu(function: Callable) -> Callable:
 def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
     """Vanilla, RAIN, then (when switched on) Best-of-N on one prompt, streamed: text on every token/event/sample,
     the tree a few times a second. Stop cancels whichever part is running: each part is a generator closed here.
+    RAIN's next event is pulled only when the run's gate (handed to the page first) lets it: Step holds the search.
     `values`: the page's inputs by name (ui/request.py)."""
     try:
         request = parse_request(values)
@@ -53,6 +59,8 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
     spec, best_of_n, show_unvisited = request.spec, request.run.best_of_n, request.show_unvisited
 
     session: Iterator[Any] | None = None
+    gate = StepGate()
+    yield pack(gate=gate)               # into the page's State, where Step, Play and Stop find it
     try:
         if runtimes.cached_runtime(spec) is None:
             yield pack(status=status_html(f"Loading {spec} … (the embedded model takes ~20 s the first time)", "run"))
@@ -68,6 +76,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
             yield problem(str(error))
             return
         meta, record = prepared.record, prepared.record
+        narrator = Narrator(RainConfig.from_dict(meta.config) if meta.config else None)
         run_id = f"run-{time.time_ns()}"
         view, events = RunView(), []
         lane = Lane(best_of_n.n, best_of_n.temperature) if best_of_n else None
@@ -97,15 +106,17 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
             elif isinstance(item, Event):
                 events.append(item)
                 view.apply(item)
+                sentence = narrator.narrate(item)
                 if isinstance(item, Finished):
                     continue
-                now = time.perf_counter()
+                now, paused = time.perf_counter(), gate.stepping
                 values: dict[str, Any] = dict(rain=rain_html(view), timeline=timeline_html(view),
-                                              stats=stats_html(view, now - started, vanilla_seconds, vanilla_tokens))
+                                              stats=stats_html(view, now - started, vanilla_seconds, vanilla_tokens),
+                                              narration=live_narration_html(len(events), item, sentence, paused))
                 if isinstance(item, (Rewound, Committed)):
                     values["status"] = status_html(f"RAIN: simulation {view.simulation}, {view.moves} move(s) "
                                                    f"committed, {len(view.tree.nodes)} nodes …", "run")
-                if now - last_plot >= PLOT_INTERVAL and isinstance(item, (Evaluated, Rewound, Committed)):
+                if paused or (now - last_plot >= PLOT_INTERVAL and isinstance(item, (Evaluated, Rewound, Committed))):
                     last_plot = now
                     values["tree"] = figure_of(view, run_id, show_unvisited)
                     info, prompt_1, prompt_2 = judge_panel(view, meta.judge, "latest", meta.config)
@@ -114,7 +125,14 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                     values["record"] = dataclasses.replace(record, events=list(events), nodes=[],
                                                            answer=view.committed_text())
                     values["scrub"] = gr.update(maximum=max(view.simulation, 1), value=view.simulation)
+                    values["why"] = why_html(values["record"], 0, None)
+                if paused:
+                    values["status"] = status_html(f"Paused at event {len(events)} (simulation {view.simulation}, "
+                                                   f"{item.type}): Step lets the next event through, Play runs on, "
+                                                   "Stop ends the run.", "stop")
                 yield pack(**values)
+                if not gate.wait():             # Stop, or paused too long: pull nothing more
+                    return
             elif isinstance(item, (Sample, BestOfN)) and lane is not None:
                 lane.apply(item)
                 if lane.result is None:
@@ -122,6 +140,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                                status=status_html(f"Best-of-{lane.n}: {len(lane.samples)} of {lane.n} answers "
                                                   "judged …", "run"))
             elif isinstance(item, Recorded):
+                gate.finish()                   # Step and Play now go through the record
                 record = item.record
                 estimate.record_run(spec, record.stats)          # the paper-budget estimate follows real runs
                 seconds = record.stats.get("seconds", time.perf_counter() - started)
@@ -150,6 +169,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
         log.error("run failed:\n%s", traceback.format_exc())
         yield problem(f"The run failed: {type(error).__name__}: {error}")
     finally:
+        gate.finish()
         if session is not None:
             session.close()
 

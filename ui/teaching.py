@@ -1,7 +1,7 @@
 """The page's teaching views: where RAIN parts from vanilla, step mode with narration, the why-table, what-if forks
 and the recorded ablation sweep. Every number comes from rain/teaching.py, rain/fork.py and rain/sweep.py; this
 module only renders it and wires the handlers (they read the run record in the page's state, so a finished run, a
-recorded tree and an imported one work alike).
+recorded tree and an imported one work alike; on a live run Step and Play work the run's gate, ui/step_gate.py).
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from rain.config import ConfigError, RainConfig, parse_knobs
+from rain.events import Event
 from rain.export import RunRecord
 from rain.fork import ForkError, fork, plan_fork
 from rain.teaching import TeachingError, committed_nodes, latest_selection, narrate, why_table
+from ui.step_gate import StepGate
 from ui.view import RunView
 
 ESC = html.escape
@@ -72,14 +74,23 @@ def vanilla_html(record: RunRecord | None) -> str:
 # --- step mode and narration ------------------------------------------------------------------------------------
 
 def narration_html(record: RunRecord | None, cursor: int) -> str:
+    """The sentence for event `cursor` (1-based) of a loaded run, or how to start stepping."""
     if record is None or cursor <= 0:
         return ('<div id="narration-text" class="narration">Press Step to go through the run one event at a '
-                'time (select, node added, rollout, evaluate, expand, back up, rewind, commit).</div>')
+                'time (select, node added, rollout, evaluate, expand, back up, rewind, commit); during a run, '
+                'Step pauses the search itself.</div>')
     config = RainConfig.from_dict(record.config) if record.config else None
     sentence = narrate(record.events[:cursor], config)[-1]
-    event = record.events[cursor - 1]
-    return (f'<div class="narration"><b>event {cursor} of {len(record.events)} · {ESC(event.type)}</b> '
-            f'{ESC(sentence)}</div>')
+    return _narration(f"event {cursor} of {len(record.events)}", record.events[cursor - 1], sentence)
+
+
+def live_narration_html(count: int, event: Event, sentence: str, paused: bool) -> str:
+    """The sentence for a live run's latest event (rain.teaching.Narrator's, folded by the run handler)."""
+    return _narration(f"event {count} (live{', paused' if paused else ''})", event, sentence)
+
+
+def _narration(where: str, event: Event, sentence: str) -> str:
+    return f'<div class="narration"><b>{ESC(where)} · {ESC(event.type)}</b> {ESC(sentence)}</div>'
 
 
 def why_html(record: RunRecord | None, cursor: int, node: float | None) -> str:
@@ -120,12 +131,19 @@ def step_outputs(record: RunRecord | None, cursor: int, node: float | None, show
             why_html(record, cursor, node), cursor)
 
 
-def step(record, cursor, node, show_unvisited, figure_of, rain_html) -> tuple:
+def step(record, cursor, node, show_unvisited, figure_of, rain_html, gate: StepGate | None = None) -> tuple:
+    """A live run: pause it / let one more event through (the run handler shows it). Else the loaded run's next
+    event."""
+    if gate is not None and gate.step():
+        return (gr.skip(),) * 5
     return step_outputs(record, int(cursor or 0) + 1, node, show_unvisited, figure_of, rain_html)
 
 
-def play(record, cursor, node, show_unvisited, figure_of, rain_html) -> Iterator[tuple]:
-    """Step on until the end of the run (Stop ends it)."""
+def play(record, cursor, node, show_unvisited, figure_of, rain_html, gate: StepGate | None = None) -> Iterator[tuple]:
+    """A live run: let it run on. Else step on through the loaded run until its end (Stop ends it)."""
+    if gate is not None and gate.play():
+        yield (gr.skip(),) * 5
+        return
     cursor = int(cursor or 0)
     if record is None:
         yield step_outputs(None, 0, node, show_unvisited, figure_of, rain_html)
@@ -136,6 +154,14 @@ def play(record, cursor, node, show_unvisited, figure_of, rain_html) -> Iterator
         cursor += 1
         yield step_outputs(record, cursor, node, show_unvisited, figure_of, rain_html)
         time.sleep(PLAY_SECONDS)
+
+
+def on_record(record: RunRecord | None, gate: StepGate | None) -> tuple:
+    """(vanilla's marked answer, cursor, narration, why) when the page's record changes: a new run to step
+    through from its start; while a live run streams, the run handler owns the narration and the why-table."""
+    if gate is not None and gate.live:
+        return vanilla_html(None), gr.skip(), gr.skip(), gr.skip()
+    return vanilla_html(record), 0, narration_html(None, 0), why_html(record, 0, None)
 
 
 # --- what-if forks ------------------------------------------------------------------------------------------------
