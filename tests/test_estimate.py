@@ -10,9 +10,10 @@ def test_estimate_comes_from_a_measured_probe_then_from_runs(runtime, monkeypatc
     measured = estimate.probe("probe-test", runtime)
     assert measured.seconds_per_simulation > 0 and measured.source == "probe"
     text = estimate.estimate_text("probe-test")
-    minutes = measured.seconds_per_simulation * estimate.PAPER_SIMULATIONS / 60
-    assert f"about {minutes:.1f} min" in text and "probe" in text
+    minutes = measured.seconds_per_simulation * estimate.TYPICAL_SIMULATIONS / 60
+    most = measured.seconds_per_simulation * estimate.PAPER_SIMULATIONS / 60
+    assert f"about {minutes:.1f} min" in text and f"at most {most:.1f} min" in text and "probe" in text
     estimate.record_run("probe-test", {"seconds_per_simulation": 0.3})
-    assert f"{0.3 * estimate.PAPER_SIMULATIONS / 60:.1f} min" in estimate.estimate_text("probe-test")
+    assert f"about {0.3 * estimate.TYPICAL_SIMULATIONS / 60:.1f} min" in estimate.estimate_text("probe-test")
     assert "fits in about two minutes" in estimate.estimate_text("probe-test")
     assert "last run" in estimate.estimate_text("probe-test")

@@ -3,9 +3,10 @@
 The figure is measured, not assumed: a short probe search after the model loads (two simulations per move for
 five moves, so the last move expands with the 10-token sets that dominate a 128-token answer) times a
 simulation here, and every finished run replaces it with its own seconds per simulation. It is multiplied by
-the simulations the paper budget implies (`paper_simulations`): moves to reach 128 tokens with the 1, 2, 4, 10
-token-set schedule, times the 15-simulation window. Early stop can end a move sooner and maxT can run the
-first moves longer, so the text says "about".
+the simulations a paper-budget answer takes: typically `TYPICAL_SIMULATIONS`, what `bench --paper` counted for
+the embedded model's whole answer (a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
+15-simulation window), at most `paper_simulations()`: moves to reach 128 tokens with the 1, 2, 4, 10 token-set
+schedule, times that window. The text gives both.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def paper_simulations(config=None) -> int:
     return moves * config.min_window
 
 
-PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset
+PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset: the most
+TYPICAL_SIMULATIONS = 97                  # bench --paper, embedded model, 2026-12-02: 97 simulations, 137 tokens
 
 
 @dataclass
@@ -73,7 +75,9 @@ def estimate_text(spec: str) -> str:
         measured = _MEASURED.get(spec)
     if measured is None or measured.seconds_per_simulation <= 0:
         return "Paper budget: estimating the time on this machine ..."
-    seconds = measured.seconds_per_simulation * PAPER_SIMULATIONS
+    each = measured.seconds_per_simulation
+    seconds = each * TYPICAL_SIMULATIONS
     verdict = "fits in about two minutes here" if seconds <= FITS_SECONDS else "long on this machine"
-    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{PAPER_SIMULATIONS} simulations x "
-            f"{measured.seconds_per_simulation:.2f} s each (measured: {measured.source}).")
+    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{TYPICAL_SIMULATIONS} simulations x "
+            f"{each:.2f} s each (measured: {measured.source}); at most {each * PAPER_SIMULATIONS / 60:.1f} min "
+            f"if every move needs its full window ({PAPER_SIMULATIONS} simulations).")

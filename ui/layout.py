@@ -12,6 +12,7 @@ from ui.figures import empty_figure
 from ui.outputs import OUTPUTS, status_html
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 from ui.run import run
+from ui.step_gate import stop_gate
 
 TITLE = "RAIN Explorer"
 JUDGE_FORMAT_LABELS = [
@@ -289,6 +290,8 @@ def build() -> gr.Blocks:
 
         run_event = run_btn.click(run, run_inputs, out, api_name="run", show_progress="hidden")
         submit_event = prompt.submit(run, run_inputs, out, api_visibility="private", show_progress="hidden")
+        for trigger in (run_btn.click, prompt.submit):        # a new run ends this tab's paused one (its gate)
+            trigger(stop_gate, gate, None, api_visibility="private", show_progress="hidden", queue=False)
         bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], api_visibility="private",
                            show_progress="hidden", queue=False)
         replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",
@@ -312,8 +315,7 @@ def build() -> gr.Blocks:
         stop_btn.click(files.stopped, record, [status, export_btn],
                        cancels=[run_event, submit_event, replay_event, play_event], api_visibility="private")
         # a paused run is blocked inside its generator, where Gradio's cancel cannot close it: wake it to end
-        stop_btn.click(lambda g: g.stop() if g is not None else None, gate, None, api_visibility="private",
-                       show_progress="hidden", queue=False)
+        stop_btn.click(stop_gate, gate, None, api_visibility="private", show_progress="hidden", queue=False)
 
         import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
                           show_progress="minimal")

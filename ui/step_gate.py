@@ -76,3 +76,9 @@ class StepGate:
             if self.stepping:
                 self.allowed -= 1
             return True
+
+
+def stop_gate(gate: StepGate | None) -> None:
+    """The page's Stop (and a new Run in the same tab) on whatever run the tab's State holds: a paused one ends."""
+    if gate is not None:
+        gate.stop()
