@@ -128,8 +128,14 @@ def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cdf = torch.cumsum(rows, dim=-1)
     target = torch.rand((rows.shape[0], 1), generator=generator, device=rows.device, dtype=cdf.dtype) * cdf[:, -1:]
     chosen = torch.searchsorted(cdf, target, right=True).squeeze(1)          # first index whose CDF exceeds u
-    last_positive = rows.shape[-1] - 1 - torch.argmax((rows.flip(-1) > 0).to(torch.int8), dim=-1)
-    chosen = torch.minimum(chosen, last_positive)                            # u·total rounded up to the total
+    # u·total rounded up to the total lands past the end (or, in principle, on a zero): clamp to the last positive
+    # index. A chosen index inside with a positive probability is at most that index, so the full-vocabulary
+    # search for it (a flip and an argmax per row) runs only when some row needs it.
+    width = rows.shape[-1]
+    inside = chosen.clamp(max=width - 1)
+    if bool((chosen >= width).any()) or not bool((rows.gather(1, inside[:, None]) > 0).all()):
+        last_positive = width - 1 - torch.argmax((rows.flip(-1) > 0).to(torch.int8), dim=-1)
+        chosen = torch.minimum(chosen, last_positive)
     return chosen if probs.dim() == 2 else chosen[0]
 
 

@@ -54,7 +54,7 @@ class MiniLMEmbedder:
                 self._cache.popitem(last=False)
             return result
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _encode(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_sequence_length,
                                return_tensors="pt").to(self.device)

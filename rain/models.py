@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from rain.engine.hf import use_gqa_sdpa
 from rain.errors import RainError
 from rain.weights_cache import cached_model_dir
 
@@ -189,7 +190,7 @@ def load_causal_lm(spec: str | None, device: str | None = None, dtype: str = "au
         raise ModelLoadError(f"cannot load {what}: {_first_line(error)}") from error
     model.to(torch_device)
     model.eval()
-    return model, tokenizer
+    return use_gqa_sdpa(model), tokenizer
 
 
 @dataclass

@@ -90,6 +90,36 @@ def test_trie_matches_full_forward_on_branching_states(model, branching):
     check_trie_invariants(engine)
 
 
+def test_gqa_sdpa_gives_bit_identical_tree_logits_without_copying_keys_and_values(model, branching, monkeypatch):
+    """rain's attention (rain.engine.hf.gqa_sdpa_attention) against transformers' sdpa on the same weights:
+    equal logits to the bit, single tokens and multi-token tree forwards alike, and no repeat_kv copy."""
+    import copy
+
+    from transformers.integrations import sdpa_attention
+
+    from rain.engine.hf import GQA_SDPA, use_gqa_sdpa
+
+    states, _ = branching
+    plain = TrieEngine(model)
+    expected = torch.cat([plain.next_logits(states[:1]), plain.next_logits(states[1:4]), plain.next_logits([states[3] + [9]])])
+    fast_model = use_gqa_sdpa(copy.deepcopy(model))
+    assert fast_model.config._attn_implementation == GQA_SDPA and model.config._attn_implementation == "sdpa"
+    copies = []
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda states, n: copies.append(n) or states.repeat_interleave(n, 1))
+    fast = TrieEngine(fast_model)
+    copies.clear()                                           # verify() runs full forwards without a mask
+    actual = torch.cat([fast.next_logits(states[:1]), fast.next_logits(states[1:4]), fast.next_logits([states[3] + [9]])])
+    assert torch.equal(actual, expected)
+    assert copies == []
+    assert fast.stats.forward_calls == plain.stats.forward_calls == 3
+
+
+def test_models_are_loaded_with_the_gqa_sdpa_attention(real_model):
+    from rain.engine.hf import GQA_SDPA
+
+    assert real_model[0].config._attn_implementation == GQA_SDPA
+
+
 @pytest.mark.parametrize("cap_tokens", [None, 40])
 def test_forwards_are_split_when_large(model, branching, cap_tokens):
     """With at most 50 tokens per forward (and a 40-token arena) the 120-token prefix is computed in pieces."""

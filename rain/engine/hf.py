@@ -6,13 +6,16 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from rain.errors import RainError
 from rain.lm import TokenState
 
-TREE_ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")   # attention kernels that accept an arbitrary 4-D mask
+GQA_SDPA = "rain_gqa_sdpa"       # transformers' sdpa without its key/value copy on CPU (`gqa_sdpa_attention`)
+TREE_ATTENTION_IMPLEMENTATIONS = ("sdpa", GQA_SDPA, "eager")   # attention kernels that accept an arbitrary 4-D mask
 TREE_CACHE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")   # the trie serves these (the latter in its window)
 
 
@@ -42,6 +45,39 @@ class ModelShape:
     @property
     def logits_bytes(self) -> int:
         return 4 * self.vocab_size      # stored as float32
+
+
+def gqa_sdpa_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                       is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa, except for a masked forward of several tokens on CPU of a grouped-query model.
+
+    There transformers copies every key/value head `num_key_value_groups` times (`repeat_kv`) before the kernel:
+    for a tree forward, the whole gathered past, twice per layer. Handed to the kernel as they are
+    (`enable_gqa`), the heads give bit-identical outputs (tests/test_engine.py), and the copy is gone. Single
+    tokens (transformers packs the query heads instead), other devices and every other case go to transformers.
+    """
+    if (query.device.type == "cpu" and attention_mask is not None and query.shape[2] > 1 and dropout == 0.0
+            and getattr(module, "num_key_value_groups", 1) > 1 and kwargs.get("position_bias") is None
+            and kwargs.get("softcap") is None and not kwargs.get("output_attentions", False)):
+        output = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                                  scale=scaling, enable_gqa=True)
+        return output.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  is_causal=is_causal, **kwargs)
+
+
+AttentionInterface.register(GQA_SDPA, gqa_sdpa_attention)      # transformers' registries of named kernels:
+AttentionMaskInterface.register(GQA_SDPA, sdpa_mask)           # its masks are sdpa's
+
+
+def use_gqa_sdpa(model: PreTrainedModel) -> PreTrainedModel:
+    """Switch a model that runs transformers' sdpa to `gqa_sdpa_attention` (the same outputs, no key/value copy);
+    any other model is left as it is."""
+    settable = getattr(model, "_can_set_attn_implementation", lambda: False)()
+    if getattr(model.config, "_attn_implementation", None) == "sdpa" and settable:
+        model.set_attn_implementation(GQA_SDPA)
+    return model
 
 
 def _model_outputs_cache(output) -> Cache:

@@ -94,12 +94,12 @@ class TrieEngine:
         for state in states:
             self._prefetched[self._insert(state)] = None
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def next_logits(self, states: Sequence[TokenState]) -> torch.Tensor:
         ends = [self._insert(state) for state in states]
         return self._logits_of(ends)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def judge_logits(self, states: Sequence[TokenState], shared_prefix: int) -> torch.Tensor:
         ends = [self._insert(state) for state in states]
         for end in ends:
@@ -108,7 +108,7 @@ class TrieEngine:
             self.stats.judge_prefix_hits += computed_prefix_length(end, prefix_length)
         return self._logits_of(ends)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def export_prefix(self, tokens: TokenState) -> PrefixKV:
         """Keys/values of `tokens` (computing what is missing), as a standalone tensor other engines can adopt."""
         self.next_logits([tokens])
@@ -116,6 +116,7 @@ class TrieEngine:
         values = self._arena.data.index_select(3, torch.from_numpy(slots).to(self.device))
         return PrefixKV(tuple(int(t) for t in tokens), values)
 
+    @torch.inference_mode()
     def adopt_prefix(self, prefix: PrefixKV) -> None:
         """Take `prefix`'s keys/values as computed (they count as preloaded, not as distinct or forwarded)."""
         if prefix.values.shape[:3] != self._arena.data.shape[:3] or prefix.values.shape[3] != len(prefix.tokens):
@@ -160,7 +161,7 @@ class TrieEngine:
                     break
         self._update_bytes()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def verify(self) -> None:
         """Check on this model that tree-masked forwards over gathered keys/values match full forwards."""
         base = [1, 2, 3, 4]
