@@ -120,14 +120,12 @@ class Runtime:
             return JudgeScale(1.0, f"unused by {config.judge_format}")
         key = scale_key(config)
         if key not in self._judge_scales:
-            lm = self.engine(config)
-
-            def compute() -> JudgeScale:
-                return calibrate(self._judge_over(lm, config, 1.0))
+            def compute() -> JudgeScale:                # an engine is built only when the store has no entry
+                return calibrate(self._judge_over(self.engine(config), config, 1.0))
 
             fingerprint = self.weights_fingerprint()
             self._judge_scales[key] = compute() if fingerprint is None else \
-                stored_scale(store_key(fingerprint, type(lm).__name__, *key), compute)
+                stored_scale(store_key(fingerprint, self.engine_choice(config).name, *key), compute)
         return self._judge_scales[key]
 
     def weights_fingerprint(self) -> str | None:
