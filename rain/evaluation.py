@@ -82,12 +82,17 @@ def load_prompts(path: Path, limit: int | None = None) -> list[EvalPrompt]:
     return prompts[:limit] if limit else prompts
 
 
+def parse_names(text: str, allowed, what: str) -> list[str]:
+    """A comma-separated list of `allowed` names (`--methods`, sweep's `--variants`), each once, in order."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise EvalError(f"unknown {what}(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
+
+
 def parse_methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise EvalError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
-    return list(dict.fromkeys(methods))
+    return parse_names(text, METHODS, "method")
 
 
 def is_refusal(text: str) -> bool:

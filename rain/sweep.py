@@ -18,7 +18,7 @@ from statistics import mean
 from typing import Any, Callable, Sequence
 
 from rain.config import RainConfig
-from rain.evaluation import EvalError, EvalPrompt, MethodRunner, Result
+from rain.evaluation import EvalPrompt, MethodRunner, Result, parse_names
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -31,11 +31,7 @@ SUMMARY_FILE, PLOT_FILE = "summary.md", "summary.png"
 
 
 def parse_variants(text: str) -> list[str]:
-    variants = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise EvalError(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
-    return list(dict.fromkeys(variants))
+    return parse_names(text, VARIANTS, "variant")
 
 
 def variant_config(config: RainConfig, variant: str) -> RainConfig:
