@@ -21,7 +21,8 @@ from rain.export import RunRecord, nodes_of
 from rain.judge import SelfJudge
 from rain.lm import Embedder, LanguageModel
 from rain.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
-from rain.precision import Precision, name, resolve_precision
+from rain.precision import INT8, Precision, generation_copy, is_int8, name, needs_probe, resolve_precision, stored_probe
+from rain.precision import PAPER_SIMULATIONS  # noqa: F401 (the app's estimate reads it here: ui imports rain.runtime)
 from rain.prompts import Conversation, PromptFormat, build_conversation
 from rain.replay import rebuild
 from rain.search import Backends, Search
@@ -45,15 +46,19 @@ class Runtime:
         self.name = model_spec or EMBEDDED
         if loaded is not None:
             self.model, self.tokenizer = loaded
-            generation = self.model.dtype if dtype == "auto" else DTYPES[dtype]
+            generation = self.model.dtype if dtype in ("auto", INT8) else DTYPES[dtype]
             judge = self.model.dtype if judge_dtype == "auto" else DTYPES[judge_dtype]
-            self.precision = Precision(generation, judge, "loaded by the caller", judge_dtype != "auto")
+            self.precision = Precision(generation, judge, "loaded by the caller", judge_dtype != "auto",
+                                       int8=dtype == INT8)
         else:
-            precision = resolve_precision(dtype, judge_dtype, resolve_device(device))
+            torch_device = resolve_device(device)
+            precision = resolve_precision(dtype, judge_dtype, torch_device)
             wide = torch.float32 in (precision.dtype, precision.judge_dtype)
             self.model, self.tokenizer = load_causal_lm(model_spec, device=device,
                                                         dtype="float32" if wide else name(precision.dtype),
                                                         trust_remote_code=trust_remote_code)
+            if needs_probe(dtype, torch_device):        # auto on a CPU: the mode measured fastest here
+                precision = resolve_precision(dtype, judge_dtype, torch_device, stored_probe(self.model))
             self.precision = precision.sharing_judge(sum(p.numel() for p in self.model.parameters()))
         self.model, self.judge_model = self._copies(self.model, trust_remote_code)
         self.device = str(self.model.device)
@@ -73,6 +78,9 @@ class Runtime:
         so one load serves both; any other pair loads the judge on its own.
         """
         generation, judge = self.precision.dtype, self.precision.judge_dtype
+        if self.precision.int8:                         # int8 generation weights, made from the float32 ones
+            judge_model = model if judge == torch.float32 else copy.deepcopy(model).to(judge)
+            return generation_copy(model, INT8), judge_model
         if model.dtype != torch.float32 or torch.float32 not in (generation, judge):
             model = model.to(generation)
             if generation == judge:
@@ -84,6 +92,20 @@ class Runtime:
             return model, model
         other = copy.deepcopy(model).to(generation if judge == torch.float32 else judge)
         return (other, model) if judge == torch.float32 else (model, other)
+
+    def simulation_estimate(self) -> float | None:
+        """Estimated seconds of one paper-budget simulation in this runtime's generation mode, from the stored
+        precision probe (rain/precision.py `SpeedProbe`; measured now if this machine has none); None on a GPU."""
+        if self.model.device.type != "cpu":
+            return None
+        probe = self.precision.probe
+        if probe is None:
+            weights = next((m for m in (self.judge_model, self.model) if m.dtype == torch.float32 and not is_int8(m)),
+                           None)
+            if weights is None:
+                return None
+            probe = stored_probe(weights)
+        return probe.simulation_seconds(self.dtype) if self.dtype in probe.seconds else None
 
     @property
     def separate_judge(self) -> bool:

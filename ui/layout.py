@@ -337,6 +337,9 @@ def build() -> gr.Blocks:
                     show_progress="hidden", queue=False)
         demo.load(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate, api_visibility="private",
                   show_progress="hidden", queue=False)
+        demo.load(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip())    # the paper budget opens the
+                  if estimate.paper_is_default(runtimes.default_model()) else [gr.skip() for _ in knobs],   # page where
+                  None, knobs, api_visibility="private", show_progress="hidden", queue=False)    # it takes <= 60 s
         quick.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
                     api_visibility="private", show_progress="hidden", queue=False)
         paper.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
