@@ -2,36 +2,39 @@
 paper budget as the default where it is estimated at a minute or less."""
 from __future__ import annotations
 
+from rain.backends.precision import PAPER_SIMULATIONS, PaperEstimate
 from ui import estimate
 
 
 class Probed:
-    """A runtime whose stored probe estimates `seconds` per simulation (Runtime.simulation_estimate)."""
+    """A runtime whose stored probe estimates `seconds` per simulation (Runtime.paper_estimate)."""
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
 
-    def simulation_estimate(self) -> float | None:
-        return self.seconds
+    def paper_estimate(self) -> PaperEstimate | None:
+        return None if self.seconds is None else PaperEstimate(self.seconds)
 
 
 def test_estimate_comes_from_the_library_probe_then_from_runs(monkeypatch):
     monkeypatch.setattr(estimate, "_MEASURED", {})
     assert "estimating" in estimate.estimate_text("probe-test") and not estimate.paper_is_default("probe-test")
     assert estimate.probe("probe-test", Probed(None)) is None                  # a GPU: nothing probed
+    estimate.record_run("probe-test", {"seconds_per_simulation": 0.3})        # nothing to scale it by yet
+    assert "estimating" in estimate.estimate_text("probe-test")
     measured = estimate.probe("probe-test", Probed(0.9))
-    assert measured.seconds_per_simulation == 0.9 and measured.source == "probe"
+    assert (measured.seconds_per_simulation, measured.simulations, measured.source) == (0.9, PAPER_SIMULATIONS, "probe")
     text = estimate.estimate_text("probe-test")
-    minutes = 0.9 * estimate.TYPICAL_SIMULATIONS / 60
-    assert f"about {minutes:.1f} min" in text and f"at most {0.9 * estimate.PAPER_SIMULATIONS / 60:.1f} min" in text
+    assert f"about {0.9 * PAPER_SIMULATIONS / 60:.1f} min" in text and f"~{PAPER_SIMULATIONS} simulations" in text
+    assert f"at most {0.9 * estimate.PAPER_SIMULATIONS / 60:.1f} min" in text
     assert "one click away" in text and not estimate.paper_is_default("probe-test")
-    fast = 0.9 * estimate.DEFAULT_SECONDS / estimate.TYPICAL_SIMULATIONS / 0.9     # exactly 60 s: the default
-    estimate.record_run("probe-test", {"seconds_per_simulation": fast})
+    estimate.record_run("probe-test", {"seconds_per_simulation": estimate.DEFAULT_SECONDS / PAPER_SIMULATIONS})
     assert estimate.paper_is_default("probe-test") and "the default here" in estimate.estimate_text("probe-test")
     assert "last run" in estimate.estimate_text("probe-test")
 
 
 def test_the_runtime_estimate_is_the_stored_probe_of_its_mode(runtime):
-    each = runtime.simulation_estimate()
-    assert each is not None and each > 0
+    estimate_ = runtime.paper_estimate()
+    assert estimate_ is not None and estimate_.seconds_per_simulation > 0
+    assert estimate_.seconds == estimate_.seconds_per_simulation * PAPER_SIMULATIONS
     assert runtime.precision.probe is None                     # float32 asked: the probe is read for the estimate

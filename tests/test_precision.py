@@ -1,4 +1,4 @@
-"""Generation and judge precision (rain/precision.py, Runtime): auto's choices, the float32 judge copy, and
+"""Generation and judge precision (rain/backends/precision.py, Runtime): auto's choices, the float32 judge copy, and
 that the float32 mode builds exactly the tree the code built before precision became a choice."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rain.config import preset
-from rain.export import dumps, upgrade_v1
-from rain.precision import (JUDGE_COPY_MAX_PARAMETERS, Int8Linear, SpeedProbe, is_int8, cpu_flags, cpu_summary, quantize_int8,
+from rain.core.config import preset
+from rain.core.export import dumps, upgrade_v1
+from rain.backends.precision import (JUDGE_COPY_MAX_PARAMETERS, Int8Linear, SpeedProbe, is_int8, cpu_flags, cpu_summary, quantize_int8,
                             resolve_precision)
-from rain.session import RunRequest, final_record, run_session
+from rain.runs.session import RunRequest, final_record, run_session
 
 GOLDEN = Path(__file__).parent / "golden" / "float32_tree_3b2c323.json"
 CPU = torch.device("cpu")
@@ -38,13 +38,19 @@ def probe(float32: tuple[float, float], bfloat16: tuple[float, float], int8: tup
 def test_auto_on_cpu_picks_the_mode_measured_fastest_never_one_slower_than_float32():
     fast_int8 = resolve_precision("auto", "auto", CPU, probe((0.043, 0.086), (0.026, 0.028), (0.015, 0.030)))
     assert fast_int8.names == ("int8", "float32") and fast_int8.int8
-    assert "int8 generation measured fastest" in fast_int8.reason and "int8 45 ms" in fast_int8.reason
+    # a simulation: 4.3 one-row and 6.8 ten-row forwards plus the 0.2 s judge call (float32: riding along, 1 fewer)
+    int8_seconds = 4.3 * 0.015 + 6.8 * 0.030 + 0.2
+    float32_seconds = 4.3 * 0.043 + 6.8 * 0.086 + 0.2 - 0.043
+    assert fast_int8.probe.simulation_seconds("int8") == pytest.approx(int8_seconds)
+    assert fast_int8.probe.simulation_seconds("float32") == pytest.approx(float32_seconds)
+    assert "int8 generation measured fastest" in fast_int8.reason
+    assert f"int8 {int8_seconds:.2f} s" in fast_int8.reason and f"float32 {float32_seconds:.2f} s" in fast_int8.reason
     assert "the judge stays float32" in fast_int8.describe()
     bf16 = resolve_precision("auto", "auto", CPU, probe((0.043, 0.086), (0.026, 0.028), (0.030, 0.060)))
     assert bf16.names == ("bfloat16", "float32")
     emulated = probe((0.043, 0.086), (0.090, 0.200), (0.060, 0.120))       # bfloat16 and int8 both slower
     assert resolve_precision("auto", "auto", CPU, emulated).names == ("float32", "float32")
-    tie = probe((0.043, 0.086), (0.090, 0.200), (0.042, 0.085))           # within FASTER_BY of float32: noise
+    tie = probe((0.043, 0.086), (0.090, 0.200), (0.037, 0.078))           # 4% faster, within FASTER_BY: noise
     assert resolve_precision("auto", "auto", CPU, tie).names == ("float32", "float32")
     assert resolve_precision("bfloat16", "auto", CPU).names == ("bfloat16", "float32")
     assert resolve_precision("int8", "auto", CPU).names == ("int8", "float32")
@@ -53,8 +59,8 @@ def test_auto_on_cpu_picks_the_mode_measured_fastest_never_one_slower_than_float
 
 
 def test_auto_reads_the_stored_probe_without_timing_anything(real_model, tmp_path, monkeypatch):
-    from rain import precision
-    from rain.calibration import model_fingerprint
+    from rain.backends import precision
+    from rain.backends.calibration import model_fingerprint
 
     model = real_model[0]
     stored = probe((0.043, 0.086), (0.026, 0.028), (0.015, 0.030))
@@ -122,21 +128,40 @@ def short_tree(runtime) -> dict:
             "events": [{k: v for k, v in e.items() if k not in ("stats", "parts")} for e in data["events"]]}
 
 
-def same_numbers(a, b, where: str = "") -> None:
-    """Equal structure and values; floats to 1e-4 relative (the golden's priors moved by 4e-6 between 1 and 2
-    threads at the same commit: matmul rounding, not a different tree)."""
+# What a float32 recording means on any x86 CPU. Measured on one AMD EPYC with avx512f/avx512_bf16: this tree built
+# with its own kernels and with an AVX2 machine's (ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+# ONEDNN_MAX_CPU_ISA=AVX2), at 1 and 2 threads, and against the golden (recorded on an AVX2 machine):
+# - the discrete tree (ids, parents, tokens, integer visit counts, commits, the answer, event types and order)
+#   was identical in all of them;
+# - the model's own outputs (priors, the judge's Yes/No probabilities, similarities, fractional visits) moved by
+#   at most 3.9e-6, between kernel families and between thread counts alike;
+# - what the judge derives from them (scores, each order's part, node values, Eq. (1) scores) moved by at most
+#   2.0e-4 between kernel families (4e-6 between thread counts): the score is tanh(logit gap / 0.05), and the gap
+#   is a small difference of two close log-probabilities, so the scale's 1/0.05 amplifies the rounding.
+# The tolerances below are 5x those spreads; a different tree (another c_puct, one more token) is far outside.
+MODEL_OUTPUT_TOLERANCE = 2e-5
+JUDGE_DERIVED_TOLERANCE = 1e-3
+JUDGE_DERIVED_KEYS = frozenset({"score", "part", "value", "scores"})
+
+
+def same_numbers(a, b, where: str = "", key: str = "") -> None:
+    """Equal structure, equal discrete values (ints, strings, bools), floats within the measured tolerance of
+    their kind (above); `key` is the nearest enclosing dict key that names the quantity."""
     if isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-6), where
+        assert not isinstance(a, bool) and not isinstance(b, bool), where
+        tolerance = JUDGE_DERIVED_TOLERANCE if key in JUDGE_DERIVED_KEYS else MODEL_OUTPUT_TOLERANCE
+        assert a == pytest.approx(b, rel=0, abs=tolerance), where
     elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            same_numbers(a[key], b[key], f"{where}.{key}")
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for name in a:
+            named = key if name.isdigit() else name          # similarity maps are keyed by node id
+            same_numbers(a[name], b[name], f"{where}.{name}", named)
     elif isinstance(a, list):
-        assert len(a) == len(b), where
+        assert isinstance(b, list) and len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b)):
-            same_numbers(x, y, f"{where}[{i}]")
+            same_numbers(x, y, f"{where}[{i}]", key)
     else:
-        assert a == b, where
+        assert type(a) is type(b) and a == b, where
 
 
 @pytest.mark.slow
@@ -151,7 +176,7 @@ def test_float32_mode_builds_the_tree_of_the_code_before_this_change(runtime):
 
 @pytest.mark.slow
 def test_bfloat16_generation_with_a_float32_judge(real_model, runtime):
-    from rain.runtime import Runtime
+    from rain.backends.torch_runtime import Runtime
 
     fast = Runtime(None, device="cpu", dtype="bfloat16", judge_dtype="float32", loaded=real_model)
     assert fast.model.dtype == torch.bfloat16 and fast.judge_model is real_model[0]
@@ -170,10 +195,43 @@ def test_bfloat16_generation_with_a_float32_judge(real_model, runtime):
 
 @pytest.mark.slow
 def test_int8_generation_with_a_float32_judge(real_model):
-    from rain.runtime import Runtime
+    from rain.backends.torch_runtime import Runtime
 
     fast = Runtime(None, device="cpu", dtype="int8", judge_dtype="auto", loaded=real_model)
     assert is_int8(fast.model) and fast.judge_model is real_model[0] and not is_int8(real_model[0])
     tree = short_tree(fast)
     assert (tree["model"]["dtype"], tree["model"]["judge_dtype"]) == ("int8", "float32")
     assert tree["stats"]["simulations"] == 12 and tree["stats"]["recompute_ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_the_paper_line_reports_rain_over_float32_cached_vanilla(real_model, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from rain.backends import precision
+    from rain.tools import bench, judge_check
+
+    monkeypatch.setattr(judge_check, "judge_check", lambda *args: [SimpleNamespace(accuracy=0.5)])
+    monkeypatch.setattr(precision, "measure", lambda model: probe((0.043, 0.086), (0.026, 0.028), (0.015, 0.030)))
+    monkeypatch.setattr(bench, "AGREEMENT_PROMPTS", 1)
+    monkeypatch.setattr(bench, "AGREEMENT_TOKENS", 3)
+    vanilla, float32_models = bench.run_vanilla, []
+
+    def timed(runtime, question, config, tokens, cached, prompt_format, model=None):
+        row = vanilla(runtime, question, config, tokens, cached, prompt_format, model)
+        if model is not None:                                  # the float32 cached row: a known time
+            float32_models.append(model)
+            row.seconds = 0.25
+        return row
+
+    monkeypatch.setattr(bench, "run_vanilla", timed)
+    args = SimpleNamespace(paper=True, dtype="int8", judge_dtype="auto", device="cpu", model=None,
+                           knob=["max_new_tokens=4"])
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    line = next(text for text in out.splitlines() if text.startswith("paper: "))
+    fields = dict(field.split("=") for field in line.split()[1:])
+    assert fields["mode"] == "int8/float32" and fields["judge_accuracy"] == "0.50"
+    assert float(fields["over_vanilla_cached"]) == pytest.approx(float(fields["rain_seconds"]) / 0.25, abs=0.21)
+    assert len(float32_models) == 1 and float32_models[0].dtype == torch.float32 and not is_int8(float32_models[0])
+    assert "vanilla with a KV cache 0.2 s in float32" in out and out.startswith("cpu: ")

@@ -2,11 +2,10 @@
 whether the paper budget is the app's default.
 
 The figure is measured, not assumed, and comes from the library: the precision probe that chose the generation
-mode at the model's first start on this machine (rain/precision.py `SpeedProbe`, stored on disk) estimates a
-simulation's seconds (`Runtime.simulation_estimate`); every finished run replaces it with its own seconds per
-simulation. It is multiplied by the simulations a paper-budget answer takes: typically `TYPICAL_SIMULATIONS`, what
-`bench --paper` counted for the embedded model's whole answer (a re-rooted move keeps its subtree's visits, so a
-move seldom needs its whole 15-simulation window), at most `paper_simulations()`: moves to reach 128 tokens with
+mode at the model's first start on this machine (rain/backends/precision.py `SpeedProbe`, stored on disk) estimates a
+simulation's seconds and the simulations of a typical answer (`Runtime.paper_estimate`: what `bench --paper`
+counted for the embedded model; a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
+15-simulation window); every finished run replaces the seconds with its own per simulation. At `paper_simulations()`: moves to reach 128 tokens with
 the 1, 2, 4, 10 token-set schedule, times that window. The text gives both. Where the estimate is at most
 `DEFAULT_SECONDS`, the page opens with the paper budget; elsewhere it is one click away.
 """
@@ -15,8 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from rain.config import preset
-from rain.runtime import PAPER_SIMULATIONS as TYPICAL_SIMULATIONS
+from rain.core.config import preset
 
 DEFAULT_SECONDS = 60             # a paper-budget answer this fast (estimated) makes the paper budget the default
 
@@ -37,6 +35,7 @@ PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh prese
 @dataclass
 class Measured:
     seconds_per_simulation: float
+    simulations: int             # of a typical paper-budget answer
     source: str                  # "probe" or "last run"
 
 
@@ -46,48 +45,45 @@ _LOCK = threading.Lock()
 
 def probe(spec: str, runtime) -> Measured | None:
     """The library's estimate for `runtime` (its stored precision probe; None where it has none, e.g. a GPU)."""
-    seconds = runtime.simulation_estimate()
-    if seconds is None:
+    estimate = runtime.paper_estimate()
+    if estimate is None:
         return None
-    measured = Measured(seconds, "probe")
+    measured = Measured(estimate.seconds_per_simulation, estimate.simulations, "probe")
     with _LOCK:
         _MEASURED.setdefault(spec, measured)
     return measured
 
 
 def record_run(spec: str, stats: dict) -> None:
-    """A finished run's own speed replaces the probe's."""
+    """A finished run's own speed replaces the probe's (where there was a probe to say how many simulations)."""
     seconds = stats.get("seconds_per_simulation")
-    if seconds:
-        with _LOCK:
-            _MEASURED[spec] = Measured(float(seconds), "last run")
+    with _LOCK:
+        earlier = _MEASURED.get(spec)
+        if seconds and earlier is not None:
+            _MEASURED[spec] = Measured(float(seconds), earlier.simulations, "last run")
 
 
-def paper_seconds(spec: str) -> float | None:
-    """Estimated seconds of a typical paper-budget answer, or None while nothing is measured."""
+def _measured(spec: str) -> Measured | None:
     with _LOCK:
         measured = _MEASURED.get(spec)
-    if measured is None or measured.seconds_per_simulation <= 0:
-        return None
-    return measured.seconds_per_simulation * TYPICAL_SIMULATIONS
+    return measured if measured is not None and measured.seconds_per_simulation > 0 else None
 
 
 def paper_is_default(spec: str) -> bool:
     """The paper budget opens the page where its answer is estimated at DEFAULT_SECONDS or less."""
-    seconds = paper_seconds(spec)
-    return seconds is not None and seconds <= DEFAULT_SECONDS
+    measured = _measured(spec)
+    return measured is not None and measured.seconds_per_simulation * measured.simulations <= DEFAULT_SECONDS
 
 
 def estimate_text(spec: str) -> str:
     """One line for the app: the estimated paper-budget time, or that it is still being measured."""
-    seconds = paper_seconds(spec)
-    if seconds is None:
+    measured = _measured(spec)
+    if measured is None:
         return "Paper budget: estimating the time on this machine ..."
-    with _LOCK:
-        measured = _MEASURED[spec]
-    each = measured.seconds_per_simulation
+    each, typical = measured.seconds_per_simulation, measured.simulations
+    seconds = each * typical
     verdict = (f"the default here: {DEFAULT_SECONDS} s or less" if seconds <= DEFAULT_SECONDS
                else f"over {DEFAULT_SECONDS} s here, so one click away")
-    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{TYPICAL_SIMULATIONS} simulations x "
+    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{typical} simulations x "
             f"{each:.2f} s each (measured: {measured.source}); at most {each * PAPER_SIMULATIONS / 60:.1f} min "
             f"if every move needs its full window ({PAPER_SIMULATIONS} simulations).")
