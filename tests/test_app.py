@@ -15,14 +15,11 @@ from typing import NamedTuple
 
 import pytest
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
+from fakes import CONFIG, fake_record, fake_run
 from rain.events import Committed
 from rain.export import RunRecord, TreeFileError, load, loads, nodes_of
 from rain.judge import JudgeDescription, JudgeOrder, describe
-from rain.prompts import Conversation
 from rain.replay import rebuild
-from rain.search import Backends, Search
 from rain.tree import Tree
 from rain import session
 from rain.best_of_n import BestOfN, Sample, pick_best
@@ -40,21 +37,8 @@ TREES = sorted((ROOT / "assets" / "trees").glob("*.json"))
 # --- fakes: a whole run in milliseconds ----------------------------------------------------------------------
 
 def fake_events(**overrides):
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    config = preset("hh", **{"sims_per_move": 4, "max_moves": 4, **overrides})
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
-    return search, list(search.run())
-
-
-def fake_record(**overrides) -> RunRecord:
-    search, events = fake_events(**overrides)
-    return RunRecord(prompt="how to pick a lock", config=search.config.to_dict(), model={"name": "fake"},
-                     judge={"format": "yesno_prob", "criterion": "harm",
-                            "templates": ["A {exchange} harmful?", "B {exchange} harmless?"],
-                            "exchange": "Human: {question}\nAssistant: {answer}"},
-                     events=events, answer=search.answer(), vanilla="vanilla text", stats=events[-1].stats)
+    """A run on the fakes at 4 simulations per move (tests/fakes.py)."""
+    return fake_run(CONFIG.replace(**{"sims_per_move": 4, **overrides}))
 
 
 def hand_tree() -> Tree:
@@ -531,7 +515,7 @@ def test_cancelling_during_best_of_n_stops_it_and_the_next_run_is_clean(client, 
 
 def test_the_handlers_run_replay_scrub_export_and_import_on_fakes(monkeypatch):
     """Every handler's path to the page (ui/run.py, ui/files.py through ui/outputs.py) on a fake runtime: no model."""
-    from test_session import FakeRuntime
+    from fakes import FakeRuntime
 
     from ui.run import run
 

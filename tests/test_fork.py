@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM, fake_record
 from rain.cli import main
 from rain.config import preset
 from rain.events import Committed, Expanded
@@ -15,7 +15,6 @@ from rain.fork import ForkError, conversation_for, fork, plan_fork
 from rain.prompts import Conversation
 from rain.search import Backends, Search
 from rain.teaching import committed_nodes
-from test_export import fake_record
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"
 

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import EOS, FakeLM, fake_conversation, fake_run, fake_search
 from rain.config import ConfigError, RainConfig, preset
 from rain.decoding import path_candidates, single_token_candidates, top_k_probs
 from rain.lm import ComputeStats
-from rain.prompts import Conversation
 from rain.events import BackedUp, Committed, NodesAdded
 from rain.replay import apply_event
-from rain.search import (Backends, Search, addition_triggered, backup, child_priors, noised, puct_scores,
+from rain.search import (addition_triggered, backup, child_priors, noised, puct_scores,
                          reroot_priors, select_child, stop_rule_met)
 from rain.tree import Tree
 
@@ -233,9 +232,7 @@ def test_dynamic_addition_trigger():
 
 
 def test_dynamic_addition_adds_the_next_ranked_token():
-    codec = FakeCodec()
-    conversation = Conversation("q", (3, 4), ":", frozenset({EOS}), None, "fake")
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, RainConfig())
+    search = fake_search(RainConfig(), conversation=fake_conversation("q", (3, 4)))
     root = search.tree[0]
     search.ranked_logits[root.id] = [(9, 3.0), (2, 2.0), (7, 1.0)]
     search.tree.add(0, (9,), "", .6)
@@ -262,8 +259,7 @@ def test_stop_rule_needs_fn_above_min_t_and_q_above_vt_strictly():
 
 
 def test_window_is_max_of_maxt_minus_root_visits_and_15():
-    search = Search(Backends(FakeLM(), FakeCodec(), FakeJudge(), FakeEmbedder()),
-                    Conversation("q", (3,), ":", frozenset({EOS}), None, "fake"), RainConfig())
+    search = fake_search(RainConfig(), conversation=fake_conversation("q", (3,)))
     assert search._window() == 50
     search.tree[0].real_visits = 40
     assert search._window() == 15
@@ -297,14 +293,6 @@ def test_reroot_keeps_the_subtree_and_renoises_priors():
 
 # --- whole runs on fakes --------------------------------------------------------------------------------------
 
-def fake_run(config: RainConfig, lm: FakeLM | None = None):
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    search = Search(Backends(lm or FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
-    return search, list(search.run())
-
-
 def test_same_seed_same_tree_and_different_seed_different_tree():
     from rain.export import nodes_of
 
@@ -328,7 +316,7 @@ def test_run_emits_every_step_and_commits_with_the_schedule():
 
 
 def test_terminal_leaves_are_evaluated_but_never_expanded_and_eos_ends_the_run():
-    search, events = fake_run(preset("hh", sims_per_move=4), FakeLM(eos_boost=4.0))
+    search, events = fake_run(preset("hh", sims_per_move=4), lm=FakeLM(eos_boost=4.0))
     tree = search.tree
     assert events[-1].reason == "eos"
     for node in tree.nodes:
@@ -340,7 +328,7 @@ def test_terminal_leaves_are_evaluated_but_never_expanded_and_eos_ends_the_run()
 
 def test_release_is_called_on_every_commit_with_old_and_new_root_states():
     lm = FakeLM()
-    search, events = fake_run(preset("hh", sims_per_move=2, max_moves=2), lm)
+    search, events = fake_run(preset("hh", sims_per_move=2, max_moves=2), lm=lm)
     assert len(lm.released) == 2
     keep, under = lm.released[0]
     assert keep[:len(under)] == under and len(keep) == len(under) + 1
@@ -418,10 +406,20 @@ def test_judge_score_formulas_on_hand_computed_probabilities():
 
 
 class AlikeEmbedder:
-    """Nearly equal embeddings (cosine > 0.95): Eq. (2) shares and dynamic additions both happen."""
+    """Nearly equal embeddings (cosine > 0.95): Eq. (2) shares and dynamic additions both happen (with
+    ALIKE_CONFIG's loose addition test). Counts the texts it embeds."""
+
+    def __init__(self):
+        self.texts = 0
 
     def embed(self, texts):
+        self.texts += len(texts)
         return [[1.0, 0.02 * (len(t) % 5), 0.01 * (sum(map(ord, t)) % 3)] for t in texts]
+
+
+ALIKE_CONFIG = preset("hh", candidates=2, addition_variance=10.0, addition_value=1.0, sims_per_move=12, max_moves=8,
+                      max_new_tokens=40, token_set_lengths=(1, 3))
+
 
 
 def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares():
@@ -429,13 +427,9 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
     from rain.export import nodes_of
     from rain.replay import rebuild
 
-    codec = FakeCodec()
-    conversation = Conversation("q", tuple(codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
-    config = preset("hh", candidates=2, addition_variance=10.0, addition_value=1.0, sims_per_move=12, max_moves=8,
-                    max_new_tokens=40, token_set_lengths=(1, 3))
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), AlikeEmbedder()), conversation, config)
-    events = list(search.run())
+    search, events = fake_run(ALIKE_CONFIG, embedder=AlikeEmbedder(), conversation=fake_conversation("q"))
     assert any(e.type == "node_added" for e in events) and any(e.type == "backup" and e.similarity for e in events)
     assert nodes_of(search.tree) == nodes_of(rebuild(events))
     assert (search.tree.root, search.tree.min_value, search.tree.max_value) == \
         (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)
+

@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 
 from rain.export import load
-from test_export import fake_record
+from fakes import fake_record
 from ui import outputs, runtimes
 from ui import run as ui_run
 from ui import teaching as teach
@@ -85,7 +85,7 @@ def test_the_gate_lets_one_event_through_per_step_and_ends_on_stop_or_a_long_pau
 @pytest.fixture
 def fake_runs(monkeypatch):
     """The Run handler on a fake runtime; the list of sessions that were closed."""
-    from test_session import FakeRuntime
+    from fakes import FakeRuntime
 
     fake, closed = FakeRuntime(), []
     monkeypatch.setattr(runtimes, "get_runtime", lambda spec: fake)
