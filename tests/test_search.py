@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import EOS, FakeLM, fake_conversation, fake_run, fake_search
+from fakes import EOS, FakeJudge, FakeLM, fake_conversation, fake_run, fake_search
 from rain.config import ConfigError, RainConfig, preset
 from rain.decoding import path_candidates, single_token_candidates, top_k_probs
 from rain.lm import ComputeStats
@@ -447,3 +447,18 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
     assert (search.tree.root, search.tree.min_value, search.tree.max_value) == \
         (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)
 
+
+def test_the_evaluation_cache_asks_the_judge_once_per_text_and_off_asks_every_time():
+    """eval_cache (the authors' `dic`): a text already judged is scored from the cache, without a judge call."""
+    judge = FakeJudge()
+    _, events = fake_run(preset("hh", sims_per_move=8, max_moves=3), judge=judge)
+    evaluated = [e for e in events if e.type == "evaluate"]
+    hits = sum(e.cache_hit for e in evaluated)
+    asked = [answer for _, answer in judge.calls]
+    assert hits > 0 and len(asked) == len(evaluated) - hits            # this case repeats texts
+    assert sorted(asked) == sorted({e.answer for e in evaluated})         # each text judged exactly once
+    assert events[-1].stats["eval_cache_hits"] == hits and events[-1].stats["evaluations"] == len(asked)
+    judge = FakeJudge()
+    _, events = fake_run(preset("hh", sims_per_move=8, max_moves=3, eval_cache=False), judge=judge)
+    evaluated = [e for e in events if e.type == "evaluate"]
+    assert not any(e.cache_hit for e in evaluated) and len(judge.calls) == len(evaluated)
