@@ -1,16 +1,19 @@
 """rain/session.py on fakes: one stream (vanilla, RAIN, Best-of-N, record), one stats vocabulary, one Best-of-N JSON."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 
 from fakes import FakeRuntime
+from rain import session as session_module
 from rain.best_of_n import BestOfN, Sample
 from rain.config import ConfigError, preset
 from rain.events import Event, Finished
 from rain.export import dumps, loads, nodes_of
 from rain.replay import rebuild
+from rain.search import Search
 from rain.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
                           final_record, run_session)
 
@@ -53,18 +56,60 @@ def test_best_of_n_has_one_json_form_that_survives_export():
     json.dumps(data)
 
 
-def test_parts_switch_off_and_closing_the_stream_closes_the_part_running():
+def test_parts_switch_off():
     runtime = FakeRuntime()
     items = list(run_session(runtime, RunRequest("q", CONFIG, vanilla=False)))
     assert not any(isinstance(i, (VanillaText, VanillaDone, Sample)) for i in items)
     assert "vanilla_seconds" not in items[-1].record.stats and "simulations" in items[-1].record.stats
 
+
+def kept_generators(monkeypatch, runtime):
+    """Keep a reference to every inner generator the session starts (RAIN's `Search.run`, the Best-of-N lane) and
+    mark when vanilla's stream ends: a generator the session only drops would stay open while referenced."""
+    inner: dict[str, list] = {"rain": [], "best_of_n": [], "vanilla_ended": []}
+    real_search, real_lane, real_vanilla = runtime.search, session_module.best_of_n, runtime.vanilla_stream
+
+    def search(*args, **kwargs):
+        found = real_search(*args, **kwargs)
+        found.run = lambda: inner["rain"].append(Search.run(found)) or inner["rain"][-1]
+        return found
+
+    def lane(*args):
+        inner["best_of_n"].append(real_lane(*args))
+        return inner["best_of_n"][-1]
+
+    def vanilla(*args, **kwargs):
+        try:
+            yield from real_vanilla(*args, **kwargs)
+        finally:
+            inner["vanilla_ended"].append(True)
+
+    monkeypatch.setattr(runtime, "search", search)
+    monkeypatch.setattr(runtime, "vanilla_stream", vanilla)
+    monkeypatch.setattr(session_module, "best_of_n", lane)
+    return inner
+
+
+@pytest.mark.parametrize("part", [VanillaText, Event, Sample])
+def test_closing_the_stream_closes_the_part_running(monkeypatch, part):
+    """Stop in the app closes the session's stream; the part it is in (vanilla, RAIN's search, the Best-of-N lane)
+    is closed with it, not left suspended."""
+    runtime = FakeRuntime()
+    inner = kept_generators(monkeypatch, runtime)
     stream = run_session(runtime, RunRequest("q", CONFIG, best_of_n=BestOfNSettings(4)))
     for item in stream:
-        if isinstance(item, Sample):
+        if isinstance(item, part):
             break
+    running = {VanillaText: None, Event: "rain", Sample: "best_of_n"}[part]
+    if running:
+        assert inspect.getgeneratorstate(inner[running][0]) == inspect.GEN_SUSPENDED
+    else:
+        assert inner["vanilla_ended"] == [] and inner["rain"] == []
     stream.close()
-    assert stream.gi_frame is None
+    if running:
+        assert inspect.getgeneratorstate(inner[running][0]) == inspect.GEN_CLOSED
+    else:
+        assert inner["vanilla_ended"] == [True] and inner["rain"] == []
 
 
 @pytest.mark.parametrize("n, temperature", [(0, 1.0), (2.5, 1.0), (True, 1.0), (2, 0.0), (2, -1.0)])
