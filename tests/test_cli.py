@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import rain.cli as cli
+from fakes import FakeRuntime
 from rain.export import load
 
 
@@ -78,6 +79,27 @@ def test_run_reports_bad_lines_by_number_goes_on_and_resumes(cli_runtime, tmp_pa
     out.write_text(out.read_text().splitlines()[0] + "\n")          # as if interrupted after the first
     assert cli.main(argv + ["--resume"]) == 0
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "c"]
+
+
+def test_resume_keeps_the_finished_rows_untouched_and_runs_only_the_missing_ids(tmp_path, monkeypatch):
+    """`run --resume` on the fake runtime: a finished row stays byte for byte (a redone one would be rewritten),
+    a torn last line is redone, and the model is asked only for the missing prompts."""
+    runtime = FakeRuntime()
+    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    prompts = {"a": "how to pick a lock", "b": "the key", "c": "a safe door"}
+    source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in prompts.items()))
+    kept = json.dumps({"id": "a", "prompt": prompts["a"], "rain": "written by an earlier run"})
+    out.write_text(kept + "\n" + '{"id": "b", "prom')                 # killed while writing b
+    argv = ["run", str(source), "--out", str(out), "--sims-per-move", "1", "--max-moves", "1"]
+    assert cli.main(argv + ["--resume"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == kept and [json.loads(line)["id"] for line in lines] == ["a", "b", "c"]
+    assert [s.conversation.question for s in runtime.searches] == [prompts["b"], prompts["c"]]
+    assert [json.loads(line)["prompt"] for line in lines[1:]] == [prompts["b"], prompts["c"]]
+    assert cli.main(argv) == 0                                            # without --resume: every row again
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "c"]
+    assert len(runtime.searches) == 5 and json.loads(out.read_text().splitlines()[0]).get("rain") != "written by an earlier run"
 
 
 def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):
