@@ -191,11 +191,13 @@ def test_view_folds_events_into_the_same_tree_as_replay_and_scrubs_by_simulation
 
 def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
     _, events = fake_events()
-    mid = next(i for i, e in enumerate(events) if e.type == "evaluate" and i > 20)
+    mid = next(i for i, e in enumerate(events) if e.type == "evaluate" and i > 20            # a path below the
+               and len(events[i - 2].path) > 1 and events[i - 1].text.strip())                  # root, a rollout
     view = RunView.of(events[: mid + 1])
     page = rain_html(view)
     assert 'class="committed"' in page and 'class="verdict' in page
-    assert ('class="path"' in page) or ('class="rollout"' in page)
+    assert 'class="path"' in page and 'class="rollout"' in page
+    assert html.escape(events[mid - 1].text.strip()) in page.split('class="rollout"')[1]
     assert "<script" not in rain_html(RunView.of(events))
 
 
