@@ -176,7 +176,8 @@ class FakeRuntime(Runtime):
         return self.engines[-1]
 
     def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
-        return fake_conversation(question)
+        """The question's words of the fake vocabulary, then PROMPT: another question, another search."""
+        return fake_conversation(question, question + PROMPT)
 
     def judge_scale(self, config: RainConfig) -> JudgeScale:
         return JudgeScale(1.0, "fixed")

@@ -169,6 +169,29 @@ def test_run_with_concurrency_writes_every_id_once(cli_runtime, tmp_path):
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["a", "b", "c"]
 
 
+def test_concurrent_rows_never_cross_prompts(tmp_path, monkeypatch):
+    """`run --concurrency 3` on the fake runtime (whose answer depends on the prompt): every row and its tree hold
+    their own prompt, and the answer a sequential run gives that prompt."""
+    runtime = FakeRuntime()
+    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    prompts = ["the key", "a safe door", "help you", "pick the lock", "use a tool", "ask for help"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    rows = {}
+    for concurrency in ("1", "3"):
+        out, trees = tmp_path / f"out{concurrency}.jsonl", tmp_path / f"trees{concurrency}"
+        assert cli.main(["run", str(source), "--out", str(out), "--trees", str(trees), "--concurrency", concurrency,
+                         "--sims-per-move", "2", "--max-moves", "3"]) == 0
+        rows[concurrency] = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+        for i, prompt in enumerate(prompts):
+            row, tree = rows[concurrency][str(i)], load(trees / f"{i}.json")
+            assert row["prompt"] == tree.prompt == tree.events[0].question == prompt
+            assert row["rain"] == tree.answer and row["vanilla"] == tree.vanilla
+    assert len({row["rain"] for row in rows["1"].values()}) > 1                 # the answers tell prompts apart
+    assert {i: row["rain"] for i, row in rows["3"].items()} == {i: row["rain"] for i, row in rows["1"].items()}
+    assert {i: row["vanilla"] for i, row in rows["3"].items()} == {i: row["vanilla"] for i, row in rows["1"].items()}
+
+
 @pytest.mark.parametrize("argv, words", [
     (["run", "IN", "--out", "OUT", "--concurrency", "0"], "--concurrency and --workers must be >= 1"),
     (["bench", "--concurrency", "1,x"], "--concurrency must be a comma-separated list of whole numbers"),
