@@ -462,3 +462,22 @@ def test_the_evaluation_cache_asks_the_judge_once_per_text_and_off_asks_every_ti
     _, events = fake_run(preset("hh", sims_per_move=8, max_moves=3, eval_cache=False), judge=judge)
     evaluated = [e for e in events if e.type == "evaluate"]
     assert not any(e.cache_hit for e in evaluated) and len(judge.calls) == len(evaluated)
+
+
+def test_commit_sample_draws_by_normalised_visits_and_the_seed_reproduces():
+    """commit="sample" (§3.2's prose): the move is drawn from the root's children by visit share, where argmax
+    always takes the most visited; the same seed draws the same moves, and a whole run repeats."""
+    def draws(commit: str, seed: int, count: int = 60) -> list[int]:
+        search = fake_search(RainConfig(commit=commit, seed=seed))
+        for tokens, visits in [((5,), 3), ((6,), 2), ((7,), 1)]:
+            search.tree.add(0, tokens, "", 1 / 3).visits = visits
+        return [search._choose_move().id for _ in range(count)]
+
+    assert {i for seed in range(5) for i in draws("argmax", seed)} == {1}
+    sampled = [draws("sample", seed) for seed in range(5)]
+    assert sampled[0] == draws("sample", 0) and len({tuple(d) for d in sampled}) == 5
+    shares = [sum(d.count(i) for d in sampled) / 300 for i in (1, 2, 3)]
+    assert shares == pytest.approx([3 / 6, 2 / 6, 1 / 6], abs=0.08)
+    config = preset("hh", sims_per_move=4, max_moves=4, commit="sample")
+    first, again = ([(e.node, e.text) for e in fake_run(config)[1] if e.type == "commit"] for _ in range(2))
+    assert first and first == again
