@@ -1,6 +1,6 @@
 """Deterministic stand-ins for the model, tokenizer, judge and embedder, so algorithm tests run in milliseconds;
 one search and one record built on them (`fake_search`, `fake_record`), and one `FakeRuntime`: the real
-`rain.runtime.Runtime` with only its model-bound parts replaced (tests/test_fakes.py holds it to Runtime's
+`rain.backends.torch_runtime.Runtime` with only its model-bound parts replaced (tests/test_fakes.py holds it to Runtime's
 interface), so every test that runs a session on fakes runs the real session, vanilla and search code."""
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rain.calibration import JudgeScale
-from rain.config import RainConfig, preset
-from rain.export import RunRecord, nodes_of
-from rain.lm import ComputeStats, Evaluation
-from rain.prompts import Conversation, PromptFormat
-from rain.replay import rebuild
-from rain.runtime import Runtime
-from rain.search import Backends, Search
+from rain.backends.calibration import JudgeScale
+from rain.core.config import RainConfig, preset
+from rain.core.export import RunRecord, nodes_of
+from rain.core.lm import ComputeStats, Evaluation
+from rain.core.prompts import Conversation, PromptFormat
+from rain.core.replay import rebuild
+from rain.backends.torch_runtime import Runtime
+from rain.core.search import Backends, Search
 
 WORDS = ["<eos>", " the", " a", " lock", " key", " door", " pick", " safe", " harm", " help", " you",
          " can", " not", " sorry", " use", " tool", ",", ".", " open", " ask"]
@@ -157,7 +157,7 @@ def fake_record(**overrides) -> RunRecord:
 
 
 class FakeRuntime(Runtime):
-    """`rain.runtime.Runtime` on the fakes: the model-bound methods (engine, tokenised conversation, judge, judge
+    """`rain.backends.torch_runtime.Runtime` on the fakes: the model-bound methods (engine, tokenised conversation, judge, judge
     scale, record metadata) are replaced; search, vanilla_stream, resolved and judge are Runtime's own.
 
     It keeps what tests count: every engine built (`engines`) and every search started (`searches`)."""

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from rain.cli import main
-from rain.concurrent import Row, finished_ids
-from rain.config import preset
-from rain.distributed import run_on_ray
+from rain.tools.cli import main
+from rain.runs.concurrent import Row, finished_ids
+from rain.core.config import preset
+from rain.tools.distributed import run_on_ray
 
 SEARCH = {"sims_per_move": 2, "max_moves": 2, "max_new_tokens": 16}    # a row takes seconds on the tiny model
 BUDGET = ["--sims-per-move", "2", "--max-moves", "2", "--max-new-tokens", "16"]
@@ -25,7 +25,7 @@ def ids_in(path) -> list[str]:
 def tiny_folder(embedded_tokenizer, tmp_path_factory):
     """A random-weight Llama folder: what is tested is the queue, the workers and the writer, not the answers
     (a real-model run is in README "Many searches at once"); its workers load it in well under a second."""
-    from rain.model_check import write_folder
+    from rain.tools.model_check import write_folder
 
     return str(write_folder("llama", embedded_tokenizer, tmp_path_factory.mktemp("tiny") / "llama"))
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakes import fake_record
-from rain.export import MAX_IMPORT_BYTES, TreeFileError, dumps, load, loads, nodes_of, save
-from rain.replay import rebuild
+from rain.core.export import MAX_IMPORT_BYTES, TreeFileError, dumps, load, loads, nodes_of, save
+from rain.core.replay import rebuild
 
 GOLDEN = Path(__file__).parent / "golden" / "fake_tree.json"
 
@@ -70,7 +70,7 @@ def test_replay_rebuilds_the_live_tree_and_every_prefix_is_consistent():
 
 
 def test_replay_command_needs_no_model(tmp_path, capsys):
-    from rain.cli import main
+    from rain.tools.cli import main
 
     path = save(fake_record(), tmp_path / "tree.json")
     assert main(["replay", str(path)]) == 0

@@ -6,8 +6,8 @@ import inspect
 import pytest
 
 from fakes import FakeCodec, FakeEmbedder, FakeJudge, FakeLM, FakeRuntime
-from rain.lm import Embedder, Judge, LanguageModel, TextCodec
-from rain.runtime import Runtime
+from rain.core.lm import Embedder, Judge, LanguageModel, TextCodec
+from rain.backends.torch_runtime import Runtime
 
 
 def parameters(function) -> list[tuple]:

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM, FakeRuntime, fake_record
-from rain.cli import main
-from rain.config import preset
-from rain.events import Committed, Expanded
-from rain.export import dumps, load, loads, save
-from rain.fork import ForkError, conversation_for, fork, plan_fork
-from rain.prompts import Conversation
-from rain.search import Backends, Search
-from rain.session import RunRequest, final_record, run_session
-from rain.teaching import committed_nodes
+from rain.tools.cli import main
+from rain.core.config import preset
+from rain.core.events import Committed, Expanded
+from rain.core.export import dumps, load, loads, save
+from rain.runs.fork import ForkError, conversation_for, fork, plan_fork
+from rain.core.prompts import Conversation
+from rain.core.search import Backends, Search
+from rain.runs.session import RunRequest, final_record, run_session
+from rain.runs.teaching import committed_nodes
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"
 
@@ -77,7 +77,7 @@ def untimed(events) -> list[dict]:
 
 
 def test_fork_runs_below_the_prefix_and_at_the_prompt_with_the_same_knobs_is_the_parent_run(tmp_path):
-    """Through rain.fork.fork on the fake runtime, against the parent as `generate` ran it (rain/session.py)."""
+    """Through rain.runs.fork.fork on the fake runtime, against the parent as `generate` ran it (rain/runs/session.py)."""
     runtime = FakeRuntime()
     parent = final_record(run_session(runtime, RunRequest("how to pick a lock", preset("hh", sims_per_move=5,
                                                                                         max_moves=4))))

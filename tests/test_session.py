@@ -1,4 +1,4 @@
-"""rain/session.py on fakes: one stream (vanilla, RAIN, Best-of-N, record), one stats vocabulary, one Best-of-N JSON."""
+"""rain/runs/session.py on fakes: one stream (vanilla, RAIN, Best-of-N, record), one stats vocabulary, one Best-of-N JSON."""
 from __future__ import annotations
 
 import inspect
@@ -7,14 +7,14 @@ import json
 import pytest
 
 from fakes import FakeRuntime
-from rain import session as session_module
-from rain.best_of_n import BestOfN, Sample
-from rain.config import ConfigError, preset
-from rain.events import Event, Finished
-from rain.export import dumps, loads, nodes_of
-from rain.replay import rebuild
-from rain.search import Search
-from rain.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
+from rain.runs import session as session_module
+from rain.runs.best_of_n import BestOfN, Sample
+from rain.core.config import ConfigError, preset
+from rain.core.events import Event, Finished
+from rain.core.export import dumps, loads, nodes_of
+from rain.core.replay import rebuild
+from rain.core.search import Search
+from rain.runs.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
                           final_record, run_session)
 
 

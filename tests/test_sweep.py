@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-import rain.cli as cli
+import rain.tools.cli as cli
 from fakes import FakeRuntime
-from rain.config import preset
-from rain.evaluation import EvalError, read_results
-from rain.sweep import VARIANTS, parse_variants, variant_config
+from rain.core.config import preset
+from rain.tools.evaluation import EvalError, read_results
+from rain.tools.sweep import VARIANTS, parse_variants, variant_config
 
 
 def test_variants_remove_the_components_cumulatively_as_table_4_does():
@@ -57,8 +57,8 @@ def test_sweep_writes_rows_summary_and_plot_and_resumes(tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_sweep_on_the_real_model(runtime, tmp_path):
     """One prompt, the full and c = 0 variants, on the embedded model: real answers, scores and a plot."""
-    from rain import sweep
-    from rain.evaluation import EvalPrompt
+    from rain.tools import sweep
+    from rain.tools.evaluation import EvalPrompt
 
     config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
     run = sweep.sweep_runner(runtime, config)

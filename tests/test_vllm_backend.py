@@ -1,7 +1,7 @@
 """The vLLM backend against the trie engine on the embedded model (run in .venv-vllm by `make test`).
 
 The venv pins transformers 5.19 for vLLM; the trie engine runs there too (the forward's cache keyword is read from
-the installed release, rain/engine/hf.py), and the first test holds it to plain full forwards in this venv.
+the installed release, rain/backends/engine/hf.py), and the first test holds it to plain full forwards in this venv.
 
 Deterministic parts (top-k priors, 1-token expansions, greedy paths, judge label probabilities and scores) must
 equal the trie engine's within float32 kernel noise; sampled parts (rollouts, sampled paths) must match the exact
@@ -15,8 +15,8 @@ import torch
 
 pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (`make vllm`; `make test` runs them)")
 
-from rain.config import preset
-from rain.decoding import (
+from rain.core.config import preset
+from rain.core.decoding import (
     PathsRequest,
     RolloutRequest,
     RolloutRules,
@@ -26,8 +26,8 @@ from rain.decoding import (
     single_token_program,
     top_k_probs,
 )
-from rain.export import load, save
-from rain.replay import rebuild
+from rain.core.export import load, save
+from rain.core.replay import rebuild
 
 PROBABILITY_TOLERANCE = 2e-3         # absolute, on probabilities in [0, 1]: float32 kernels differ (vLLM vs torch)
 SCORE_TOLERANCE = 0.03               # judge score in [-1, 1]; yesno_logit divides a logit gap by 0.05
@@ -43,7 +43,7 @@ def trie_engine(runtime):
 
 @pytest.fixture(scope="module")
 def vllm_runtime(runtime):
-    from rain.vllm_backend import VllmRuntime
+    from rain.backends.vllm_runtime import VllmRuntime
 
     vllm = VllmRuntime(None, max_model_len=2048)
     yield vllm
@@ -59,8 +59,8 @@ def state(runtime):
 def test_the_trie_engine_is_exact_under_this_venvs_transformers(runtime, state):
     """`python -m rain generate` without --backend vllm in .venv-vllm: the trie is chosen and verified, and it and
     the authors' stream reuse give full forwards' logits (under 5.19 they once raised / gave wrong greedy paths)."""
-    from rain.engine import ReferenceEngine
-    from rain.engine.hf import full_forward_logits
+    from rain.backends.engine import ReferenceEngine
+    from rain.backends.engine.hf import full_forward_logits
 
     assert runtime.engine_choice(preset("hh")).name == "trie"
     states = [state, state + [34416], state + [34416, 253], state + [28]]
@@ -185,8 +185,8 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
 
 
 def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
-    """The run's one stream (rain/session.py run_session) on vLLM: a record that saves, loads and replays."""
-    from rain.session import RunRequest, final_record, run_session
+    """The run's one stream (rain/runs/session.py run_session) on vLLM: a record that saves, loads and replays."""
+    from rain.runs.session import RunRequest, final_record, run_session
 
     config = preset("hh", sims_per_move=2, max_moves=2, max_new_tokens=16, seed=3)
     record = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config)))
@@ -205,8 +205,8 @@ def test_concurrent_searches_share_one_engine_and_never_cross_prompts(vllm_runti
     import json
     import threading
 
-    from rain.cli import answer_row
-    from rain.concurrent import Row, run_concurrently
+    from rain.runs.concurrent import answer_row
+    from rain.runs.concurrent import Row, run_concurrently
 
     engines, lock, in_flight, most = [], threading.Lock(), [0], [0]
     real_engine, real_submit = vllm_runtime.engine, vllm_runtime.server.submit

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import torch
 
-from rain.decoding import PathsRequest, TopTokensRequest, last_char, single_token_candidates
-from rain.vllm_backend import MAX_LOGPROBS, VllmLM
+from rain.core.decoding import PathsRequest, TopTokensRequest, last_char, single_token_candidates
+from rain.backends.vllm_runtime import MAX_LOGPROBS, VllmLM
 
 
 class LoggedFuture(Future):
@@ -97,7 +97,7 @@ def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
 
 def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runtime):
     """vLLM stops at these ids; simg tests the last character of the decoded answer: the same tokens."""
-    from rain.vllm_backend import clause_stop_ids
+    from rain.backends.vllm_runtime import clause_stop_ids
 
     codec, marks = runtime.codec, ",.?:;\n"
     ids = clause_stop_ids(codec, marks)
