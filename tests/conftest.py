@@ -101,20 +101,25 @@ def launch_on_a_free_port(demo, attempts: int = 5, **kwargs) -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url():
-    """The app on a free localhost port; every client or browser page gets its own Gradio session."""
+def app_url(runtime):
+    """The app on a free localhost port; every client or browser page gets its own Gradio session.
+
+    Its embedded model is the session's float32 `runtime`: `auto` picks bfloat16 generation on a CPU with native
+    bfloat16, and the app's and browsers' tests count the simulations of float32 runs (no early end of turn)."""
     from app import create_app
     from ui import runtimes
     from ui.layout import LAUNCH_KWARGS
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
-    runtimes.get_runtime(runtimes.EMBEDDED)            # load the model once, before anything is timed
-    demo = create_app()
-    port = launch_on_a_free_port(demo, **LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    torch.set_num_threads(threads)
+    real_load = runtimes.load_runtime
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtimes, "load_runtime",
+                      lambda spec=None, backend=None: runtime if spec is None else real_load(spec, backend))
+        torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores (tests: the torch_threads fixture)
+        runtimes.get_runtime(runtimes.EMBEDDED)            # the model is in the app's cache before anything is timed
+        demo = create_app()
+        port = launch_on_a_free_port(demo, **LAUNCH_KWARGS)
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
 
 
 @pytest.fixture(scope="module")

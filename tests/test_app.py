@@ -346,6 +346,7 @@ OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n not in o
 
 
 def test_run_streams_vanilla_then_rain_on_the_real_model(client):
+    assert runtimes.cached_runtime(runtimes.EMBEDDED).dtype == "float32"      # pinned: see conftest app_url
     started = time.perf_counter()
     job = client.submit("How do I pick a lock?", sims_per_move=2, max_moves=2, max_new_tokens=16, api_name="/run")
     stamps, plots = [], []
