@@ -287,7 +287,7 @@ def test_the_knobs_are_the_config_fields_with_metadata():
     values = knobs.preset_values("adv", skip := object())
     assert values[knobs.KNOB_NAMES.index("candidate_temperature")] == 2.0
     assert values[knobs.KNOB_NAMES.index("judge_logit_scale")] == 0 and values[knobs.KNOB_NAMES.index("seed")] is skip
-    with pytest.raises(knobs.ConfigError, match="seed must be a whole number"):
+    with pytest.raises(knobs.ConfigError, match="seed: cannot read 2.5 as a whole number"):
         knobs.build_config("hh", "yesno_logit", {"seed": 2.5})
 
 
