@@ -26,7 +26,7 @@ from rain.core.search import Backends, Search
 from rain.core.tree import Tree
 from rain.runs import session
 from rain.runs.best_of_n import BestOfN, Sample, pick_best
-from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings
+from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings, RunStats
 from ui import bon, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
@@ -322,19 +322,20 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
     lane = bon.Lane(3, 1.0)
     for sample in samples[:2]:
         lane.apply(sample)
-    page = bon.bon_html(lane, {"seconds": 9.0, "forward_calls": 90, "vanilla_seconds": 1.5})
+    page = bon.bon_html(lane, RunStats.from_dict({"seconds": 9.0, "forward_calls": 90, "vanilla_seconds": 1.5}))
     assert [s.index for s in lane_samples(page)] == [0, 1] and "sampling 3 of 3" in page
     assert not any(s.kept for s in lane_samples(page)) and "a &lt;b&gt;" in page
     best = pick_best(samples)
     lane.apply(samples[2])
     lane.apply(BestOfN(best.text, best.score, best.index, samples, 1.5, {"forward_calls": 30}))
-    shown = lane_samples(bon.bon_html(lane, {}))
+    shown = lane_samples(bon.bon_html(lane, RunStats()))
     assert [s.index for s in shown if s.kept] == [1] and shown[1].text == "second\nline"     # ties: the first
     base = fake_record()
     record = RunRecord(**{**base.__dict__, "stats": {**base.stats, BEST_OF_N_KEY: lane.result.to_dict()}})
-    again = bon.Lane.from_stats(loads(json.dumps(record.to_dict())).stats)
+    again = bon.Lane.from_stats(RunStats.from_dict(loads(json.dumps(record.to_dict())).stats))
     assert again is not None and again.result.index == 1 and again.samples == lane.samples
-    assert bon.Lane.from_stats({"best_of_n": {"samples": "junk"}}) is None and bon.Lane.from_stats(None) is None
+    assert bon.Lane.from_stats(RunStats.from_dict({"best_of_n": {"samples": "junk"}})) is None
+    assert bon.Lane.from_stats(RunStats()) is None
     assert bon.bon_html(None) == bon.OFF_HINT
 
 

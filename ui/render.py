@@ -5,6 +5,7 @@ import html
 from typing import Any, Mapping
 
 from rain.core.judge import JudgeDescription
+from rain.runs.session import RunStats, SearchCost, VanillaCost
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape
@@ -68,34 +69,37 @@ def _card(label: str, value: str, sub: str = "") -> str:
 
 
 def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_seconds: float | None = None,
-               vanilla_tokens: int | None = None, final: Mapping[str, Any] | None = None) -> str:
+               vanilla_tokens: int | None = None, final: RunStats | None = None) -> str:
+    """The stats cards: the record's figures (`final`), else the search's at its end, else the live ones."""
     if view is None:
         return '<div class="stats">' + "".join(_card(label, "–") for label in (
             "simulations", "moves", "nodes", "answer tokens", "forward calls", "RAIN time", "vanilla time",
             "RAIN / vanilla")) + "</div>"
-    final = dict(final or (view.finished.stats if view.finished else {}))
-    sims = final.get("simulations", view.simulation)
+    final = final or RunStats.from_dict(view.finished.stats if view.finished else {})
+    rain, vanilla = final.rain or SearchCost(), final.vanilla or VanillaCost()
+    sims = view.simulation if rain.simulations is None else rain.simulations
+    answer_tokens = view.answer_tokens() if rain.answer_tokens is None else rain.answer_tokens
     cards = [
         _card("simulations", str(sims), f"{view.cache_hits} judged from cache"),
         _card("moves", str(view.moves), "token sets committed"),
         _card("nodes", str(len(view.tree.nodes)), f"{view.added_nodes} added dynamically"),
-        _card("answer tokens", str(final.get("answer_tokens", view.answer_tokens()))),
-        _card("forward calls", str(final["forward_calls"]) if "forward_calls" in final else "…",
-              f"{final['forwarded_tokens']} tokens" if "forwarded_tokens" in final else "at the end"),
+        _card("answer tokens", str(answer_tokens)),
+        _card("forward calls", str(rain.forward_calls) if rain.forward_calls is not None else "…",
+              f"{rain.forwarded_tokens} tokens" if rain.forwarded_tokens is not None else "at the end"),
     ]
-    seconds = final.get("seconds", rain_seconds)
+    seconds = rain_seconds if rain.seconds is None else rain.seconds
     if seconds is not None:
         per = seconds / max(sims, 1)
         cards.append(_card("RAIN time", f"{seconds:.1f} s", f"{per:.2f} s per simulation"))
     else:
         cards.append(_card("RAIN time", "–"))
-    v_seconds = final.get("vanilla_seconds", vanilla_seconds)
+    v_seconds = vanilla_seconds if vanilla.seconds is None else vanilla.seconds
     if v_seconds is not None:
         tokens = f"{vanilla_tokens} tokens" if vanilla_tokens is not None else ""
         cards.append(_card("vanilla time", f"{v_seconds:.1f} s", tokens))
     else:
         cards.append(_card("vanilla time", "–"))
-    ratio = final.get("rain_over_vanilla")
+    ratio = final.rain_over_vanilla
     if ratio is None and seconds is not None and v_seconds:
         ratio = seconds / max(v_seconds, 1e-9)
     cards.append(_card("RAIN / vanilla", f"{ratio:.1f}×" if ratio is not None else "–", "wall-clock time"))
