@@ -5,6 +5,7 @@ One app is launched per module (in a background thread, on a free localhost port
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -223,7 +224,7 @@ def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
         view = RunView.of(record.events)
         description = JudgeDescription.of_record(record.judge, record.config)
         for verdict in list(view.verdicts.values())[:10]:
-            parts = description.parts((verdict.first, verdict.second))
+            parts = description.parts(verdict.orders)
             assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
     ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
     assert ab_hard.parts([{"A": .6, "B": .3}, {"A": .6, "B": .3}]) == [1.0, -1.0]
@@ -246,15 +247,26 @@ def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
     assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
 
-def test_judge_panel_fills_both_orders_prompts_with_the_exchange():
+def test_judge_panel_shows_one_prompt_per_order_filled_with_the_exchange():
     record = load(TREES[0])
     view = RunView.of(record.events)
-    info, first, second = judge_panel(view, record.judge, "latest", record.config)
+    info, prompts = judge_panel(view, record.judge, "latest", record.config)
     verdict = view.verdicts[view.latest]
     assert f"node #{verdict.node}" in info and f"{verdict.score:+.3f}" in info
-    for prompt, template in zip((first, second), record.judge["templates"]):
+    shown = [html.unescape(p) for p in re.findall(r"<pre>(.*?)</pre>", prompts, re.S)]
+    assert len(shown) == len(record.judge["templates"]) == 2
+    for prompt, template in zip(shown, record.judge["templates"]):
         assert "{exchange}" not in prompt and verdict.answer in prompt and record.prompt in prompt
         assert prompt.startswith(template.split("{exchange}")[0])
+    # a judge of three orders: three rows of probabilities and three prompts
+    description = JudgeDescription.of_record(record.judge, record.config)
+    third = dataclasses.replace(description.orders[0], asks="a third order")
+    judge = {**record.judge, "description": dataclasses.replace(description, orders=(*description.orders, third)).to_dict()}
+    events = [dataclasses.replace(e, orders=[*e.orders, e.orders[0]], parts=[*e.parts, e.parts[0]])
+              if e.type == "evaluate" else e for e in record.events]
+    info, prompts = judge_panel(RunView.of(events), judge, "latest", record.config)
+    assert prompts.count("<pre>") == 3 and "order 3 asks a third order" in prompts
+    assert info.count("<tr><td>") == 3 and info.count("a third order") == 1
     assert fill_prompt("[{exchange}]", "Q: {question} A: {answer}", "a {b}", "c") == "[Q: a {b} A: c]"
 
 

@@ -17,7 +17,7 @@ from ui.teaching import split_at_divergence
 from ui.view import RunView
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
-           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon",
+           "judge_prompts", "scrub", "export", "bon",
            "narration", "why", "gate")                                     # new outputs go last (API positions)
 STATES = ("record", "gate")       # gr.State outputs: the page keeps them, the API does not return them
 
@@ -51,10 +51,10 @@ def figure_of(view: RunView, uirevision: str, show_unvisited: bool):
 
 def judge_outputs(view: RunView, record: RunRecord | None) -> dict[str, Any]:
     """The judge panel on the latest verdict, and the node picker following it."""
-    info, prompt_1, prompt_2 = judge_panel(view, record.judge if record else None, "latest",
+    info, prompts = judge_panel(view, record.judge if record else None, "latest",
                                            record.config if record else None)
     return dict(judge_node=gr.update(choices=node_choices(view), value="latest"), judge_info=info,
-                judge_prompt_1=prompt_1, judge_prompt_2=prompt_2)
+                judge_prompts=prompts)
 
 
 def record_outputs(record: RunRecord) -> dict[str, Any]:

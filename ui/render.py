@@ -159,23 +159,32 @@ def judged_prompt(template: str, description: JudgeDescription, question: str, a
         return fill_prompt(template, description.exchange, question, answer)
 
 
+def prompts_html(description: JudgeDescription, question: str, answer: str) -> str:
+    """One block per option order: what it asks and its whole prompt with the exchange filled in."""
+    blocks = [f'<div class="judge-prompt"><div class="l">order {index} asks {ESC(order.asks)}</div>'
+              f'<pre>{ESC(judged_prompt(order.template, description, question, answer))}</pre></div>'
+              for index, order in enumerate(description.orders, 1) if order.template]
+    return "".join(blocks)
+
+
 def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: str | int | None,
-                config: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
-    """(info HTML, order-1 prompt, order-2 prompt) for the picked node; `config` is the run's RainConfig dict."""
+                config: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """(info HTML, the prompts HTML: one per option order) for the picked node; `config` is the run's RainConfig
+    dict."""
     verdict = pick_verdict(view, choice)
     if verdict is None or view is None:
         message = "No evaluation yet." if view is None or not view.verdicts else "That node was not evaluated."
         return f'<div class="judge"><div class="empty">{message} Every simulation asks the model to judge the ' \
-               'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', "", ""
+               'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', ""
     description = JudgeDescription.of_record(judge, config)
     fmt = description.format
-    parts = verdict.parts or description.parts((verdict.first, verdict.second)) or []
+    parts = verdict.parts or description.parts(verdict.orders) or []
     rows = []
-    for index, (order, probs) in enumerate(zip(description.orders, (verdict.first, verdict.second))):
+    for index, (order, probs) in enumerate(zip(description.orders, verdict.orders)):
         cells = " ".join(f'<span class="prob {"good" if label == order.good else "bad"}">P({ESC(label)}) = '
                          f'{p:.3f}</span>' for label, p in probs.items())
         part = parts[index] if index < len(parts) else None
-        shown = "–" if part is None else f"{part:+.4f}" if fmt == "yesno_logit" else f"{part:+.2f}"
+        shown = description.part_text(part)
         rows.append(f"<tr><td>{ESC(order.asks)}</td><td>{cells}</td><td>“{ESC(order.good)}”</td><td>{shown}</td></tr>")
     formula = description.formula(parts) if parts else ""
     part_name = description.part_name
@@ -190,10 +199,6 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
             f'<div class="answer"><span class="l">evaluated answer</span>'
             f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>'
             f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
-            + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The two orders swap the labels\' '
+            + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The orders swap the labels\' '
             'meanings, which cancels a bias towards one label.</div>' + principle + '</div>')
-    templates = [order.template for order in description.orders if order.template]
-    question = view.question
-    prompts = [judged_prompt(t, description, question, verdict.answer) for t in templates[:2]]
-    prompts += [""] * (2 - len(prompts))
-    return info, prompts[0], prompts[1]
+    return info, prompts_html(description, view.question, verdict.answer)

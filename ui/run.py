@@ -91,7 +91,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                                                            uirevision=run_id),
                    timeline=timeline_html(None), stats=stats_html(None),
                    judge_node=gr.update(choices=node_choices(None), value="latest"),
-                   judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
+                   judge_info=judge_panel(None, None, None)[0], judge_prompts="",
                    bon=WAITING if best_of_n else OFF_HINT)
         for item in session:
             if isinstance(item, VanillaText):
@@ -119,8 +119,8 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                 if paused or (now - last_plot >= PLOT_INTERVAL and isinstance(item, (Evaluated, Rewound, Committed))):
                     last_plot = now
                     values["tree"] = figure_of(view, run_id, show_unvisited)
-                    info, prompt_1, prompt_2 = judge_panel(view, meta.judge, "latest", meta.config)
-                    values.update(judge_info=info, judge_prompt_1=prompt_1, judge_prompt_2=prompt_2,
+                    info, prompts = judge_panel(view, meta.judge, "latest", meta.config)
+                    values.update(judge_info=info, judge_prompts=prompts,
                                   judge_node=gr.update(choices=node_choices(view)))
                     values["record"] = dataclasses.replace(record, events=list(events), nodes=[],
                                                            answer=view.committed_text())
