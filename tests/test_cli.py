@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 import rain.tools.cli as cli
-<<<<<<< HEAD
 from fakes import FakeRuntime
-=======
 from rain.core.config import ConfigError
->>>>>>> typed
 from rain.core.export import load
 
 
