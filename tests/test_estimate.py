@@ -3,6 +3,7 @@ paper budget as the default where it is estimated at a minute or less."""
 from __future__ import annotations
 
 from rain.backends.precision import PAPER_SIMULATIONS, PaperEstimate
+from rain.runs.session import RunStats
 from ui import estimate
 
 
@@ -20,7 +21,7 @@ def test_estimate_comes_from_the_library_probe_then_from_runs(monkeypatch):
     monkeypatch.setattr(estimate, "_MEASURED", {})
     assert "estimating" in estimate.estimate_text("probe-test") and not estimate.paper_is_default("probe-test")
     assert estimate.probe("probe-test", Probed(None)) is None                  # a GPU: nothing probed
-    estimate.record_run("probe-test", {"seconds_per_simulation": 0.3})        # nothing to scale it by yet
+    estimate.record_run("probe-test", RunStats.from_dict({"seconds_per_simulation": 0.3}))        # nothing to scale it by yet
     assert "estimating" in estimate.estimate_text("probe-test")
     measured = estimate.probe("probe-test", Probed(0.9))
     assert (measured.seconds_per_simulation, measured.simulations, measured.source) == (0.9, PAPER_SIMULATIONS, "probe")
@@ -28,7 +29,8 @@ def test_estimate_comes_from_the_library_probe_then_from_runs(monkeypatch):
     assert f"about {0.9 * PAPER_SIMULATIONS / 60:.1f} min" in text and f"~{PAPER_SIMULATIONS} simulations" in text
     assert f"at most {0.9 * estimate.PAPER_SIMULATIONS / 60:.1f} min" in text
     assert "one click away" in text and not estimate.paper_is_default("probe-test")
-    estimate.record_run("probe-test", {"seconds_per_simulation": estimate.DEFAULT_SECONDS / PAPER_SIMULATIONS})
+    fast = RunStats.from_dict({"seconds_per_simulation": estimate.DEFAULT_SECONDS / PAPER_SIMULATIONS})
+    estimate.record_run("probe-test", fast)
     assert estimate.paper_is_default("probe-test") and "the default here" in estimate.estimate_text("probe-test")
     assert "last run" in estimate.estimate_text("probe-test")
 

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from rain.core.config import preset
+from rain.runs.session import RunStats
 
 DEFAULT_SECONDS = 60             # a paper-budget answer this fast (estimated) makes the paper budget the default
 
@@ -54,9 +55,9 @@ def probe(spec: str, runtime) -> Measured | None:
     return measured
 
 
-def record_run(spec: str, stats: dict) -> None:
+def record_run(spec: str, stats: RunStats) -> None:
     """A finished run's own speed replaces the probe's (where there was a probe to say how many simulations)."""
-    seconds = stats.get("seconds_per_simulation")
+    seconds = stats.rain.seconds_per_simulation if stats.rain else None
     with _LOCK:
         earlier = _MEASURED.get(spec)
         if seconds and earlier is not None:
