@@ -241,8 +241,8 @@ def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
 def test_requests_are_served_in_one_batch(vllm_runtime, state):
     """serve() submits every request before awaiting any: a rollout and an expansion run as one vLLM batch."""
     lm = vllm_runtime.engine(preset("hh"))
-    results = lm.serve([TopTokensRequest(tuple(state), 3, 1.0, 20),
-                        PathsRequest(tuple(state), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
+    results = list(lm.serve([TopTokensRequest(tuple(state), 3, 1.0, 20),
+                             PathsRequest(tuple(state), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))]))
     assert len(results[0][0]) == 3 and 1 <= len(results[1]) <= 3
 
 
