@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +83,8 @@ def serve(concurrency: int | None, queue_size: int | None, log_path: Path,
     env.update({name: str(value) for name, value in (("RAIN_CONCURRENCY", concurrency),
                                                       ("RAIN_QUEUE_SIZE", queue_size)) if value is not None})
     with open(log_path, "w", encoding="utf-8") as log:
-        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)    # its own group: vLLM's engine processes go with it
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 600          # a vLLM engine start takes minutes on busy cores
@@ -95,11 +97,13 @@ def serve(concurrency: int | None, queue_size: int | None, log_path: Path,
             time.sleep(0.5)
         yield url, server.pid
     finally:
-        server.terminate()
+        with contextlib.suppress(ProcessLookupError):    # the app and the engine processes it spawned (vLLM)
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 def wait_for(job: Any, codes: set[Status], timeout: float = 120) -> Status:

@@ -101,8 +101,9 @@ class VllmEngine:
                  enforce_eager: bool | None = None):
         """`enforce_eager` (default: on CPU only) skips torch.compile, whose warm-up took over 5 minutes on 2 busy
         cores for a 135M model; on CUDA the compiled graphs are what make a small model's step cheap."""
+        on_cpu = not torch.cuda.is_available()
         if enforce_eager is None:
-            enforce_eager = not torch.cuda.is_available()
+            enforce_eager = on_cpu
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")      # its INFO lines would drown the CLI output
         try:
@@ -121,6 +122,10 @@ class VllmEngine:
         args = AsyncEngineArgs(model=self.model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed,
                                enable_prefix_caching=True, block_size=PREFIX_BLOCK, max_logprobs=MAX_LOGPROBS,
                                max_num_seqs=MAX_SEQS,
+                               # vLLM-CPU 0.32 kills the engine when a seeded request's prompt is split over steps
+                               # ("CPU Generator does not use offset", seen with 32 searches starting at once):
+                               # whole prompts only there (vLLM then allows max_model_len tokens per step)
+                               enable_chunked_prefill=False if on_cpu else None,
                                disable_log_stats=False,      # engine-step statistics (`steps`)
                                enforce_eager=enforce_eager)
 
