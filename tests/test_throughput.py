@@ -96,3 +96,13 @@ def test_the_throughput_line_keeps_its_fields_and_adds_the_step_figures():
                     "steps_per_simulation=2.500 tokens_per_step=25.00")
     assert re.fullmatch(r"throughput: backend=\w+ concurrency=\d+ simulations_per_s=[\d.]+ answers_per_min=[\d.]+ "
                         r"steps_per_simulation=[\d.]+ tokens_per_step=[\d.]+", line)
+
+
+def test_a_batching_backend_serves_more_visitors_at_once(monkeypatch):
+    """The app's defaults follow $RAIN_BACKEND: one vLLM engine batches its visitors into the same steps."""
+    from rain.runs.runtimes import BACKEND_ENV, serving_defaults
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert serving_defaults() == serving_defaults("trie") == (2, 16)
+    monkeypatch.setenv(BACKEND_ENV, "vllm")
+    assert serving_defaults() == serving_defaults("vllm") == (16, 64)
