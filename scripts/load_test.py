@@ -99,11 +99,10 @@ def serve(concurrency: int | None, queue_size: int | None, log_path: Path,
     finally:
         with contextlib.suppress(ProcessLookupError):    # the app and the engine processes it spawned (vLLM)
             os.killpg(server.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):    # vLLM's engine process outlived a SIGTERM'd app
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def wait_for(job: Any, codes: set[Status], timeout: float = 120) -> Status:
