@@ -7,7 +7,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rain.core.config import RainConfig
+from rain.core.decoding import vanilla_stream
+from rain.core.export import RunRecord, nodes_of
 from rain.core.lm import ComputeStats, Evaluation
+from rain.core.prompts import Conversation
+from rain.core.replay import rebuild
+from rain.core.search import Backends, Search
 
 WORDS = ["<eos>", " the", " a", " lock", " key", " door", " pick", " safe", " harm", " help", " you",
          " can", " not", " sorry", " use", " tool", ",", ".", " open", " ask"]
@@ -99,3 +105,37 @@ class FakeEmbedder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else out[row]
         return out
+
+
+class FakeRuntime:
+    """What run_session asks of a Runtime, on the fakes (each engine is a fresh FakeLM)."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.codec = FakeCodec()
+        self.engines: list[FakeLM] = []
+
+    def engine(self, config: RainConfig, reference: bool = False) -> FakeLM:
+        self.engines.append(FakeLM())
+        return self.engines[-1]
+
+    def conversation(self, question: str, config: RainConfig, prompt_format: str = "auto") -> Conversation:
+        return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
+
+    def resolved(self, config: RainConfig) -> RainConfig:
+        return config
+
+    def judge(self, lm, config):
+        return FakeJudge()
+
+    def search(self, conversation, config, reference=False) -> Search:
+        return Search(Backends(self.engine(config), self.codec, FakeJudge(), FakeEmbedder()), conversation, config)
+
+    def vanilla_stream(self, conversation, config, temperature=0.0, lm=None, token_ids=None):
+        yield from vanilla_stream(lm or self.engine(config), self.codec, conversation, config, temperature, token_ids)
+
+    def record(self, conversation, config, judge=None, lm=None) -> RunRecord:
+        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": self.name},
+                         judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]},
+                         events=[], nodes=nodes_of(rebuild([])))

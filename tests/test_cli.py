@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 import rain.tools.cli as cli
+from rain.tools import options
 from rain.core.export import load
 
 
 @pytest.fixture
 def cli_runtime(monkeypatch, runtime):
     """Every command reuses the session's loaded model instead of loading its own."""
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
     return runtime
 
 
@@ -101,7 +102,7 @@ HOSTILE_KNOBS = [
 
 @pytest.fixture
 def no_model(monkeypatch):
-    monkeypatch.setattr(cli, "_runtime", lambda args: pytest.fail("a refused setting reached the model"))
+    monkeypatch.setattr(options, "runtime_for", lambda args: pytest.fail("a refused setting reached the model"))
 
 
 def knob_args(pairs: list[str]) -> list[str]:
@@ -123,7 +124,7 @@ def test_knobs_reach_the_config_with_their_types():
     args = cli.build_parser().parse_args(["generate", "hi", *knob_args(
         ["min_visits=10", "value_threshold=-1", "candidates=1", "token_set_lengths=1,3", "similarity_update=off",
          "sims_per_move=none"])])
-    config = cli.config_from(args)
+    config = options.config_from(args)
     assert (config.min_visits, config.value_threshold, config.candidates) == (10, -1.0, 1)
     assert config.token_set_lengths == (1, 3) and config.similarity_update is False and config.sims_per_move is None
 

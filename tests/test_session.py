@@ -5,56 +5,14 @@ import json
 
 import pytest
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import FakeRuntime
 from rain.runs.best_of_n import BestOfN, Sample
-from rain.core.config import ConfigError, RainConfig, preset
-from rain.core.decoding import vanilla_tokens
+from rain.core.config import ConfigError, preset
 from rain.core.events import Event, Finished
-from rain.core.export import RunRecord, dumps, loads, nodes_of
-from rain.core.prompts import Conversation
+from rain.core.export import dumps, loads, nodes_of
 from rain.core.replay import rebuild
-from rain.core.search import Backends, Search
 from rain.runs.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
                           final_record, run_session)
-
-
-class FakeRuntime:
-    """What run_session asks of a Runtime, on the fakes (each engine is a fresh FakeLM)."""
-
-    name = "fake"
-
-    def __init__(self):
-        self.codec = FakeCodec()
-        self.engines: list[FakeLM] = []
-
-    def engine(self, config: RainConfig, reference: bool = False) -> FakeLM:
-        self.engines.append(FakeLM())
-        return self.engines[-1]
-
-    def conversation(self, question: str, config: RainConfig, prompt_format: str = "auto") -> Conversation:
-        return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
-
-    def resolved(self, config: RainConfig) -> RainConfig:
-        return config
-
-    def judge(self, lm, config):
-        return FakeJudge()
-
-    def search(self, conversation, config, reference=False) -> Search:
-        return Search(Backends(self.engine(config), self.codec, FakeJudge(), FakeEmbedder()), conversation, config)
-
-    def vanilla_stream(self, conversation, config, temperature=0.0, lm=None, token_ids=None):
-        answer = []
-        for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens, 4096,
-                                    conversation.stop_ids, lambda a: False):
-            answer.append(token)
-            if token_ids is not None:
-                token_ids.append(token)
-            yield conversation.answer_text(self.codec, answer)
-
-    def record(self, conversation, config, judge=None, lm=None) -> RunRecord:
-        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": self.name},
-                         judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]}, events=[], nodes=nodes_of(rebuild([])))
 
 
 CONFIG = preset("hh", sims_per_move=3, max_moves=3, max_new_tokens=6)

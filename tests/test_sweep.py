@@ -6,6 +6,7 @@ import json
 import pytest
 
 import rain.tools.cli as cli
+from rain.tools import options
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
 from rain.core.config import preset
 from rain.tools.evaluation import EvalError, read_results
@@ -67,7 +68,7 @@ def test_sweep_writes_rows_summary_and_plot_and_resumes(tmp_path, monkeypatch, c
                                + "\n" for i in range(3)))
     runtime = FakeRuntime()
     runtime.configs = []
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
     out = tmp_path / "sweep"
     argv = ["sweep", str(prompts), "--out", str(out), "--knob", "sims_per_move=2", "--knob", "max_moves=2",
             "--limit", "2"]
