@@ -13,8 +13,9 @@ from rain.core.decoding import TopTokensRequest, drive, path_candidates, single_
 from rain.core.lm import ComputeStats
 from rain.core.events import BackedUp, Committed, NodesAdded
 from rain.core.replay import apply_event
-from rain.core.search import (addition_triggered, backup, child_priors, noised, puct_scores,
-                         reroot_priors, select_child, stop_rule_met)
+from rain.core.puct import puct_scores
+from rain.core.search import (addition_triggered, backup, child_priors, noised, reroot_priors,
+                              select_child, stop_rule_met)
 from rain.core.tree import Tree
 
 
