@@ -209,9 +209,9 @@ def test_the_paper_line_reports_rain_over_float32_cached_vanilla(real_model, mon
     from types import SimpleNamespace
 
     from rain.backends import precision
-    from rain.tools import bench, judge_check
+    from rain.tools import bench
 
-    monkeypatch.setattr(judge_check, "judge_check", lambda *args: [SimpleNamespace(accuracy=0.5)])
+    monkeypatch.setattr(bench, "judge_check", lambda *args: [SimpleNamespace(accuracy=0.5)])
     monkeypatch.setattr(precision, "measure", lambda model: probe((0.043, 0.086), (0.026, 0.028), (0.015, 0.030)))
     monkeypatch.setattr(bench, "AGREEMENT_PROMPTS", 1)
     monkeypatch.setattr(bench, "AGREEMENT_TOKENS", 3)

@@ -40,6 +40,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from rain.backends.weights_cache import cache_root, note_stderr, write_atomic
 from rain.core.judge import ASSETS, describe, order_part
 
 CALIBRATION_SET = ASSETS / "judge_calibration.jsonl"
@@ -132,8 +133,6 @@ def stored(folder: str, key: str, compute: Callable[[], T], load: Callable[[dict
     atomically: the judge scale here, the precision probe (rain/backends/precision.py). `load` turns the stored JSON into
     the value, or None when it is invalid; an unreadable entry is recomputed with a one-line note (`what`: `redo`).
     Two processes computing at once write their own results; the last rename wins."""
-    from rain.backends.weights_cache import note_stderr, cache_root, write_atomic
-
     path = (root or cache_root()) / folder / f"{key}.json"
     if path.exists():
         try:

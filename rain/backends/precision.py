@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from rain.backends.calibration import model_fingerprint, store_key, stored
+from rain.backends.engine import TrieEngine
 from rain.backends.models import DTYPES, ModelLoadError
 
 INT8 = "int8"
@@ -203,8 +205,6 @@ def _median_forward(engine, prefix: list[int], rows: int, fresh: itertools.count
 
 def time_forwards(model: torch.nn.Module, rows: tuple[int, ...] = PROBE_ROWS) -> dict[str, float]:
     """Median forward seconds per row count on `model`, through the trie engine after PROBE_CACHE_TOKENS tokens."""
-    from rain.backends.engine import TrieEngine
-
     vocabulary = model.config.get_text_config().vocab_size
     engine = TrieEngine(model, PROBE_CACHE_TOKENS + 2 * max(rows), kv_cache_bytes=256 << 20, verify=False)
     prefix = [(7919 * position) % vocabulary for position in range(1, PROBE_CACHE_TOKENS + 1)]
@@ -226,8 +226,6 @@ def measure(model: torch.nn.Module) -> SpeedProbe:
 
 def probe_key(fingerprint: str) -> str:
     """What the probe's timings depend on: the model, this CPU (model name and flags), threads, library versions."""
-    from rain.backends.calibration import store_key
-
     name, flags = cpu_flags()
     machine = hashlib.sha256(" ".join([name, *sorted(flags)]).encode()).hexdigest()[:16]
     return store_key(fingerprint, "precision probe", str(PROBE_VERSION), machine, str(torch.get_num_threads()),
@@ -236,8 +234,6 @@ def probe_key(fingerprint: str) -> str:
 
 def stored_probe(model: torch.nn.Module, root: Path | None = None) -> SpeedProbe:
     """The probe for this float32 `model` on this machine: stored, else measured now and stored."""
-    from rain.backends.calibration import model_fingerprint, stored
-
     return stored("precision_probes", probe_key(model_fingerprint(model)), lambda: measure(model), _stored_probe,
                   "precision probe cache", "remeasuring", root)
 
