@@ -50,6 +50,7 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-format", choices=FORMATS, default=None)
     parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
     _principle_options(parser)
+    _evaluator_option(parser)
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="set any RainConfig field, e.g. --knob c_puct=1.5 --knob token_set_lengths=1,2,4 "
                              "(repeatable; applied after the flags above)")
@@ -61,6 +62,12 @@ def _principle_options(parser: argparse.ArgumentParser) -> None:
                              "preset's criterion in both option orders; one line, at most 300 characters)")
     parser.add_argument("--good", choices=["yes", "no"], default=None,
                         help="which answer to --principle is good (default yes)")
+
+
+def _evaluator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--evaluator", default=None, metavar="SPEC",
+                        help="the judge the search asks: self (RAIN, default), vader, model:ID_OR_DIR or "
+                             "classifier:ID_OR_DIR; anything but self is the same search with another judge")
 
 
 def principle_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,7 +84,7 @@ def principle_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from(args: argparse.Namespace) -> RainConfig:
     overrides: dict[str, Any] = {"seed": args.seed}
-    for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format"):
+    for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format", "evaluator"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     overrides.update(principle_overrides(args))
@@ -85,14 +92,34 @@ def config_from(args: argparse.Namespace) -> RainConfig:
     return preset(args.preset, **overrides)
 
 
-def _runtime(args: argparse.Namespace):
+def _runtime(args: argparse.Namespace, *configs: RainConfig):
+    """The generation model's runtime; the evaluators `configs` name are loaded first, so a bad one is refused
+    before the generation model loads."""
+    evaluators = _evaluators(args, configs)
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
     if getattr(args, "backend", "trie") == "vllm":
-        return load_runtime(args.model, "vllm")
-    runtime = load_runtime(args.model, "trie", device=args.device, dtype=args.dtype,
-                           trust_remote_code=args.trust_remote_code, judge_dtype=getattr(args, "judge_dtype", "auto"))
-    print(runtime.precision.describe(), file=sys.stderr)
+        runtime = load_runtime(args.model, "vllm")
+    else:
+        runtime = load_runtime(args.model, "trie", device=args.device, dtype=args.dtype,
+                               trust_remote_code=args.trust_remote_code, judge_dtype=getattr(args, "judge_dtype", "auto"))
+        print(runtime.precision.describe(), file=sys.stderr)
+    for evaluator in evaluators:
+        runtime.use_evaluator(evaluator)
     return runtime
+
+
+def _evaluators(args: argparse.Namespace, configs: Sequence[RainConfig]) -> list:
+    """Each evaluator other than self that `configs` name, loaded and checked against its config's judge."""
+    loaded: dict[str, Any] = {}
+    for config in configs:
+        if config.evaluator == "self" or config.evaluator in loaded:
+            continue
+        from rain.backends.evaluators import load_evaluator
+
+        print(f"loading evaluator {config.evaluator} ...", file=sys.stderr)
+        loaded[config.evaluator] = load_evaluator(config.evaluator, config, args.device,
+                                                  getattr(args, "judge_dtype", "auto"), args.trust_remote_code)
+    return list(loaded.values())
 
 
 def stats_line(stats: dict[str, Any]) -> str:
@@ -123,7 +150,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = config_from(args)
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
-    runtime = _runtime(args)
+    runtime = _runtime(args, config)
     record = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
     print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
     print(f"vanilla: {record.vanilla}")
@@ -205,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(str(error)) from None
         print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)
         return 0
-    runtime = _runtime(args)
+    runtime = _runtime(args, config)
 
     def answer(row: Row) -> dict:
         return answer_row(runtime, row, config, args.prompt_format, args.trees)
@@ -302,7 +329,7 @@ def _run_pairs_with_bar(todo, runner, results_path: Path, desc: str) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """vanilla / RAIN / Best-of-N on a prompt set: DIR/results.jsonl (resumable), DIR/summary.md and .html."""
     from rain.tools import evaluation as ev
-    from rain.tools.eval_judges import load_external_judge
+    from rain.tools.eval_judges import load_external_judges
     from rain.tools.eval_summary import summarise, write_summary
     from rain.tools.eval_figures import write_figure      # the HTML figure is front-end code (rain/ never imports plotly)
 
@@ -321,13 +348,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev.check_setup(out, setup, fresh=args.fresh)
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, methods, ev.read_results(results_path))
-    external = None
+    external = []
     if args.judge:
-        print(f"loading judge {args.judge} ...", file=sys.stderr)
-        external = load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
-                                       config.criterion, config.kv_cache_bytes, config.judge_logit_scale)
+        print(f"loading judge(s) {args.judge} ...", file=sys.stderr)
+        external = load_external_judges(args.judge, device=args.device, dtype=args.dtype,
+                                        trust_remote_code=args.trust_remote_code, criterion=config.criterion,
+                                        kv_cache_bytes=config.kv_cache_bytes, logit_scale=config.judge_logit_scale)
     if todo:
-        runtime = _runtime(args)
+        runtime = _runtime(args, *(ev.lane_config(config, method) for method in methods))
         runner = ev.MethodRunner.on(runtime, config, external=external,
                                     n=args.n, temperature=args.temperature, prompt_format=args.prompt_format)
         _run_pairs_with_bar(todo, runner, results_path, "eval")
@@ -339,7 +367,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
     header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
               f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")
-    summary = summarise(results, methods, external.name if external else None, header)
+    summary = summarise(results, methods, external[0].name if external else None, header,
+                        [judge.name for judge in external])
     print(write_summary(out, summary), end="")
     print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {write_figure(out, summary, results)}", file=sys.stderr)
     return 0
@@ -383,7 +412,10 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
     record = load(_readable(args.tree))
     try:
-        plan = plan_fork(record, args.at, parse_knobs(args.knob))
+        knobs = parse_knobs(args.knob)
+        if args.evaluator is not None:
+            knobs["evaluator"] = args.evaluator
+        plan = plan_fork(record, args.at, knobs)
     except ForkError as error:
         raise UsageError(str(error)) from None
     tree_model = record.model.get("name", "embedded")
@@ -391,7 +423,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.tree} was made by model {tree_model!r}, not {args.model!r}: fork it with its own model")
     args.model = None if tree_model == "embedded" else tree_model
     try:
-        runtime = _runtime(args)
+        runtime = _runtime(args, plan.config)
     except ModelLoadError as error:
         raise UsageError(f"the tree's model {tree_model!r} cannot be loaded here: {error}") from None
     print(f"forking at node {plan.node} (after move {plan.move}) with "
@@ -426,7 +458,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, variants, ev.read_results(results_path))
     if todo:
-        runtime = _runtime(args)
+        runtime = _runtime(args, config)
         _run_pairs_with_bar(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path, "sweep")
     wanted = {(p.id, v) for p in prompts for v in variants}
     results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]
@@ -527,10 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
     evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')
     evaluate.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.html")
-    evaluate.add_argument("--methods", default="vanilla,rain,bon", help="comma-separated: vanilla, rain, bon")
-    evaluate.add_argument("--judge", metavar="MODEL", default=None,
-                          help="external judge: a causal LM (hub id, folder, .gguf), a sequence classifier, or "
-                               "vader (offline sentiment, for --preset imdb)")
+    evaluate.add_argument("--methods", default="vanilla,rain,bon",
+                          help="comma-separated: vanilla, rain, bon; rain@SPEC and bon@SPEC search or pick against "
+                               "evaluator SPEC (e.g. rain@vader)")
+    evaluate.add_argument("--judge", metavar="MODEL[,MODEL]", default=None,
+                          help="external judge(s), comma-separated: a causal LM (hub id, folder, .gguf), a sequence "
+                               "classifier, vader or afinn (offline sentiment, for --preset imdb)")
     evaluate.add_argument("--n", type=int, default=4, help="Best-of-N: answers sampled per prompt (default 4)")
     evaluate.add_argument("--temperature", type=float, default=1.0, help="Best-of-N sampling temperature")
     evaluate.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
@@ -562,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     forking.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                          help="change a RainConfig field, e.g. --knob similarity_update=off (repeatable)")
     forking.add_argument("--json", required=True, metavar="OUT.json", help="where the forked tree goes")
+    _evaluator_option(forking)
     _model_options(forking)
     forking.set_defaults(handler=cmd_fork)
 
