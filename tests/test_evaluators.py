@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rain.backends import evaluators as backends_evaluators
-from rain.backends.evaluators import ClassifierScorer, ModelEvaluator, TextEvaluator, VaderScorer, load_evaluator
+from rain.backends.evaluators import ClassifierScorer, ModelEvaluator, TextEvaluator, load_evaluator
 from rain.core.config import ConfigError, RainConfig, preset
 from rain.core.evaluator import EvaluatorError, parse_evaluator
 from rain.core.export import load
@@ -31,7 +31,7 @@ def tiny_llama_config(vocab_size: int):
     from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
                        initializer_range=0.2, tie_word_embeddings=True)
 
 

@@ -214,6 +214,8 @@ def load_evaluator(spec: str | EvaluatorSpec, config: RainConfig, device: str | 
     """The evaluator `spec` names, loaded and checked against `config`'s judge; EvaluatorError or ModelLoadError
     (one line) when it cannot serve. `self` and `python:` are not loaded here (the runtime's own judge, an object)."""
     parsed = parse_evaluator(spec) if isinstance(spec, str) else spec
+    if parsed.kind in (MODEL, CLASSIFIER) and _names_a_folder(parsed.target) and not Path(parsed.target).expanduser().exists():
+        raise EvaluatorError(f"evaluator {parsed}: no such folder {parsed.target}")
     if parsed.kind == VADER:
         return TextEvaluator(VADER, VADER, VaderScorer())
     if parsed.kind == CLASSIFIER:
@@ -229,6 +231,11 @@ def load_evaluator(spec: str | EvaluatorSpec, config: RainConfig, device: str | 
         return evaluator
     raise EvaluatorError(f"evaluator {parsed} is not loaded from a spec (self is the runtime's own judge; a "
                          "python: judge is passed as an object)")
+
+
+def _names_a_folder(target: str) -> bool:
+    """A path, not a hub id: starts with /, ~ or ., or names a .gguf file."""
+    return target.startswith(("/", "~", ".")) or target.endswith(".gguf")
 
 
 def load_judge_model(target: str, device: str | None, judge_dtype: str, trust_remote_code: bool):

@@ -168,6 +168,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if record.vanilla is not None:
         print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
+    evaluator = record.judge.get("evaluator") or {"spec": record.config.get("evaluator", "self")}
+    print(f"evaluator: {evaluator['spec']}" + (f" ({evaluator['scores']})" if evaluator.get("scores") else ""))
     tree = record.tree()
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
