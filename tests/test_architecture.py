@@ -49,6 +49,7 @@ UI_MAY_IMPORT = {
     "rain.core.replay": "apply_event: the view folds events as replay does",
     "rain.core.tree": "the tree the figures draw",
     "rain.core.config": "RainConfig and its presets: the knobs",
+    "rain.core.evaluator": "the evaluator spec's kinds: the Evaluator dropdown (torch-free)",
     "rain.core.errors": "RainError, the one error a front end catches",
     "rain.runs.best_of_n": "the stream's Best-of-N items and their one JSON (BestOfN.to_dict/from_dict)",
     "rain.runs.runtimes": "load_runtime: the loaded model a session runs on (the app holds one per model)",

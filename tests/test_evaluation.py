@@ -7,6 +7,8 @@ import pytest
 
 import rain.tools.cli as cli
 from fakes import EOS, FakeCodec, FakeJudge, FakeLM
+from rain.backends.evaluators import classifier_rule
+from rain.core.evaluator import EvaluatorError
 from rain.tools import eval_judges, eval_summary
 from rain.tools import evaluation as ev
 from rain.runs.best_of_n import BestOfN, Sample, best_of_n, pick_best
@@ -102,12 +104,12 @@ def test_external_judge_gets_its_own_column_and_win_rows():
     ({0: "LABEL_0"}, False, (0, True, True, True)),               # a reward model: sigmoid of (question, answer)
 ])
 def test_classifier_label_rule(labels, multi, rule):
-    assert eval_judges.classifier_rule(labels, multi) == rule
+    assert classifier_rule(labels, multi) == rule
 
 
 def test_classifier_without_a_readable_label_is_refused():
-    with pytest.raises(ev.EvalError, match="which classifier label means safe"):
-        eval_judges.classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
+    with pytest.raises(EvaluatorError, match="which classifier label means safe"):
+        classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
 
 
 # --- Best-of-N on fakes -------------------------------------------------------------------------------------

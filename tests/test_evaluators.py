@@ -22,7 +22,7 @@ from rain.core.score_judge import ScoreJudge
 from rain.core.search import Backends, Search
 from rain.tools import cli
 from rain.tools import evaluation as ev
-from tests.fakes import FakeCodec, FakeEmbedder, FakeLM
+from fakes import FakeCodec, FakeEmbedder, FakeLM
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
