@@ -333,3 +333,22 @@ def test_eval_lanes_with_two_judges(tmp_path, monkeypatch):
     assert AfinnScorer().score("A good", " and terrible film") == pytest.approx((3 - 3) / 10)
     assert AfinnScorer().score("Great", " fun") == pytest.approx((3 + 4) / 10)
     assert json.dumps(summary.judges[0].mean_score)
+
+
+def test_a_text_judged_run_is_a_valid_tree_file(tmp_path):
+    """A VADER-judged search's record (evaluate events with no option orders) passes the schema and replays."""
+    from rain.backends.evaluators import judge_record
+    from rain.core.export import RunRecord, loads, dumps, nodes_of
+    from rain.core.replay import rebuild
+
+    config = preset("imdb", sims_per_move=2, max_moves=2, evaluator="vader")
+    judge = load_evaluator("vader", config).judge(config)
+    search = fake_search(judge, config)
+    events = list(search.run())
+    record = RunRecord("the door", config.to_dict(), {"name": "fake"}, judge_record(judge, config), events,
+                       nodes_of(rebuild(events)), search.answer())
+    back = loads(dumps(record))
+    assert back.judge["evaluator"] == {"spec": "vader", "kind": "vader",
+                                       "scores": "vaderSentiment 3.3.2 (compound of the whole review)",
+                                       "scale": "the scorer's own score, in [-1, 1]"}
+    assert [e.score for e in back.events if e.type == "evaluate"] == [e.score for e in events if e.type == "evaluate"]
