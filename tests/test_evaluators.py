@@ -20,7 +20,7 @@ from rain.core.judge import SelfJudge
 from rain.core.prompts import Conversation
 from rain.core.score_judge import ScoreJudge
 from rain.core.search import Backends, Search
-from rain.tools import cli
+from rain.tools import cli, options
 from rain.tools import evaluation as ev
 from fakes import FakeCodec, FakeEmbedder, FakeLM
 
@@ -296,7 +296,7 @@ def test_bad_specs_get_one_line_before_the_model_loads(spec, words, monkeypatch,
     def never(*args, **kwargs):
         raise AssertionError("the generation model was loaded")
 
-    monkeypatch.setattr(cli, "load_runtime", never)
+    monkeypatch.setattr(options, "load_runtime", never)
     for command in (["generate", "Hi"], ["eval", "in.jsonl", "--out", "o"], ["sweep", "in.jsonl", "--out", "o"],
                     ["run", "in.jsonl", "--out", "o.jsonl"]):
         if command[0] != "generate":
@@ -308,7 +308,7 @@ def test_bad_specs_get_one_line_before_the_model_loads(spec, words, monkeypatch,
 
 def test_bad_classifier_and_labels_spec_from_the_cli(embedded_tokenizer, tmp_path, monkeypatch, capsys):
     folder = classifier_folder(embedded_tokenizer, tmp_path / "c", {0: "LABEL_0", 1: "LABEL_1"})
-    monkeypatch.setattr(cli, "load_runtime", lambda *a, **k: pytest.fail("the generation model was loaded"))
+    monkeypatch.setattr(options, "load_runtime", lambda *a, **k: pytest.fail("the generation model was loaded"))
     assert cli.main(["generate", "Hi", "--evaluator", f"classifier:{folder}", "--device", "cpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: cannot tell which classifier label")
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rain.backends import models
 from rain.backends.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, scale_key, store_key, stored_scale
+from rain.backends.engine import choose_engine, model_context
+from rain.backends.precision import name, resolve_precision
 from rain.core.config import RainConfig
 from rain.core.evaluator import CLASSIFIER, MODEL, VADER, EvaluatorError, EvaluatorSpec, parse_evaluator
 from rain.core.judge import JudgeDescription, JudgeError, SelfJudge
@@ -167,9 +170,7 @@ class ModelEvaluator:
     scales: dict[tuple[str, ...], JudgeScale] = field(default_factory=dict)   # scale_key(config) -> auto scale
 
     def __post_init__(self):
-        from rain.backends.models import HFCodec
-
-        self.codec = HFCodec(self.tokenizer, self.model)
+        self.codec = models.HFCodec(self.tokenizer, self.model)
 
     def check(self, config: RainConfig) -> None:
         """Build the judge's prompts on no engine: a label this tokenizer cannot spell as one token, or a yes/no
@@ -184,8 +185,6 @@ class ModelEvaluator:
             raise EvaluatorError(f"evaluator {self.spec}: {error}") from None
 
     def engine(self, config: RainConfig):
-        from rain.backends.engine import choose_engine, model_context
-
         max_length = min(config.max_length, model_context(self.model))
         return choose_engine(self.model, max_length).build(self.model, config.kv_cache_bytes)
 
@@ -241,9 +240,6 @@ def _names_a_folder(target: str) -> bool:
 def load_judge_model(target: str, device: str | None, judge_dtype: str, trust_remote_code: bool):
     """(model, tokenizer) of a causal LM judge, in the judge's precision (rain/backends/precision.py: auto is
     float32 on CPU, the generation's on GPU)."""
-    from rain.backends import models
-    from rain.backends.precision import name, resolve_precision
-
     precision = resolve_precision("auto", judge_dtype, models.resolve_device(device))
     return models.load_causal_lm(target, device=device, dtype=name(precision.judge_dtype),
                                  trust_remote_code=trust_remote_code)
@@ -253,17 +249,15 @@ def is_classifier(spec: str, trust_remote_code: bool) -> bool:
     """By the config's architectures; GGUF files and the embedded model are causal LMs."""
     from transformers import AutoConfig
 
-    from rain.backends.models import EMBEDDED_SPEC, ModelLoadError
-
-    if spec in ("", EMBEDDED_SPEC) or spec.endswith(".gguf"):
+    if spec in ("", models.EMBEDDED_SPEC) or spec.endswith(".gguf"):
         return False
     try:
         config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         if Path(spec).expanduser().is_dir():
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelLoadError(f"cannot read judge model folder {spec!r}: {detail}") from None
-        raise ModelLoadError(f"unknown judge model {spec!r}: not a local file or folder, and not found on the "
+            raise models.ModelLoadError(f"cannot read judge model folder {spec!r}: {detail}") from None
+        raise models.ModelLoadError(f"unknown judge model {spec!r}: not a local file or folder, and not found on the "
                              "Hugging Face hub (offline?)") from None
     return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
 
@@ -271,15 +265,13 @@ def is_classifier(spec: str, trust_remote_code: bool) -> bool:
 def load_classifier(spec: str, device: str | None, dtype: str, trust_remote_code: bool) -> ClassifierScorer:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rain.backends.models import ModelLoadError, resolve_device, resolve_dtype
-
-    torch_device = resolve_device(device)
+    torch_device = models.resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(
-            spec, dtype=resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
+            spec, dtype=models.resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, ImportError, KeyError) as error:
-        raise ModelLoadError(f"cannot load judge classifier {spec!r}: {str(error).strip().splitlines()[0]}") from None
+        raise models.ModelLoadError(f"cannot load judge classifier {spec!r}: {str(error).strip().splitlines()[0]}") from None
     model.to(torch_device).eval()
     multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
     index, good, sigmoid, pair = classifier_rule(model.config.id2label, multi)

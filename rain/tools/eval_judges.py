@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rain.backends import models
+from rain.backends.evaluators import ModelEvaluator, external_judge_config, is_classifier, load_classifier
 from rain.core.config import RainConfig
 from rain.core.errors import RainError
+from rain.tools.sentiment import AFINN, VADER, AfinnScorer, VaderScorer
 
 
 class EvalError(RainError, ValueError):
@@ -53,10 +56,6 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
     `logit_scale` (yesno_logit only; "auto": calibrated on the judge model's own gaps) defaults to SelfJudge's;
     win rates do not depend on it (tanh is monotonic).
     """
-    from rain.backends import models
-    from rain.backends.evaluators import ModelEvaluator, external_judge_config, is_classifier, load_classifier
-    from rain.tools.sentiment import AFINN, VADER, AfinnScorer, VaderScorer
-
     if spec == VADER:                              # the IMDB task's offline sentiment judges (rain/tools/sentiment.py)
         return VaderScorer()
     if spec == AFINN:
