@@ -243,7 +243,7 @@ def classifier_dir(tmp_path_factory):
 
 
 def test_causal_external_judge_is_the_self_judge_on_that_model(monkeypatch, real_model, runtime):
-    monkeypatch.setattr(eval_judges, "load_causal_lm", lambda *a, **k: real_model)
+    monkeypatch.setattr(eval_judges.models, "load_causal_lm", lambda *a, **k: real_model)
     config = preset("hh")
     scorer = eval_judges.load_external_judge("embedded", logit_scale=config.judge_logit_scale)
     assert scorer.name == "embedded (yesno_logit)"
