@@ -83,6 +83,7 @@ OURS = [found for found in GRAPH if found.target.split(".")[0] in ("rain", "ui",
 # ui/ (the page) and app.py stand on rain.runs beside rain.tools: neither sees the other, and the page reaches the
 # compute only through rain.runs.runtimes.load_runtime, which imports a backend when a runtime is asked for.
 FLOORS = {
+    "rain.data": 0,          # the files the library reads (no code but their folder's path)
     "rain.core": 0,          # the algorithm and its data
     "rain.backends": 1,      # the compute: engines, model loading, the torch and vLLM runtimes
     "rain.runs": 2,          # one run as one stream, and what is built from its record
