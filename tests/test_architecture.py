@@ -54,11 +54,14 @@ MODULES = {module_name(path) for path in project_files()}
 
 def imports_of(path: Path) -> list[Import]:
     """Every import statement of a file, at any depth: `from P import name` names the module P.name when that is
-    a module of ours, else P; relative imports are resolved against the file's package."""
+    a module of ours, else P; relative imports are resolved against the file's package. An import under a
+    module-level `if TYPE_CHECKING:` counts as a module-level one."""
     source = module_name(path)
     package = source if path.name == "__init__.py" else source.rpartition(".")[0]
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = {id(node) for node in tree.body}
+    top |= {id(inner) for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+            for inner in node.body}         # annotations only: in the graph, but not an import in a function body
     found = []
     for node in ast.walk(tree):
         lazy = id(node) not in top
