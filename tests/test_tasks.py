@@ -42,8 +42,18 @@ def check_scores_follow_the_description(data: dict) -> JudgeDescription:
 
 
 @pytest.mark.slow
-def test_imdb_generate_has_three_labels_per_order_replays_and_imports(cli_runtime, tmp_path, capsys):
+def test_imdb_generate_has_three_labels_per_order_replays_and_imports(cli_runtime, tmp_path, capsys, monkeypatch):
     """The issue's done-when command, word for word."""
+    from rain.core.judge import SelfJudge
+
+    judged: dict[str, list[str]] = {}          # evaluated answer -> the texts of the judge's K states
+    real_evaluate = SelfJudge.evaluate
+
+    def evaluate(judge, question, answer):
+        judged[answer] = [cli_runtime.codec.decode(state) for state in judge.states(question, answer)]
+        return real_evaluate(judge, question, answer)
+
+    monkeypatch.setattr(SelfJudge, "evaluate", evaluate)
     path = tmp_path / "t.json"
     assert cli.main(["generate", "This movie was", "--preset", "imdb", "--sims-per-move", "3", "--max-moves", "3",
                      "--json", str(path)]) == 0
@@ -58,8 +68,9 @@ def test_imdb_generate_has_three_labels_per_order_replays_and_imports(cli_runtim
                                                                    for o in e["orders"]) for e in evaluations(data))
     # generation continues the opening: no chat template, the first evaluation reads the review
     assert evaluations(data)[0]["answer"] and "user" not in data["nodes"][0]["text"]
-    assert all("Movie review: This movie was" in order.template.replace("{exchange}", "Movie review: This movie was")
-               for order in description.orders)
+    for event in evaluations(data):            # the judge read the review: the opening and its continuation
+        texts = judged[event["answer"]]
+        assert len(texts) == 2 and all(f"Movie review: This movie was{event['answer']}" in t for t in texts)
     capsys.readouterr()
     assert cli.main(["replay", str(path)]) == 0
     assert f"rain: {load(path).answer}" in capsys.readouterr().out

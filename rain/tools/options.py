@@ -11,6 +11,7 @@ from rain.core.config import RainConfig, parse_knobs, preset
 from rain.core.errors import UsageError
 from rain.core.judge import FORMATS
 from rain.runs.runtimes import BACKEND_ENV, BACKENDS, load_runtime
+from rain.runs.session import RunStats
 
 
 def model_options(parser: argparse.ArgumentParser, backend: bool = True) -> None:
@@ -85,12 +86,14 @@ def runtime_for(args: argparse.Namespace):
     return runtime
 
 
-def stats_line(stats: dict[str, Any]) -> str:
+def stats_line(stats: RunStats) -> str:
+    """The one `stats:` line: these keys of the record's stats, in this order, those it has."""
+    flat = stats.to_dict()
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
             "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source",
             "divergence_token", "divergence_move")
-    return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
+    return "stats: " + " ".join(f"{k}={flat[k]}" for k in keys if k in flat)
 
 
 def readable(path: str) -> Path:

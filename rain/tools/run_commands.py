@@ -19,7 +19,7 @@ from rain.core.judge import JudgeError
 from rain.core.prompts import PromptError, prompt_of
 from rain.runs.concurrent import Row, answer_row, finished_ids, run_concurrently
 from rain.runs.fork import ForkError, fork, plan_fork
-from rain.runs.session import Recorded, RunRequest, VanillaDone, run_session
+from rain.runs.session import Recorded, RunRequest, RunStats, VanillaDone, run_session
 from rain.runs.teaching import Narrator, TeachingError, describe_divergence, format_why, why_table
 from rain.runs.treelog import TreeLogError, dumps_treelog, loads_treelog
 from rain.tools import options
@@ -47,10 +47,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("the prompt is empty")
     runtime = options.runtime_for(args)
     record = run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
-    print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
+    stats = RunStats.from_dict(record.stats)
+    print(f"engine: {stats.engine.engine_note if stats.engine else None}", file=sys.stderr)
     print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
-    print(stats_line(record.stats))                                    # stdout: vanilla, rain, one stats line
+    print(stats_line(stats))                                    # stdout: vanilla, rain, one stats line
     print(describe_divergence(record.extras.get("divergence")), file=sys.stderr)
     if args.json:
         print(f"tree written to {save(record, args.json)}", file=sys.stderr)
@@ -66,7 +67,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     tree = record.tree()
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
-    print(stats_line(record.stats))
+    print(stats_line(RunStats.from_dict(record.stats)))
     print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
     return 0
 
@@ -193,7 +194,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
     apart = forked.extras["fork"]["divergence_from_parent"]
     print(f"parent: {record.answer}")
     print(f"fork: {forked.answer}")
-    print(stats_line(forked.stats))
+    print(stats_line(RunStats.from_dict(forked.stats)))
     print("fork vs parent: " + ("identical" if apart is None else f"first different token {apart['token']}"))
     print(f"tree written to {save(forked, args.json)}", file=sys.stderr)
     return 0
