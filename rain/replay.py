@@ -1,7 +1,9 @@
 """Rebuild the search tree from its events alone: replay needs no model.
 
 Folding every event of a run over `Tree.new()` gives the same nodes (ids, tokens, priors, visits, values,
-flags) as the live search; stopping early gives the tree as it stood after that event.
+flags) as the live search; stopping early gives the tree as it stood after that event, the paths in flight
+included (a select event until its simulation's back-up: what parallel simulations' virtual loss counts,
+docs/algorithm.md §3).
 """
 from __future__ import annotations
 
