@@ -194,7 +194,6 @@ class Selection:
     expansion: tuple | None = None  # (candidates, ranked logits or None), Search._candidates_program's result
 
 
-
 class Search:
     """One RAIN generation for one prompt. Iterate `run()` for events; `tree` is readable at any time."""
 
@@ -347,11 +346,12 @@ class Search:
         """Up to `size` inner-loop iterations sharing forwards (Alg. 1 lines 5-11; size > 1: docs/algorithm.md §3
         "Parallel simulations"); returns how many ran.
 
-        Each leaf is selected by Eq. (1) under the virtual loss of the paths already selected this round (a select
-        event puts its path in flight, its back-up takes it out: rain/core/replay.py). All rollouts and expansions then
-        run in lockstep, one forward per step for all, the judge's prompts riding along; then each simulation in
-        order is evaluated, expanded, backed up and rewound, exactly as on its own. The round ends early when a
-        descent reaches a leaf already in flight (it is not selected twice) or the node cap leaves no room."""
+        Each leaf is selected by Eq. (1) under the virtual loss of the paths already selected this round (a
+        select event puts its path in flight, its back-up takes it out: rain/core/replay.py). All rollouts and
+        expansions then run in lockstep, one forward per step for all, the judge's prompts riding along; then each
+        simulation in order is evaluated, expanded, backed up and rewound, exactly as on its own. The round ends
+        early when a descent reaches a leaf already in flight (it is not selected twice) or the node cap leaves
+        no room."""
         tree, config, codec = self.tree, self.config, self.backends.codec
         selections: list[Selection] = []
         while len(selections) < size and self._room_for_simulation(len(selections)):

@@ -129,8 +129,8 @@ def formula(config: RainConfig) -> str:
 
 
 VIRTUAL_LOSS_RULE = (f"virtual loss: each of the m selected paths in flight through a node counts as one more "
-                     f"visit scored {VIRTUAL_LOSS_SCORE:g} until its back-up: n + m, q := (q·n {VIRTUAL_LOSS_SCORE:+g}·m)"
-                     f"/(n + m)")
+                     f"visit scored {VIRTUAL_LOSS_SCORE:g} until its back-up: n + m, "
+                     f"q := (q·n + m·({VIRTUAL_LOSS_SCORE:g}))/(n + m)")
 
 
 def _select_index(events: Sequence[Event], simulation: int) -> int:
@@ -242,8 +242,8 @@ class Narrator:
             depth = len(event.path) - 1
             flight = len(tree.in_flight)
             virtual = (f" {flight} path{'s' * (flight > 1)} selected earlier in this round still await"
-                       f"{'s' * (flight == 1)} {'their' if flight > 1 else 'its'} back-up, so Eq. (1) counted each as one "
-                       f"more visit scored {VIRTUAL_LOSS_SCORE:g} (virtual loss)." if flight else "")
+                       f"{'s' * (flight == 1)} {'their' if flight > 1 else 'its'} back-up, so Eq. (1) counted "
+                       f"each as one more visit scored {VIRTUAL_LOSS_SCORE:g} (virtual loss)." if flight else "")
             return (f"Simulation {event.simulation}: Eq. (1) went down {depth} level{'s' * (depth > 1)} to "
                     f"{_quote(self._text(event.path[-1]))}, taking at each level the child with the highest value "
                     f"plus exploration (last score {event.scores[-1]:.2f}).{virtual}")
