@@ -10,28 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.core.config import preset
-from rain.core.export import MAX_IMPORT_BYTES, RunRecord, TreeFileError, dumps, load, loads, nodes_of, save
-from rain.core.prompts import Conversation
+from fakes import fake_record
+from rain.core.export import MAX_IMPORT_BYTES, TreeFileError, dumps, load, loads, nodes_of, save
 from rain.core.replay import rebuild
-from rain.core.search import Backends, Search
 
 GOLDEN = Path(__file__).parent / "golden" / "fake_tree.json"
-
-
-def fake_record(**overrides) -> RunRecord:
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    config = preset("hh", sims_per_move=5, max_moves=4, **overrides)
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
-    events = list(search.run())
-    stats = {k: v for k, v in events[-1].stats.items() if "seconds" not in k}
-    return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
-                     judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]},
-                     events=events, nodes=nodes_of(search.tree), answer=search.answer(), vanilla="plain answer",
-                     stats=stats)
 
 
 def without_timing(data: dict) -> dict:

@@ -6,24 +6,18 @@ import json
 import pytest
 
 import rain.core.search as search_module
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import CONFIG, fake_record, fake_search as search_of
 from rain.core.config import preset
 from rain.core.events import BackedUp, Committed, Evaluated, Rewound, Selected
 from rain.core.export import dumps, loads
-from rain.core.prompts import Conversation
 from rain.core.replay import rebuild
-from rain.core.search import Backends, Search
+from rain.core.search import Search
 from rain.runs.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
                            format_why, latest_selection, narrate, why_table)
-from test_export import fake_record
 
 
 def fake_search(**overrides) -> Search:
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    return Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation,
-                  preset("hh", sims_per_move=5, max_moves=4, **overrides))
+    return search_of(CONFIG.replace(**overrides))
 
 
 # --- divergence --------------------------------------------------------------------------------------------

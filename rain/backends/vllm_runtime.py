@@ -18,7 +18,8 @@ token, and the judge reads its two label probabilities with one-token requests:
 
 One `VllmEngine` (an `AsyncLLM` on its own event-loop thread) serves every search of a process: each search runs
 in its caller's thread, submits requests and waits on futures, so vLLM batches the forwards of concurrent searches.
-vLLM is imported only here, and only when an engine is built: the rest of the package runs without it.
+vLLM is imported only here, and only when an engine is built: the rest of the package runs without it. That is
+why this backend is one file, over 400 lines.
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ from typing import Any
 
 import torch
 
+from rain.backends.embedder import MiniLMEmbedder
+from rain.backends.models import EMBEDDED_SPEC, HFCodec, ModelLoadError, embedded_embedder_dir, embedded_model_file
+from rain.backends.precision import Precision
+from rain.backends.torch_runtime import Runtime
+from rain.backends.weights_cache import cached_model_dir
 from rain.core.config import RainConfig
 from rain.core.decoding import (
     Candidate,
@@ -46,10 +52,7 @@ from rain.core.decoding import (
 )
 from rain.core.judge import SelfJudge
 from rain.core.lm import ComputeStats, Evaluation, TokenState
-from rain.backends.models import HFCodec, ModelLoadError
-from rain.backends.precision import Precision
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
-from rain.backends.torch_runtime import Runtime
 from rain.core.search import Backends, Search
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
@@ -349,7 +352,7 @@ class VllmJudge(SelfJudge):
             entry = output.outputs[0].logprobs[0]
             rows.append({label: math.exp(entry[token].logprob) for label, token in zip(self.labels, self.label_ids)})
         parts = self.description.parts(rows)
-        return Evaluation(score=self.description.score(parts), first=rows[0], second=rows[1], parts=tuple(parts))
+        return Evaluation(score=self.description.score(parts), orders=tuple(rows), parts=tuple(parts))
 
 
 # --- the model folder vLLM reads ---------------------------------------------------------------------------
@@ -357,9 +360,6 @@ class VllmJudge(SelfJudge):
 def model_folder(spec: str | None) -> Path:
     """A plain safetensors folder vLLM can read (it refuses GGUF): a GGUF spec goes through the weights cache
     (rain/backends/weights_cache.py, float32 so the judge's small logit gaps survive); a folder is used as is."""
-    from rain.backends.models import EMBEDDED_SPEC, embedded_model_file
-    from rain.backends.weights_cache import cached_model_dir
-
     if spec in (None, EMBEDDED_SPEC):
         return cached_model_dir(embedded_model_file(), torch.float32)
     path = Path(spec).expanduser()
@@ -382,9 +382,6 @@ class VllmRuntime(Runtime):
     def __init__(self, model_spec: str | None = None, embedder_dir: str | None = None, max_model_len: int = 4096,
                  server: VllmEngine | None = None):
         from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
-        from rain.backends.embedder import MiniLMEmbedder
-        from rain.backends.models import embedded_embedder_dir
 
         require_vllm()
         self.name = model_spec or "embedded"

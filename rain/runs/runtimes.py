@@ -20,11 +20,11 @@ def load_runtime(model_spec: str | None = None, backend: str | None = None, **op
     (rain/backends/vllm_runtime.py, in .venv-vllm) serves float32 on its own engine and takes none."""
     backend = backend or os.environ.get(BACKEND_ENV, "trie")
     if backend == "vllm":
-        from rain.backends.vllm_runtime import VllmRuntime      # lazy: vLLM is optional and heavy
+        from rain.backends.vllm_runtime import VllmRuntime  # lazy: vLLM is optional and heavy
 
         return VllmRuntime(model_spec)
     if backend != "trie":
         raise ValueError(f"unknown backend {backend!r} (${BACKEND_ENV}): use trie or vllm")
-    from rain.backends.torch_runtime import Runtime             # lazy: torch and transformers load only here
+    from rain.backends.torch_runtime import Runtime  # lazy: torch and transformers load only here
 
     return Runtime(model_spec, **options)
