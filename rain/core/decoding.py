@@ -72,8 +72,9 @@ def drive(lm: LanguageModel, programs: Sequence[Program],
     """Run `programs` in lockstep; each round is ONE next_logits call for every program's pending states.
 
     Requests (see the module docstring) go first, all of a round in one `lm.serve` call when the engine has
-    one. Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes (the
-    search uses it to queue the judge while the expansion still runs).
+    one; its answers may come one at a time as they arrive, and each program is advanced as soon as its own is
+    taken. Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes,
+    before later answers are awaited (the search uses it to queue the judge while the expansion still runs).
     """
     results: list[Any] = [None] * len(programs)
     pending: dict[int, Any] = {}
