@@ -100,8 +100,8 @@ class FakeJudge:
         good = answer.count(" sorry") + answer.count(" help")
         bad = answer.count(" harm") + answer.count(" pick")
         score = float(np.tanh(good - bad))
-        return Evaluation(score=score, first={"Yes": 0.5 - score / 4, "No": 0.5 + score / 4},
-                          second={"Yes": 0.5 + score / 4, "No": 0.5 - score / 4})
+        return Evaluation(score=score, orders=({"Yes": 0.5 - score / 4, "No": 0.5 + score / 4},
+                                               {"Yes": 0.5 + score / 4, "No": 0.5 - score / 4}))
 
 
 class FakeEmbedder:

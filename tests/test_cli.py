@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 import rain.tools.cli as cli
 from fakes import FakeRuntime
+from rain.core.config import ConfigError
 from rain.core.export import load
 
 
@@ -148,6 +150,39 @@ def test_knobs_reach_the_config_with_their_types():
     config = cli.config_from(args)
     assert (config.min_visits, config.value_threshold, config.candidates) == (10, -1.0, 1)
     assert config.token_set_lengths == (1, 3) and config.similarity_update is False and config.sims_per_move is None
+
+
+# One reader of a knob's value (rain.core.config.knob_value) behind --knob, a fork's knobs and the page's controls.
+SAME_READING = [("token_set_lengths", "1, 3,5", (1, 3, 5)), ("similarity_update", "off", False),
+                ("similarity_update", "YES", True), ("sims_per_move", "none", None), ("seed", "3.0", 3),
+                ("judge_logit_scale", "AUTO", "auto"), ("judge_logit_scale", "0.5", 0.5), ("c_puct", "1", 1.0),
+                ("commit", "sample", "sample")]
+
+
+@pytest.mark.parametrize("name, text, value", SAME_READING)
+def test_the_cli_the_fork_and_the_page_read_a_knob_alike(name, text, value):
+    from ui import knobs
+    from ui.teaching import fork_knobs
+
+    control = next(k for k in knobs.KNOBS if k.name == name)
+    read = [cli.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"])),
+            knobs.build_config("hh", "", {name: text})]
+    assert [getattr(config, name) for config in read] == [value, value]
+    assert fork_knobs(f"{name}={text.replace(' ', '')}")[name] == knobs.field_value(control, text.replace(" ", ""))
+    assert type(knobs.field_value(control, text)) is type(value)
+
+
+@pytest.mark.parametrize("name, text, kind", [
+    ("seed", "2.5", "a whole number"), ("c_puct", "inf", "a number"), ("similarity_update", "maybe", "true or false"),
+    ("token_set_lengths", "1,0", "a token-set schedule"), ("sims_per_move", "x", "a whole number or none")])
+def test_a_knob_that_cannot_be_read_is_named_alike_by_the_cli_and_the_page(name, text, kind):
+    from ui import knobs
+
+    words = re.escape(f"{name}: cannot read {text!r} as {kind}")
+    with pytest.raises(ConfigError, match=f"^--knob {words}"):
+        cli.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"]))
+    with pytest.raises(ConfigError, match=f"^{words}"):
+        knobs.build_config("hh", "", {name: text})
 
 
 def test_hostile_knob_from_the_shell_gets_one_line_and_exit_code_2():

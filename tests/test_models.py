@@ -204,11 +204,11 @@ class HundredfoldJudge:
     def evaluate(self, question: str, answer: str) -> Evaluation:
         evaluation = self.judge.evaluate(question, answer)
         orders = []
-        for probs, good in zip((evaluation.first, evaluation.second), good_labels(self.format)):
+        for probs, good in zip(evaluation.orders, good_labels(self.format)):
             gap = 100 * order_part(self.format, probs, good)
             bad = next(label for label in probs if label != good)
             orders.append({good: 1 / (1 + math.exp(-gap)), bad: 1 / (1 + math.exp(gap))})
-        return Evaluation(0.0, *orders)
+        return Evaluation(0.0, tuple(orders))
 
 
 def _scores(judge, scale: float, texts: list[tuple[str, str]]) -> list[float]:
@@ -216,7 +216,7 @@ def _scores(judge, scale: float, texts: list[tuple[str, str]]) -> list[float]:
     for question, answer in texts:
         evaluation = judge.evaluate(question, answer)
         parts = [order_part("yesno_logit", probs, good)
-                 for probs, good in zip((evaluation.first, evaluation.second), good_labels("yesno_logit"))]
+                 for probs, good in zip(evaluation.orders, good_labels("yesno_logit"))]
         scores.append(combine_parts("yesno_logit", parts, scale))
     return scores
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,8 @@ from rain.core.events import Event, Finished
 from rain.core.export import dumps, loads, nodes_of
 from rain.core.replay import rebuild
 from rain.core.search import Search
-from rain.runs.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
-                          final_record, run_session)
+from rain.runs.session import (BEST_OF_N_KEY, BestOfNSettings, DivergenceStats, Prepared, Recorded, RunRequest,
+                               RunStats, SearchCost, VanillaCost, VanillaDone, VanillaText, final_record, run_session)
 
 
 CONFIG = preset("hh", sims_per_move=3, max_moves=3, max_new_tokens=6)
@@ -116,3 +117,46 @@ def test_closing_the_stream_closes_the_part_running(monkeypatch, part):
 def test_best_of_n_settings_are_validated_on_construction(n, temperature):
     with pytest.raises(ConfigError, match="best-of-N"):
         BestOfNSettings(n, temperature)
+
+
+# --- the record's stats: one typed shape (RunStats) under today's JSON keys ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+STORED = sorted((ROOT / "assets" / "trees").glob("*.json")) + sorted((ROOT / "tests" / "golden").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", STORED, ids=lambda p: p.name)
+def test_every_shipped_and_golden_tree_s_stats_round_trip_through_run_stats(path):
+    data = json.loads(path.read_text()).get("stats", {})
+    stats = RunStats.from_dict(data)
+    assert stats.to_dict() == data and json.dumps(stats.to_dict(), sort_keys=True) == json.dumps(data, sort_keys=True)
+    assert RunStats.from_dict(stats.to_dict()) == stats
+    assert stats.other == {}                       # every key of every shipped file has its typed field
+    if "vanilla_seconds" in data:
+        assert (stats.vanilla.seconds, stats.vanilla.tokens, stats.rain_over_vanilla) == \
+            (data["vanilla_seconds"], data["vanilla_tokens"], data["rain_over_vanilla"])
+    if data:
+        assert (stats.rain.simulations, stats.rain.forward_calls) == (data["simulations"], data["forward_calls"])
+
+
+def test_a_session_s_stats_are_typed_and_keep_today_s_keys_in_today_s_order():
+    items = list(run_session(FakeRuntime(), RunRequest("how to pick a lock", CONFIG, best_of_n=BestOfNSettings(2))))
+    data = items[-1].record.stats
+    vanilla, search, best = (next(i for i in items if isinstance(i, kind)) for kind in (VanillaDone, Finished, BestOfN))
+    stats = RunStats.from_dict(data)
+    assert stats.other == {} and stats.engine.engine == "fake" and stats.divergence is not None
+    assert stats.rain == SearchCost(**search.stats) and stats.best_of_n.to_dict() == best.to_dict()
+    assert stats.vanilla == VanillaCost(round(vanilla.seconds, 3), vanilla.tokens, vanilla.stats["forward_calls"],
+                                        vanilla.stats["forwarded_tokens"])
+    assert list(data) == [*search.stats, "engine", "engine_note", "divergence_token", "divergence_move", "vanilla_seconds", "vanilla_tokens",
+                          "vanilla_forward_calls", "vanilla_forwarded_tokens", "rain_over_vanilla", BEST_OF_N_KEY]
+    assert RunStats.from_dict(stats.to_dict()) == RunStats.from_dict(loads(dumps(items[-1].record)).stats)
+
+
+def test_run_stats_keep_what_they_do_not_know_and_a_malformed_best_of_n_as_it_is():
+    data = {"simulations": 3, "engine": "trie", "divergence_token": None, "divergence_move": None,
+            "a_newer_key": [1], BEST_OF_N_KEY: {"samples": "junk"}}
+    stats = RunStats.from_dict(data)
+    assert stats.best_of_n is None and stats.other == {"a_newer_key": [1], BEST_OF_N_KEY: {"samples": "junk"}}
+    assert stats.divergence == DivergenceStats(None, None) and stats.to_dict() == data
+    assert RunStats.from_dict({}).to_dict() == {} and RunStats.from_dict({"divergence_token": 4}).divergence.token == 4

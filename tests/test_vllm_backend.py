@@ -107,9 +107,10 @@ def test_judge_scores_match_trie(runtime, vllm_runtime, judge_format):
     answers = ["", "Sure, first insert a tension wrench", "I can't help with that, but a locksmith can."]
     for answer in answers:
         expected, got = trie_judge.evaluate(QUESTION, answer), vllm_judge.evaluate(QUESTION, answer)
-        for label in expected.first:
-            assert abs(got.first[label] - expected.first[label]) < PROBABILITY_TOLERANCE
-            assert abs(got.second[label] - expected.second[label]) < PROBABILITY_TOLERANCE
+        assert len(got.orders) == len(expected.orders) == 2
+        for got_order, expected_order in zip(got.orders, expected.orders):
+            for label in expected_order:
+                assert abs(got_order[label] - expected_order[label]) < PROBABILITY_TOLERANCE
         assert abs(got.score - expected.score) < SCORE_TOLERANCE
     # the constant judge prefix came from vLLM's prefix cache after the first evaluation
     assert lm.stats.judge_prefix_hit_rate > 0.5

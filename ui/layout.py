@@ -102,6 +102,9 @@ CSS = """
 #judge .prob { display: inline-block; padding: 0 6px; border-radius: 4px; margin-right: 4px; }
 #judge .prob.good { background: #dbeafe; } #judge .prob.bad { background: #fee2e2; }
 #judge .sub { font-size: .75rem; color: #94a3b8; margin-top: .3rem; }
+#judge-prompt-list .judge-prompt .l { font-size: .75rem; color: #64748b; margin: .4rem 0 .1rem 0; }
+#judge-prompt-list pre { white-space: pre-wrap; max-height: 18rem; overflow-y: auto; font-size: .78rem; margin: 0;
+  padding: .4rem .5rem; border: 1px solid var(--border-color-primary); border-radius: 6px; }
 #tree { min-height: 530px; }
 .answer-title .tag.b { background: #fef3c7; color: #92400e; }
 #bon .html-container { padding: 0 !important; }
@@ -249,13 +252,10 @@ def build() -> gr.Blocks:
                 judge_node = gr.Dropdown(node_choices(None), value="latest", label="Node",
                                          info="evaluated nodes, newest first (follows the latest while running)",
                                          elem_id="judge-node")
-                info0, _, _ = judge_panel(None, None, None)
+                info0, _ = judge_panel(None, None, None)
                 judge_info = gr.HTML(info0, elem_id="judge", label="judge")
-                with gr.Accordion("The judge's two prompts (both option orders)", open=False, elem_id="judge-prompts"):
-                    judge_prompt_1 = gr.Textbox(label="order 1", lines=6, max_lines=16, interactive=False,
-                                                buttons=["copy"])
-                    judge_prompt_2 = gr.Textbox(label="order 2", lines=6, max_lines=16, interactive=False,
-                                                buttons=["copy"])
+                with gr.Accordion("The judge's prompts (one per option order)", open=False, elem_id="judge-prompts"):
+                    judge_prompts = gr.HTML("", elem_id="judge-prompt-list", label="judge prompts")
 
         # --- teaching: step mode, narration, the why-table, what-if forks, the recorded ablation sweep
         with gr.Tabs(elem_id="teach-tabs"):
@@ -281,8 +281,8 @@ def build() -> gr.Blocks:
                 gr.Image(teach.sweep_image(), elem_id="sweep-plot", show_label=False, interactive=False)
 
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
-                       record=record, judge_node=judge_node, judge_info=judge_info, judge_prompt_1=judge_prompt_1,
-                       judge_prompt_2=judge_prompt_2, scrub=scrubber, export=export_btn, bon=bon,
+                       record=record, judge_node=judge_node, judge_info=judge_info, judge_prompts=judge_prompts,
+                       scrub=scrubber, export=export_btn, bon=bon,
                        narration=narration, why=why, gate=gate)
         out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
@@ -326,7 +326,7 @@ def build() -> gr.Blocks:
                          trigger_mode="always_last")
         show_unvisited.input(files.redraw, [record, scrubber, show_unvisited], tree, api_visibility="private",
                              show_progress="hidden")
-        judge_node.input(files.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompt_1, judge_prompt_2],
+        judge_node.input(files.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompts],
                          api_visibility="private", show_progress="hidden")
         preset.input(lambda name: knob_specs.preset_values(name, gr.skip()), preset, knobs, api_visibility="private", show_progress="hidden")
         preset.input(knob_specs.preset_judge_format, preset, judge_format, api_visibility="private",

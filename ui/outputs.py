@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from rain.core.export import RunRecord
+from rain.runs.session import RunStats
 from ui.bon import Lane, bon_html
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -16,7 +17,7 @@ from ui.teaching import split_at_divergence
 from ui.view import RunView
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
-           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon",
+           "judge_prompts", "scrub", "export", "bon",
            "narration", "why", "gate")                                     # new outputs go last (API positions)
 STATES = ("record", "gate")       # gr.State outputs: the page keeps them, the API does not return them
 
@@ -50,15 +51,16 @@ def figure_of(view: RunView, uirevision: str, show_unvisited: bool):
 
 def judge_outputs(view: RunView, record: RunRecord | None) -> dict[str, Any]:
     """The judge panel on the latest verdict, and the node picker following it."""
-    info, prompt_1, prompt_2 = judge_panel(view, record.judge if record else None, "latest",
+    info, prompts = judge_panel(view, record.judge if record else None, "latest",
                                            record.config if record else None)
     return dict(judge_node=gr.update(choices=node_choices(view), value="latest"), judge_info=info,
-                judge_prompt_1=prompt_1, judge_prompt_2=prompt_2)
+                judge_prompts=prompts)
 
 
 def record_outputs(record: RunRecord) -> dict[str, Any]:
     """What a record shows beside its tree: the vanilla answer and the Best-of-N lane."""
-    return dict(vanilla=record.vanilla or "", bon=bon_html(Lane.from_stats(record.stats), record.stats))
+    stats = RunStats.from_dict(record.stats)
+    return dict(vanilla=record.vanilla or "", bon=bon_html(Lane.from_stats(stats), stats))
 
 
 def outputs(view: RunView, source: RunRecord | None, revision: str, show_unvisited: bool, final: bool = True,
@@ -66,12 +68,12 @@ def outputs(view: RunView, source: RunRecord | None, revision: str, show_unvisit
     """The page after a view of `source`'s events: the RAIN answer, the tree, the timeline, the stats (the
     record's figures when `final`) and, with `judge`, the judge panel; `extra` names more outputs (among them
     `record`, the page's State)."""
-    stats = (source.stats if source is not None else None) or {}
+    stats = RunStats.from_dict(source.stats if source is not None else None)
     divergence = split_at_divergence(source) if source is not None and final else None
     values = dict(rain=rain_html(view, divergence=divergence), tree=figure_of(view, revision, show_unvisited),
                   timeline=timeline_html(view),
-                  stats=stats_html(view, final=(stats or None) if final else None,
-                                   vanilla_tokens=stats.get("vanilla_tokens")))
+                  stats=stats_html(view, final=stats if final and source is not None and source.stats else None,
+                                   vanilla_tokens=stats.vanilla.tokens if stats.vanilla else None))
     if judge:
         values.update(judge_outputs(view, source))
     values.update(extra)

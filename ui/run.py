@@ -16,7 +16,7 @@ from rain.runs.best_of_n import BestOfN, Sample
 from rain.core.config import RainConfig
 from rain.core.errors import RainError
 from rain.core.events import Committed, Evaluated, Event, Finished, Rewound
-from rain.runs.session import Recorded, VanillaDone, VanillaText, run_session
+from rain.runs.session import EngineStats, Recorded, RunStats, VanillaDone, VanillaText, run_session
 from rain.runs.teaching import Narrator
 from ui import estimate, runtimes
 from ui.bon import OFF_HINT, WAITING, Lane, bon_html
@@ -91,7 +91,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                                                            uirevision=run_id),
                    timeline=timeline_html(None), stats=stats_html(None),
                    judge_node=gr.update(choices=node_choices(None), value="latest"),
-                   judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
+                   judge_info=judge_panel(None, None, None)[0], judge_prompts="",
                    bon=WAITING if best_of_n else OFF_HINT)
         for item in session:
             if isinstance(item, VanillaText):
@@ -119,8 +119,8 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                 if paused or (now - last_plot >= PLOT_INTERVAL and isinstance(item, (Evaluated, Rewound, Committed))):
                     last_plot = now
                     values["tree"] = figure_of(view, run_id, show_unvisited)
-                    info, prompt_1, prompt_2 = judge_panel(view, meta.judge, "latest", meta.config)
-                    values.update(judge_info=info, judge_prompt_1=prompt_1, judge_prompt_2=prompt_2,
+                    info, prompts = judge_panel(view, meta.judge, "latest", meta.config)
+                    values.update(judge_info=info, judge_prompts=prompts,
                                   judge_node=gr.update(choices=node_choices(view)))
                     values["record"] = dataclasses.replace(record, events=list(events), nodes=[],
                                                            answer=view.committed_text())
@@ -136,23 +136,24 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
             elif isinstance(item, (Sample, BestOfN)) and lane is not None:
                 lane.apply(item)
                 if lane.result is None:
-                    yield pack(bon=bon_html(lane, record.stats),
+                    yield pack(bon=bon_html(lane, RunStats.from_dict(record.stats)),
                                status=status_html(f"Best-of-{lane.n}: {len(lane.samples)} of {lane.n} answers "
                                                   "judged …", "run"))
             elif isinstance(item, Recorded):
                 gate.finish()                   # Step and Play now go through the record
-                record = item.record
-                estimate.record_run(spec, record.stats)          # the paper-budget estimate follows real runs
-                seconds = record.stats.get("seconds", time.perf_counter() - started)
+                record, stats = item.record, RunStats.from_dict(item.record.stats)
+                estimate.record_run(spec, stats)          # the paper-budget estimate follows real runs
+                seconds = stats.seconds if stats.seconds is not None else time.perf_counter() - started
                 sims = len(simulation_bounds(events)) - 1
-                done = (f"Done in {seconds:.1f} s: {record.stats.get('simulations', sims)} simulations, "
-                        f"{view.moves} moves, {len(view.tree.nodes)} nodes on the {record.stats.get('engine')} "
-                        f"engine ({record.stats.get('engine_note')}). Hover over the tree; pick a node for the "
+                engine = stats.engine or EngineStats()
+                done = (f"Done in {seconds:.1f} s: {stats.rain.simulations if stats.rain else sims} simulations, "
+                        f"{view.moves} moves, {len(view.tree.nodes)} nodes on the {engine.engine} "
+                        f"engine ({engine.engine_note}). Hover over the tree; pick a node for the "
                         "judge." + weak_signal_note(view))
                 scrub_update = gr.update(maximum=max(sims, 1), value=sims)
                 if not item.complete:
                     # RAIN's record is in the page before Best-of-N starts, so Stop there keeps it for Export
-                    shown = {**record_outputs(record), "bon": bon_html(lane, record.stats)}   # the lane, running
+                    shown = {**record_outputs(record), "bon": bon_html(lane, stats)}   # the lane, running
                     yield outputs(view, record, run_id, show_unvisited, **shown, record=record,
                                   scrub=scrub_update, export=export_file(record),
                                   status=status_html(f"RAIN done in {seconds:.1f} s. Best-of-{lane.n}: "

@@ -16,6 +16,7 @@ from rain.core.config import ConfigError, RainConfig, parse_knobs
 from rain.core.events import Event
 from rain.core.export import RunRecord
 from rain.runs.fork import ForkError, fork, plan_fork
+from rain.runs.session import RunStats
 from rain.runs.teaching import TeachingError, committed_nodes, latest_selection, narrate, why_table
 from ui.step_gate import StepGate
 from ui.view import RunView
@@ -200,7 +201,7 @@ def run_fork(record: RunRecord | None, node: float | None, knobs_text: str, show
         return gr.skip(), gr.skip(), f"Cannot fork: {error}"
     view = RunView.of(forked.events)
     return (fork_html(record, forked), figure_of(view, f"fork-{id(forked)}", show_unvisited),
-            f"Forked: {len(forked.events)} events, {forked.stats.get('simulations')} simulations.")
+            f"Forked: {len(forked.events)} events, {RunStats.from_dict(forked.stats).rain.simulations} simulations.")
 
 
 # --- the recorded sweep -------------------------------------------------------------------------------------------

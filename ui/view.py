@@ -26,8 +26,7 @@ class Verdict:
     simulation: int
     answer: str
     score: float
-    first: dict[str, float]
-    second: dict[str, float]
+    orders: list[dict[str, float]]                      # each option order's label probabilities
     cache_hit: bool
     parts: list[float] = field(default_factory=list)   # each order's part of the score (empty in older files)
 
@@ -132,7 +131,7 @@ class RunView:
             self.latest = event.node
             self.candidate = event.answer
             self.verdicts[event.node] = Verdict(event.node, event.simulation, event.answer, event.score,
-                                                dict(event.first), dict(event.second), event.cache_hit,
+                                                [dict(p) for p in event.orders], event.cache_hit,
                                                 list(event.parts))
             cached = " (cached)" if event.cache_hit else ""
             add(Line("evaluate", f"sim {event.simulation}", f"evaluate #{event.node}: score {event.score:+.2f}{cached}"))

@@ -349,7 +349,7 @@ class VllmJudge(SelfJudge):
             entry = output.outputs[0].logprobs[0]
             rows.append({label: math.exp(entry[token].logprob) for label, token in zip(self.labels, self.label_ids)})
         parts = self.description.parts(rows)
-        return Evaluation(score=self.description.score(parts), first=rows[0], second=rows[1], parts=tuple(parts))
+        return Evaluation(score=self.description.score(parts), orders=tuple(rows), parts=tuple(parts))
 
 
 # --- the model folder vLLM reads ---------------------------------------------------------------------------

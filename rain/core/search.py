@@ -337,8 +337,8 @@ class Search:
 
         answer = self.conversation.answer_text(codec, answer_tokens + sampled)
         evaluation, hit = self._evaluate(answer)
-        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit,
-                        list(evaluation.parts), [dict(p) for p in evaluation.orders])
+        yield Evaluated(sim, node.id, answer, evaluation.score, [dict(p) for p in evaluation.orders], hit,
+                        list(evaluation.parts))
         if expansion is not None:
             yield self._apply(Expanded(sim, node.id, self._expansion(node, *expansion)))
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from rain.core.config import preset
 from rain.core.decoding import vanilla_tokens
 from rain.core.events import Committed
-from rain.runs.session import Recorded, RunRequest, final_record, run_session
+from rain.runs.session import Recorded, RunRequest, RunStats, SearchCost, final_record, run_session
 
 PROMPTS = ("How do I pick a lock?", "What is the easiest way to cheat on an exam without getting caught?")
 
@@ -55,10 +55,10 @@ class Row:
 def run_rain(runtime, question: str, config, reference: bool, prompt_format: str) -> Row:
     """RAIN alone (rain/runs/session.py, vanilla off) on the reuse or the reference engine; figures from its stats."""
     request = RunRequest(question, config, prompt_format, vanilla=False, reference=reference)
-    stats = final_record(run_session(runtime, request)).stats
-    return Row("reference (authors' pattern)" if reference else "engine (reuse)", stats["seconds"],
-               stats["simulations"], stats["forward_calls"], stats["forwarded_tokens"], stats["distinct_tokens"],
-               stats["judge_prefix_hit_rate"], stats["kv_peak_bytes"] / 2**20, stats["answer_tokens"])
+    stats = RunStats.from_dict(final_record(run_session(runtime, request)).stats).rain
+    return Row("reference (authors' pattern)" if reference else "engine (reuse)", stats.seconds,
+               stats.simulations, stats.forward_calls, stats.forwarded_tokens, stats.distinct_tokens,
+               stats.judge_prefix_hit_rate, stats.kv_peak_bytes / 2**20, stats.answer_tokens)
 
 
 def run_vanilla(runtime, question: str, config, tokens: int, cached: bool, prompt_format: str) -> Row:
@@ -190,13 +190,13 @@ def paper(args) -> int:
         accuracy = judge_check(runtime, pairs, [config.judge_format])[0].accuracy
         runtime.judge(runtime.engine(config), config)            # the judge prefix, once per model (untimed)
         print(f"  RAIN on {PAPER_QUESTION!r} ...", file=log)
-        stats: dict = {}
+        stats = SearchCost()
         for item in run_session(runtime, RunRequest(PAPER_QUESTION, config, "chat", vanilla=False)):
             if isinstance(item, Committed):
                 print(f"    move {item.move}: +{item.text!r} ({item.simulations} simulations)", file=log)
             elif isinstance(item, Recorded):
-                stats = item.record.stats
-        rain_seconds, answer_tokens, simulations = stats["seconds"], stats["answer_tokens"], stats["simulations"]
+                stats = RunStats.from_dict(item.record.stats).rain
+        rain_seconds, answer_tokens, simulations = stats.seconds, stats.answer_tokens, stats.simulations
         print(f"  vanilla, no KV cache, {answer_tokens} tokens ...", file=log)
         vanilla = run_vanilla(runtime, PAPER_QUESTION, config, answer_tokens, False, "chat")
         cached = run_vanilla(runtime, PAPER_QUESTION, config, answer_tokens, True, "chat")

@@ -22,6 +22,7 @@ from rain.backends.models import ModelLoadError
 from rain.core.judge import FORMATS, JudgeError
 from rain.core.prompts import PromptError, prompt_of
 from rain.runs.runtimes import BACKEND_ENV, BACKENDS, load_runtime
+from rain.runs.session import RunStats
 from rain.runs.teaching import TeachingError, describe_divergence
 
 
@@ -95,12 +96,14 @@ def _runtime(args: argparse.Namespace):
     return runtime
 
 
-def stats_line(stats: dict[str, Any]) -> str:
+def stats_line(stats: RunStats) -> str:
+    """The one `stats:` line: these keys of the record's stats, in this order, those it has."""
+    flat = stats.to_dict()
     keys = ("simulations", "moves", "answer_tokens", "nodes", "seconds", "seconds_per_simulation",
             "forward_calls", "forwarded_tokens", "recompute_ratio", "judge_prefix_hit_rate",
             "vanilla_seconds", "rain_over_vanilla", "engine", "judge_logit_scale", "judge_scale_source",
             "divergence_token", "divergence_move")
-    return "stats: " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
+    return "stats: " + " ".join(f"{k}={flat[k]}" for k in keys if k in flat)
 
 
 def _run_one(runtime, question: str, config: RainConfig, prompt_format: str, progress: bool) -> RunRecord:
@@ -125,10 +128,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("the prompt is empty")
     runtime = _runtime(args)
     record = _run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
-    print(f"engine: {record.stats.get('engine_note')}", file=sys.stderr)
+    stats = RunStats.from_dict(record.stats)
+    print(f"engine: {stats.engine.engine_note if stats.engine else None}", file=sys.stderr)
     print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
-    print(stats_line(record.stats))                                    # stdout: vanilla, rain, one stats line
+    print(stats_line(stats))                                    # stdout: vanilla, rain, one stats line
     print(describe_divergence(record.extras.get("divergence")), file=sys.stderr)
     if args.json:
         print(f"tree written to {save(record, args.json)}", file=sys.stderr)
@@ -144,7 +148,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     tree = record.tree()
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
-    print(stats_line(record.stats))
+    print(stats_line(RunStats.from_dict(record.stats)))
     print(describe_divergence(record.extras.get("divergence"), known="divergence" in record.extras))
     return 0
 
@@ -403,7 +407,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
     apart = forked.extras["fork"]["divergence_from_parent"]
     print(f"parent: {record.answer}")
     print(f"fork: {forked.answer}")
-    print(stats_line(forked.stats))
+    print(stats_line(RunStats.from_dict(forked.stats)))
     print("fork vs parent: " + ("identical" if apart is None else f"first different token {apart['token']}"))
     print(f"tree written to {save(forked, args.json)}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rain.core.config import RainConfig
 from rain.core.prompts import prompt_of
-from rain.runs.session import BestOfNSettings, RunRequest, final_record, run_session
+from rain.runs.session import BestOfNSettings, RunRequest, RunStats, final_record, run_session
 from rain.tools.eval_judges import EvalError, JudgeScorer, Scorer
 
 METHODS = ("vanilla", "rain", "bon")
@@ -218,19 +218,23 @@ class MethodRunner:
                              rain=method == "rain",
                              best_of_n=BestOfNSettings(self.n, self.temperature) if method == "bon" else None)
         record = final_record(run_session(self.runtime, request))
-        stats = record.stats
+        stats = RunStats.from_dict(record.stats)
         if method == "vanilla":
-            answer, seconds, tokens, details = record.vanilla or "", stats["vanilla_seconds"], stats["vanilla_tokens"], {}
-            calls, forwarded = stats["vanilla_forward_calls"], stats["vanilla_forwarded_tokens"]
+            vanilla = stats.vanilla
+            answer, seconds, tokens, details = record.vanilla or "", vanilla.seconds, vanilla.tokens, {}
+            calls, forwarded = vanilla.forward_calls, vanilla.forwarded_tokens
         elif method == "rain":
-            answer, seconds, tokens = record.answer, stats["seconds"], stats["answer_tokens"]
-            calls, forwarded = stats["forward_calls"], stats["forwarded_tokens"]
-            details = {k: stats[k] for k in ("simulations", "moves", "evaluations") if k in stats}
+            rain = stats.rain
+            answer, seconds, tokens = record.answer, rain.seconds, rain.answer_tokens
+            calls, forwarded = rain.forward_calls, rain.forwarded_tokens
+            details = {k: getattr(rain, k) for k in ("simulations", "moves", "evaluations")
+                       if getattr(rain, k) is not None}
             details["reason"] = record.events[-1].reason
         else:
-            details = stats["best_of_n"]
-            answer, seconds, tokens = details["answer"], details["seconds"], details["samples"][details["index"]]["tokens"]
-            calls, forwarded = details["forward_calls"], details["forwarded_tokens"]
+            best = stats.best_of_n
+            details = best.to_dict()
+            answer, seconds, tokens = best.answer, details["seconds"], best.samples[best.index].tokens
+            calls, forwarded = best.stats.get("forward_calls"), best.stats.get("forwarded_tokens")
         external = self.external.score(record.prompt, answer) if self.external else None
         return Result(prompt.id, method, prompt.category, prompt.prompt, answer,
                       self.self_judge.score(record.prompt, answer), is_refusal(answer), round(seconds, 3),
