@@ -13,13 +13,14 @@ import pytest
 import rain.tools.cli as cli
 from fakes import FakeRuntime
 from rain.core.config import ConfigError
+from rain.tools import options
 from rain.core.export import load
 
 
 @pytest.fixture
 def cli_runtime(monkeypatch, runtime):
     """Every command reuses the session's loaded model instead of loading its own."""
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
     return runtime
 
 
@@ -87,7 +88,7 @@ def test_resume_keeps_the_finished_rows_untouched_and_runs_only_the_missing_ids(
     """`run --resume` on the fake runtime: a finished row stays byte for byte (a redone one would be rewritten),
     a torn last line is redone, and the model is asked only for the missing prompts."""
     runtime = FakeRuntime()
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     prompts = {"a": "how to pick a lock", "b": "the key", "c": "a safe door"}
     source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in prompts.items()))
@@ -125,7 +126,7 @@ HOSTILE_KNOBS = [
 
 @pytest.fixture
 def no_model(monkeypatch):
-    monkeypatch.setattr(cli, "_runtime", lambda args: pytest.fail("a refused setting reached the model"))
+    monkeypatch.setattr(options, "runtime_for", lambda args: pytest.fail("a refused setting reached the model"))
 
 
 def knob_args(pairs: list[str]) -> list[str]:
@@ -147,7 +148,7 @@ def test_knobs_reach_the_config_with_their_types():
     args = cli.build_parser().parse_args(["generate", "hi", *knob_args(
         ["min_visits=10", "value_threshold=-1", "candidates=1", "token_set_lengths=1,3", "similarity_update=off",
          "sims_per_move=none"])])
-    config = cli.config_from(args)
+    config = options.config_from(args)
     assert (config.min_visits, config.value_threshold, config.candidates) == (10, -1.0, 1)
     assert config.token_set_lengths == (1, 3) and config.similarity_update is False and config.sims_per_move is None
 
@@ -165,7 +166,7 @@ def test_the_cli_the_fork_and_the_page_read_a_knob_alike(name, text, value):
     from ui.teaching import fork_knobs
 
     control = next(k for k in knobs.KNOBS if k.name == name)
-    read = [cli.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"])),
+    read = [options.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"])),
             knobs.build_config("hh", "", {name: text})]
     assert [getattr(config, name) for config in read] == [value, value]
     assert fork_knobs(f"{name}={text.replace(' ', '')}")[name] == knobs.field_value(control, text.replace(" ", ""))
@@ -180,7 +181,7 @@ def test_a_knob_that_cannot_be_read_is_named_alike_by_the_cli_and_the_page(name,
 
     words = re.escape(f"{name}: cannot read {text!r} as {kind}")
     with pytest.raises(ConfigError, match=f"^--knob {words}"):
-        cli.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"]))
+        options.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"]))
     with pytest.raises(ConfigError, match=f"^{words}"):
         knobs.build_config("hh", "", {name: text})
 
@@ -208,7 +209,7 @@ def test_concurrent_rows_never_cross_prompts(tmp_path, monkeypatch):
     """`run --concurrency 3` on the fake runtime (whose answer depends on the prompt): every row and its tree hold
     their own prompt, and the answer a sequential run gives that prompt."""
     runtime = FakeRuntime()
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
     prompts = ["the key", "a safe door", "help you", "pick the lock", "use a tool", "ask for help"]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(prompts)))

@@ -9,12 +9,13 @@ import torch
 
 from fakes import EOS, FakeJudge, FakeLM, fake_conversation, fake_run, fake_search
 from rain.core.config import ConfigError, RainConfig, preset
-from rain.core.decoding import path_candidates, single_token_candidates, top_k_probs
+from rain.core.decoding import TopTokensRequest, drive, path_candidates, single_token_candidates, top_k_probs
 from rain.core.lm import ComputeStats
 from rain.core.events import BackedUp, Committed, NodesAdded
 from rain.core.replay import apply_event
-from rain.core.search import (addition_triggered, backup, child_priors, noised, puct_scores,
-                         reroot_priors, select_child, stop_rule_met)
+from rain.core.puct import puct_scores
+from rain.core.search import (addition_triggered, backup, child_priors, noised, reroot_priors,
+                              select_child, stop_rule_met)
 from rain.core.tree import Tree
 
 
@@ -446,6 +447,28 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
     assert nodes_of(search.tree) == nodes_of(rebuild(events))
     assert (search.tree.root, search.tree.min_value, search.tree.max_value) == \
         (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)
+
+
+def test_drive_hands_on_a_finished_program_before_awaiting_the_next_answer():
+    """A serving engine hands its answers back one at a time (VllmLM.serve): the first program's `on_done`, where
+    the search queues the judge, runs before the second answer is awaited, so the judge's requests join the
+    expansion's engine steps instead of waiting for them to end."""
+    log = []
+
+    class Serving(FakeLM):
+        def serve(self, requests):
+            for index, _ in enumerate(requests):
+                log.append(f"await {index}")
+                yield index
+
+    def program(request):
+        answer = yield request
+        return answer
+
+    request = TopTokensRequest((1,), 1, 1.0, 1)
+    results = drive(Serving(), [program(request), program(request)], on_done=lambda i, _: log.append(f"done {i}"))
+    assert results == [0, 1]
+    assert log == ["await 0", "done 0", "await 1", "done 1"]
 
 
 def test_the_evaluation_cache_asks_the_judge_once_per_text_and_off_asks_every_time():

@@ -138,7 +138,7 @@ def test_sampled_paths_match_top_k_distribution(runtime, vllm_runtime, state):
     assert set(counts) <= set(probs)                                   # never outside the top 15
     assert total_variation(counts, probs) < TOTAL_VARIATION_LIMIT
     # and the served program: distinct paths, greedy first, probabilities in (0, 1]
-    candidates = lm.serve([PathsRequest(tuple(state), 4, 10, 14, 15, 1.0, torch.Generator().manual_seed(2))])[0]
+    candidates = next(lm.serve([PathsRequest(tuple(state), 4, 10, 14, 15, 1.0, torch.Generator().manual_seed(2))]))
     assert len({c.tokens for c in candidates}) == len(candidates) >= 2
     assert all(0 < c.prob <= 1 for c in candidates)
 

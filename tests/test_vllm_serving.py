@@ -54,11 +54,24 @@ def test_requests_are_served_in_one_batch():
     sampled requests) are in vLLM together; a server that awaited each before the next would log them interleaved."""
     engine = LoggingEngine()
     lm = VllmLM(engine, None, 100)
-    results = lm.serve([TopTokensRequest((1, 2, 3), 3, 1.0, 20),
-                        PathsRequest((1, 2, 3), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
+    results = list(lm.serve([TopTokensRequest((1, 2, 3), 3, 1.0, 20),
+                             PathsRequest((1, 2, 3), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))]))
     assert [kind for kind, _ in engine.log] == ["submit"] * 3 + ["await"] * 3
     assert [c.tokens for c in results[0][0]] == [(5,), (6,), (7,)] and results[1][0].tokens == (5, 5)
     assert lm.stats.forward_calls == 3
+
+
+def test_answers_come_back_as_they_arrive():
+    """serve() hands the first answer back before it awaits the second, so drive can queue the judge (rollout
+    done) while the expansion still decodes (docs/scaling.md: one engine step fewer per simulation)."""
+    engine = LoggingEngine()
+    lm = VllmLM(engine, None, 100)
+    answers = lm.serve([TopTokensRequest((1, 2, 3), 3, 1.0, 20),
+                        PathsRequest((1, 2, 3), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
+    next(answers)
+    assert engine.log == [("submit", 0), ("submit", 1), ("submit", 2), ("await", 0)]
+    next(answers)
+    assert engine.log[4:] == [("await", 1), ("await", 2)]
 
 
 def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
@@ -86,7 +99,7 @@ def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
             return future
 
     lm = VllmLM(Engine(), None, logits.shape[0])
-    got, got_ranked = lm.serve([TopTokensRequest((1, 2, 3), 10, 1.0, 20)])[0]
+    got, got_ranked = next(lm.serve([TopTokensRequest((1, 2, 3), 10, 1.0, 20)]))
     expected, expected_ranked = single_token_candidates(logits, 10, 1.0, 20)
     assert [c.tokens for c in got] == [c.tokens for c in expected]
     got_ids, expected_ids = [t for t, _ in got_ranked], [t for t, _ in expected_ranked]

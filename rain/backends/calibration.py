@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rain.backends.weights_cache import cache_root, note_stderr, write_atomic
 from rain.core.judge import ASSETS, describe, order_part
 
 CALIBRATION_SET = ASSETS / "judge_calibration.jsonl"
@@ -127,8 +128,6 @@ def store_key(fingerprint: str, *parts: str) -> str:
 def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
     """The scale stored under `key`, else `compute()`, stored atomically. An unreadable entry is recomputed with a
     one-line note; two processes computing at once write the same number, the last rename wins."""
-    from rain.backends.weights_cache import note_stderr, cache_root, write_atomic
-
     path = (root or cache_root()) / "judge_scales" / f"{key}.json"
     if path.exists():
         try:

@@ -13,15 +13,15 @@ from typing import Iterator, Sequence
 import torch
 
 from rain.backends.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, store_key, stored_scale
-from rain.core.config import RainConfig
-from rain.core.decoding import vanilla_tokens
 from rain.backends.embedder import MiniLMEmbedder
 from rain.backends.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
+from rain.backends.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
+from rain.backends.precision import Precision, name, resolve_precision
+from rain.core.config import RainConfig
+from rain.core.decoding import vanilla_stream
 from rain.core.export import RunRecord, nodes_of
 from rain.core.judge import SelfJudge
 from rain.core.lm import Embedder, LanguageModel
-from rain.backends.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
-from rain.backends.precision import Precision, name, resolve_precision
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
 from rain.core.replay import rebuild
 from rain.core.search import Backends, Search
@@ -175,16 +175,7 @@ class Runtime:
                        lm: LanguageModel | None = None, token_ids: list[int] | None = None) -> Iterator[str]:
         """Vanilla answer text, growing token by token (the same stop rules as the search); each token id is also
         appended to `token_ids` when given."""
-        lm = lm or self.engine(config)
-        generator = torch.Generator(device=lm.device).manual_seed(config.seed)
-        answer: list[int] = []
-        for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens,
-                                    min(config.max_length, lm.max_length), conversation.stop_ids,
-                                    lambda a: conversation.turn_ended(self.codec, a), temperature, generator):
-            answer.append(token)
-            if token_ids is not None:
-                token_ids.append(token)
-            yield conversation.answer_text(self.codec, answer)
+        yield from vanilla_stream(lm or self.engine(config), self.codec, conversation, config, temperature, token_ids)
 
     # --- export
     def engine_stats(self, config: RainConfig, lm: LanguageModel | None = None) -> dict:

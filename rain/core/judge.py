@@ -19,6 +19,8 @@ replaces the criterion's question in both orders. `JudgeDescription` says all of
 their meanings, the label token ids, the good and bad label and the score rule.
 All scores lie in [-1, 1] (docs/algorithm.md §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
 Label ids come from the model's own tokenizer; a label that is not one token is refused.
+One file, over 400 lines: the description the page shows and the judge that reads the model are built from the
+same wordings and order plans. It imports no torch (the judge's logits arrive as tensors), so the page can read it.
 """
 from __future__ import annotations
 
@@ -29,8 +31,6 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-
-import torch
 
 from rain.core.config import JudgeFormat
 from rain.core.errors import RainError
@@ -451,7 +451,8 @@ class SelfJudge:
     def evaluate(self, question: str, answer: str) -> Evaluation:
         states = self.states(question, answer)
         logits = self.lm.judge_logits(states, shared_prefix=len(self.prompt.prefix))
-        values = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)].tolist()   # [K orders, N labels]
+        values = logits.float().softmax(dim=-1)[:, list(self.label_ids)].tolist()   # [K orders, N labels]; no torch
+        # import here: the page reads this module's description (JudgeDescription, FORMATS) without loading torch
         orders = tuple(dict(zip(self.labels, row)) for row in values)
         parts = self.description.parts(orders)
         return Evaluation(score=self.description.score(parts), orders=orders, parts=tuple(parts))

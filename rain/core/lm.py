@@ -8,10 +8,12 @@ rain/backends/engine/, rain/core/judge.py, rain/backends/embedder.py and rain/ba
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:                   # annotations only: the page imports these protocols without loading torch
+    import torch
 
 TokenState = Sequence[int]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from rain.core.errors import RainError
-from rain.core.events import (BackedUp, Committed, Event, Expanded, NewNode, NodesAdded, Started)
+from rain.core.events import BackedUp, Committed, Event, Expanded, NewNode, NodesAdded, Started
 from rain.core.tree import Tree
 
 

@@ -14,7 +14,6 @@ never read again). The search is one file, over 400 lines, because it reads top-
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -23,16 +22,38 @@ import numpy as np
 import torch
 
 from rain.core.config import RainConfig
-from rain.core.decoding import (Program, RolloutRules, drive, path_program, rollout_program, sample, single_token_program,
-                           tied_top)
-from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
-                         NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
+from rain.core.decoding import (
+    Program,
+    RolloutRules,
+    drive,
+    path_program,
+    rollout_program,
+    sample,
+    single_token_program,
+    tied_top,
+)
+from rain.core.events import (
+    BackedUp,
+    Committed,
+    Evaluated,
+    Event,
+    Expanded,
+    Finished,
+    NewNode,
+    NodesAdded,
+    NodeStats,
+    Rewound,
+    RolledOut,
+    Selected,
+    SimilarityShare,
+    Started,
+)
 from rain.core.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
 from rain.core.prompts import Conversation
+from rain.core.puct import puct_scores
 from rain.core.replay import apply_event
 from rain.core.tree import Node, TokenSet, Tree
 
-VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
 ROLLOUT_SEED_OFFSET = 1             # rollouts draw from their own generator, seeded with seed + 1
 
 
@@ -47,32 +68,6 @@ class Backends:
 
 
 # --- Pure functions on the tree --------------------------------------------------------------------------
-
-def puct_terms(tree: Tree, node_id: int, config: RainConfig) -> list[tuple[float, float]]:
-    """Eq. (1)'s two terms for every child of `node_id`: (value term, exploration term c · p · sqrt(N) / (1 + n)).
-
-    Code variant (default, §1.3 getqu): value = (q - min)/(max - min + 1e-5), 0 for an unvisited child, and
-    N = the parent's n. Paper variants (§1.5.1-2): raw q, and N = the sum of the siblings' n.
-    """
-    children = tree.children(node_id)
-    total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
-    exploration = config.c_puct * math.sqrt(total)
-    terms = []
-    for child in children:
-        if config.puct_value == "raw":
-            value = child.value
-        elif child.visits == 0:
-            value = 0.0
-        else:
-            value = (child.value - tree.min_value) / (tree.max_value - tree.min_value + VALUE_RANGE_EPSILON)
-        terms.append((value, exploration * child.prior / (1 + child.visits)))
-    return terms
-
-
-def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
-    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n) (terms: `puct_terms`)."""
-    return [value + exploration for value, exploration in puct_terms(tree, node_id, config)]
-
 
 def select_child(tree: Tree, node_id: int, config: RainConfig) -> tuple[Node, float]:
     """argmax of Eq. (1); the first child wins a tie (Python's max over the children dict)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 NO_PARENT = -1
 ROOT_ID = 0      # the original root: the prompt
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rain.core.errors import RainError
 from rain.core.config import ConfigError, RainConfig
+from rain.core.errors import RainError
 from rain.core.events import Event
 from rain.core.export import RunRecord, nodes_of
 from rain.core.replay import rebuild
-from rain.runs.teaching import committed_nodes, find_divergence
 from rain.core.tree import ROOT_ID, TokenSet, Tree
+from rain.runs.teaching import committed_nodes, find_divergence
 
 PROMPT_FORMATS = ("auto", "chat", "fewshot")
 

@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
-from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, Sample, best_of_n
 from rain.core.config import ConfigError, RainConfig
 from rain.core.events import Event, Finished
 from rain.core.export import RunRecord, nodes_of
 from rain.core.prompts import PromptFormat
 from rain.core.replay import rebuild
+from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, Sample, best_of_n
 from rain.runs.teaching import divergence_field, divergence_stats
 
 BEST_OF_N_KEY = "best_of_n"        # the record's stats key of the Best-of-N result
@@ -300,7 +300,7 @@ def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
     bon: BestOfN | None = None
     if request.best_of_n is not None:
         lm = runtime.engine(config)        # its own engine: its forward calls are Best-of-N's
-        lane = best_of_n(lm, runtime.codec, runtime.judge(lm, config), conversation, config,
+        lane = best_of_n(runtime, lm, runtime.judge(lm, config), conversation, config,
                          request.best_of_n.n, request.best_of_n.temperature)
         try:
             for item in lane:

@@ -10,12 +10,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from rain.core.errors import RainError
 from rain.core.config import RainConfig
-from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut, Rewound,
-                         Selected, Started)
+from rain.core.errors import RainError
+from rain.core.events import (
+    BackedUp,
+    Committed,
+    Evaluated,
+    Event,
+    Expanded,
+    Finished,
+    NodesAdded,
+    Rewound,
+    RolledOut,
+    Selected,
+    Started,
+)
+from rain.core.puct import VALUE_RANGE_EPSILON, puct_terms
 from rain.core.replay import apply_event, rebuild
-from rain.core.search import VALUE_RANGE_EPSILON, puct_terms
 from rain.core.tree import NO_PARENT, ROOT_ID, Node, Tree
 
 QUOTE_CHARS = 60            # longest text quoted in a narration sentence

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rain.backends.calibration import calibrate
+from rain.backends.engine import ReferenceEngine, TrieEngine, UnsupportedModelError
+from rain.backends.models import EMBEDDED_SPEC, HFCodec, ModelLoadError, load_causal_lm, resolve_device, resolve_dtype
 from rain.core.errors import RainError
+from rain.core.judge import SelfJudge
+from rain.tools.sentiment import VADER, VaderScorer
 
 
 class EvalError(RainError, ValueError):
@@ -99,17 +104,11 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
 
     `logit_scale` (yesno_logit only) defaults to SelfJudge's; win rates do not depend on it (tanh is monotonic).
     """
-    from rain.backends.models import ModelLoadError, load_causal_lm
-    from rain.tools.sentiment import VADER, VaderScorer
-
     if spec == VADER:                              # the IMDB task's offline sentiment judge (rain/tools/sentiment.py)
         return VaderScorer()
     if _is_classifier(spec, trust_remote_code):
         return _load_classifier(spec, device, dtype, trust_remote_code)
     model, tokenizer = load_causal_lm(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    from rain.backends.engine import ReferenceEngine, TrieEngine, UnsupportedModelError
-    from rain.core.judge import SelfJudge
-    from rain.backends.models import HFCodec
 
     try:
         lm = TrieEngine(model, kv_cache_bytes=kv_cache_bytes)
@@ -120,8 +119,6 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
         extra = {} if logit_scale in (None, "auto") else {"logit_scale": logit_scale}
         judge = SelfJudge(lm, HFCodec(tokenizer, model), tokenizer, judge_format, criterion, **extra)
         if logit_scale == "auto" and judge_format == "yesno_logit":
-            from rain.backends.calibration import calibrate
-
             judge.logit_scale = calibrate(judge).value         # the judge model's own gaps (rain/backends/calibration.py)
     except ValueError as error:
         raise ModelLoadError(f"judge model {spec!r}: {error}") from None
@@ -131,8 +128,6 @@ def load_external_judge(spec: str, device: str | None = None, dtype: str = "auto
 def _is_classifier(spec: str, trust_remote_code: bool) -> bool:
     """By the config's architectures; GGUF files and the embedded model are causal LMs."""
     from transformers import AutoConfig
-
-    from rain.backends.models import EMBEDDED_SPEC, ModelLoadError
 
     if spec in ("", EMBEDDED_SPEC) or spec.endswith(".gguf"):
         return False
@@ -149,8 +144,6 @@ def _is_classifier(spec: str, trust_remote_code: bool) -> bool:
 
 def _load_classifier(spec: str, device: str | None, dtype: str, trust_remote_code: bool) -> ClassifierScorer:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rain.backends.models import ModelLoadError, resolve_device, resolve_dtype
 
     torch_device = resolve_device(device)
     try:
