@@ -1,4 +1,4 @@
-"""Generation and judge precision (rain/precision.py, Runtime): auto's choices, the float32 judge copy, and
+"""Generation and judge precision (rain/backends/precision.py, Runtime): auto's choices, the float32 judge copy, and
 that the float32 mode builds exactly the tree the code built before precision became a choice."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rain.config import preset
-from rain.export import dumps, upgrade_v1
-from rain.precision import JUDGE_COPY_MAX_PARAMETERS, native_bf16_flag, resolve_precision
-from rain.session import RunRequest, final_record, run_session
+from rain.core.config import preset
+from rain.core.export import dumps, upgrade_v1
+from rain.backends.precision import JUDGE_COPY_MAX_PARAMETERS, native_bf16_flag, resolve_precision
+from rain.runs.session import RunRequest, final_record, run_session
 
 GOLDEN = Path(__file__).parent / "golden" / "float32_tree_3b2c323.json"
 CPU = torch.device("cpu")
@@ -109,7 +109,7 @@ def test_float32_mode_builds_the_tree_of_the_code_before_this_change(runtime):
 
 @pytest.mark.slow
 def test_bfloat16_generation_with_a_float32_judge(real_model, runtime):
-    from rain.runtime import Runtime
+    from rain.backends.torch_runtime import Runtime
 
     fast = Runtime(None, device="cpu", dtype="bfloat16", judge_dtype="float32", loaded=real_model)
     assert fast.model.dtype == torch.bfloat16 and fast.judge_model is real_model[0]

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-import rain.search as search_module
+import rain.core.search as search_module
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
-from rain.events import Committed, Evaluated, Rewound, Selected
-from rain.export import dumps, loads
-from rain.prompts import Conversation
-from rain.search import Backends, Search
-from rain.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
+from rain.core.config import preset
+from rain.core.events import Committed, Evaluated, Rewound, Selected
+from rain.core.export import dumps, loads
+from rain.core.prompts import Conversation
+from rain.core.search import Backends, Search
+from rain.runs.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
                            format_why, latest_selection, narrate, why_table)
 from test_export import fake_record
 
@@ -107,7 +107,7 @@ def test_why_table_terms_by_hand_and_the_formula_names_the_variant():
     events = list(search.run())
     simulation, node_id = 3, 0
     table = why_table(events, search.config, simulation, node_id)
-    tree = __import__("rain.teaching", fromlist=["tree_at_selection"]).tree_at_selection(events, simulation)[0]
+    tree = __import__("rain.runs.teaching", fromlist=["tree_at_selection"]).tree_at_selection(events, simulation)[0]
     parent = tree[node_id]
     for row in table.rows:
         child = tree[row.id]
@@ -185,8 +185,8 @@ def test_a_tree_recorded_before_live_stats_replays_byte_identically():
 # --- the explain command (no model) ----------------------------------------------------------------------------
 
 def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsys):
-    from rain.cli import main
-    from rain.export import save
+    from rain.tools.cli import main
+    from rain.core.export import save
 
     record = fake_record()
     path = save(record, tmp_path / "tree.json")

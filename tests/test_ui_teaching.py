@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from rain.export import load
+from rain.core.export import load
 from test_export import fake_record
 from ui import outputs, runtimes
 from ui import run as ui_run
@@ -123,7 +123,7 @@ def test_step_holds_the_live_search_one_event_at_a_time_play_lets_it_finish(fake
         assert teach.step(None, 0, None, True, figure_of, rain_html, gate) == (gr.skip(),) * 5
         second = pending.result(timeout=10)
         assert "event 2 (live, paused) · select" in second[NARRATION]
-        assert "Simulation 1" in second[NARRATION]               # rain.teaching.Narrator's sentence for it
+        assert "Simulation 1" in second[NARRATION]               # rain.runs.teaching.Narrator's sentence for it
         assert "<table" in second[outputs.OUTPUTS.index("why")] or "No selection" in second[outputs.OUTPUTS.index("why")]
         pending = pool.submit(next, updates, None)
         with pytest.raises(FutureTimeout):

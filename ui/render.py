@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-from rain.judge import JudgeDescription
+from rain.core.judge import JudgeDescription
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape

@@ -1,4 +1,4 @@
-"""The Run button: one session (rain/session.py) streamed into the page: vanilla token by token, RAIN event by
+"""The Run button: one session (rain/runs/session.py) streamed into the page: vanilla token by token, RAIN event by
 event (the tree a few times a second; every event, with its narration and why-table, while Step holds the search:
 ui/step_gate.py), then Best-of-N sample by sample."""
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import gradio as gr
 
-from rain.best_of_n import BestOfN, Sample
-from rain.config import RainConfig
-from rain.errors import RainError
-from rain.events import Committed, Evaluated, Event, Finished, Rewound
-from rain.session import Recorded, VanillaDone, VanillaText, run_session
-from rain.teaching import Narrator
+from rain.runs.best_of_n import BestOfN, Sample
+from rain.core.config import RainConfig
+from rain.core.errors import RainError
+from rain.core.events import Committed, Evaluated, Event, Finished, Rewound
+from rain.runs.session import Recorded, VanillaDone, VanillaText, run_session
+from rain.runs.teaching import Narrator
 from ui import estimate, runtimes
 from ui.bon import OFF_HINT, WAITING, Lane, bon_html
 from ui.figures import empty_figure

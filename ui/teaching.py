@@ -1,5 +1,5 @@
 """The page's teaching views: where RAIN parts from vanilla, step mode with narration, the why-table, what-if forks
-and the recorded ablation sweep. Every number comes from rain/teaching.py, rain/fork.py and rain/sweep.py; this
+and the recorded ablation sweep. Every number comes from rain/runs/teaching.py, rain/runs/fork.py and rain/tools/sweep.py; this
 module only renders it and wires the handlers (they read the run record in the page's state, so a finished run, a
 recorded tree and an imported one work alike; on a live run Step and Play work the run's gate, ui/step_gate.py).
 """
@@ -12,11 +12,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from rain.config import ConfigError, RainConfig, parse_knobs
-from rain.events import Event
-from rain.export import RunRecord
-from rain.fork import ForkError, fork, plan_fork
-from rain.teaching import TeachingError, committed_nodes, latest_selection, narrate, why_table
+from rain.core.config import ConfigError, RainConfig, parse_knobs
+from rain.core.events import Event
+from rain.core.export import RunRecord
+from rain.runs.fork import ForkError, fork, plan_fork
+from rain.runs.teaching import TeachingError, committed_nodes, latest_selection, narrate, why_table
 from ui.step_gate import StepGate
 from ui.view import RunView
 
@@ -85,7 +85,7 @@ def narration_html(record: RunRecord | None, cursor: int) -> str:
 
 
 def live_narration_html(count: int, event: Event, sentence: str, paused: bool) -> str:
-    """The sentence for a live run's latest event (rain.teaching.Narrator's, folded by the run handler)."""
+    """The sentence for a live run's latest event (rain.runs.teaching.Narrator's, folded by the run handler)."""
     return _narration(f"event {count} (live{', paused' if paused else ''})", event, sentence)
 
 

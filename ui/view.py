@@ -1,6 +1,6 @@
 """What the page shows of a run, folded from its events alone (live, imported or replayed: the same code).
 
-`RunView.apply(event)` folds one event into a private `rain.tree.Tree` with `rain.replay.apply_event` and keeps
+`RunView.apply(event)` folds one event into a private `rain.core.tree.Tree` with `rain.core.replay.apply_event` and keeps
 the few extras the page needs: the last selected path, the candidate text under evaluation, the judge's latest
 verdict per node and a short timeline. It never touches a model or the search object.
 """
@@ -10,10 +10,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from rain.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut,
+from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut,
                          Rewound, Selected, Started)
-from rain.replay import apply_event
-from rain.tree import NO_PARENT, Tree
+from rain.core.replay import apply_event
+from rain.core.tree import NO_PARENT, Tree
 
 TIMELINE_KEEP = 30
 
