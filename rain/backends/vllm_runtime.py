@@ -54,6 +54,7 @@ from rain.core.judge import SelfJudge
 from rain.core.lm import ComputeStats, Evaluation, TokenState
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
 from rain.core.search import Backends, Search
+from rain.core.tree import TokenSet
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
 MAX_LOGPROBS = 64                   # dynamic addition reads the top 20 and their ties; room for larger counts
@@ -455,10 +456,11 @@ class VllmRuntime(Runtime):
         """The judge at `scale`; Runtime.judge and Runtime.judge_scale ("auto" calibration) build it through here."""
         return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
 
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[TokenSet] = ()) -> Search:
         config = self.resolved(config)
         lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     def close(self) -> None:
         self.server.close()

@@ -113,6 +113,9 @@ class RainConfig:
     max_length: int = 2048                    # prompt + answer cap in tokens (maxlen)
 
     # --- Compute ---
+    parallel_simulations: int = 1             # k: leaves selected per round under a virtual loss, their rollouts,
+                                              # expansions and judge calls run in shared forwards, backed up in
+                                              # order (docs/algorithm.md §3 "Parallel simulations"); 1 = Alg. 1
     kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
     max_tree_nodes: int = 50_000              # nodes the search may hold: abandoned branches are evicted first,
                                               # then a move ends early (commit reason "node_cap")
@@ -184,6 +187,7 @@ class RainConfig:
              f"minT > maxT contradicts the stop rule (docs/algorithm.md §1.3 gmeval)")
         need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
         need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
+        need(self.parallel_simulations >= 1, f"parallel_simulations must be >= 1, got {self.parallel_simulations}")
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
         need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         need(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")

@@ -50,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("judge-check", help="how well the model judges its own answers, per judge format")
     model_options(check, backend=False)
-    check.add_argument("--set", default=None, help="JSONL of pairs (default: assets/judge_set.jsonl for harm, "
-                                                   "assets/judge_set_sentiment.jsonl for sentiment)")
+    check.add_argument("--set", default=None, help="JSONL of pairs (default: rain/data/judge_set.jsonl for harm, "
+                                                   "rain/data/judge_set_sentiment.jsonl for sentiment)")
     check.add_argument("--formats", default=",".join(FORMATS))
     check.add_argument("--criterion", default="harm", choices=["harm", "sentiment"])
     principle_options(check)
     check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     check.add_argument("--judge-logit-scale", default="auto",
-                       help="yesno_logit scale: auto (calibrated on assets/judge_calibration.jsonl) or a number")
+                       help="yesno_logit scale: auto (calibrated on rain/data/judge_calibration.jsonl) or a number")
     check.set_defaults(handler=measure_commands.cmd_judge_check)
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
