@@ -187,6 +187,7 @@ LAZY_THIRD_PARTY = {
     "plotly": "eval's HTML figure only (rain/tools/eval_figures.py)",
     "jsonschema": "only when a tree file is imported",
     "vaderSentiment": "the IMDB eval's judge only",
+    "afinn": "the IMDB eval's second sentiment judge only",
     "tqdm": "the progress bars of long commands",
     "torch": "model code that a torch-free module builds on request",
     "transformers": "model code that a torch-free module builds on request",

@@ -50,6 +50,11 @@ MIN_SCALE = 1e-6                     # a judge whose gaps are all ~0 gets this s
 AUTO = "auto"
 
 
+def scale_key(config) -> tuple[str, ...]:
+    """What the auto judge scale depends on besides the weights: the judge's format and what it asks."""
+    return (config.judge_format, config.criterion, config.principle, config.principle_good)
+
+
 @dataclass(frozen=True)
 class JudgeScale:
     """The resolved scale and where it came from ("auto": calibrated; "fixed": a number from the config)."""

