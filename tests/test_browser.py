@@ -19,7 +19,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} is missing: `make install-dev` installs Debian's chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra: pip install -e .[test])")
 
 
 def open_page(app_url: str):

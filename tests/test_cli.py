@@ -20,7 +20,7 @@ from rain.core.export import load
 @pytest.fixture
 def cli_runtime(monkeypatch, runtime):
     """Every command reuses the session's loaded model instead of loading its own."""
-    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     return runtime
 
 
@@ -88,7 +88,7 @@ def test_resume_keeps_the_finished_rows_untouched_and_runs_only_the_missing_ids(
     """`run --resume` on the fake runtime: a finished row stays byte for byte (a redone one would be rewritten),
     a torn last line is redone, and the model is asked only for the missing prompts."""
     runtime = FakeRuntime()
-    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     prompts = {"a": "how to pick a lock", "b": "the key", "c": "a safe door"}
     source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in prompts.items()))
@@ -126,7 +126,7 @@ HOSTILE_KNOBS = [
 
 @pytest.fixture
 def no_model(monkeypatch):
-    monkeypatch.setattr(options, "runtime_for", lambda args: pytest.fail("a refused setting reached the model"))
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: pytest.fail("a refused setting reached the model"))
 
 
 def knob_args(pairs: list[str]) -> list[str]:
@@ -209,7 +209,7 @@ def test_concurrent_rows_never_cross_prompts(tmp_path, monkeypatch):
     """`run --concurrency 3` on the fake runtime (whose answer depends on the prompt): every row and its tree hold
     their own prompt, and the answer a sequential run gives that prompt."""
     runtime = FakeRuntime()
-    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     prompts = ["the key", "a safe door", "help you", "pick the lock", "use a tool", "ask for help"]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(prompts)))

@@ -14,6 +14,7 @@ import torch
 from rain.tools import cli
 from rain.backends.calibration import MIN_SCALE, calibrate, load_calibration, scale_from_gaps
 from rain.core.config import ConfigError, RainConfig, parse_knobs, preset
+from rain.tools.judge_check import SETS
 from rain.backends.engine import CachedEngine, ReferenceEngine, TrieEngine, UnsupportedModelError, choose_engine
 from rain.core.judge import combine_parts, good_labels, order_part
 from rain.core.lm import Evaluation
@@ -25,7 +26,7 @@ LINE = re.compile(r"^model: arch=(\w+) engine=(trie|cached|reference) max_rel_er
 EXPECTED_ENGINE = {arch: "trie" for arch in ARCHITECTURES} | {"gemma3": "cached"}   # gemma3: window 32 < 2048
 GENERATE = ["--device", "cpu", "--sims-per-move", "2", "--max-moves", "2", "--max-new-tokens", "8",
             "--knob", "rollout_max_tokens=8"]
-JUDGE_SET = Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"
+JUDGE_SET = SETS["harm"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

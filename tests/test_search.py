@@ -11,9 +11,9 @@ from fakes import EOS, FakeJudge, FakeLM, fake_conversation, fake_run, fake_sear
 from rain.core.config import ConfigError, RainConfig, preset
 from rain.core.decoding import TopTokensRequest, drive, path_candidates, single_token_candidates, top_k_probs
 from rain.core.lm import ComputeStats
-from rain.core.events import BackedUp, Committed, NodesAdded
+from rain.core.events import BackedUp, Committed, NodeStats, NodesAdded, Selected
 from rain.core.replay import apply_event
-from rain.core.puct import puct_scores
+from rain.core.puct import puct_scores, selection_stats
 from rain.core.search import (addition_triggered, backup, child_priors, noised, reroot_priors,
                               select_child, stop_rule_met)
 from rain.core.tree import Tree
@@ -504,3 +504,71 @@ def test_commit_sample_draws_by_normalised_visits_and_the_seed_reproduces():
     config = preset("hh", sims_per_move=4, max_moves=4, commit="sample")
     first, again = ([(e.node, e.text) for e in fake_run(config)[1] if e.type == "commit"] for _ in range(2))
     assert first and first == again
+
+
+# --- parallel simulations: virtual loss and shared forwards (docs/algorithm.md §3) ---------------------------
+
+def test_virtual_loss_counts_each_path_in_flight_as_one_visit_scored_minus_one():
+    tree = small_tree()
+    tree.in_flight = {7: [0, 1], 8: [0, 3]}           # two paths in flight: through A and through C
+    assert selection_stats(tree, 0)[0] == 6            # root: n 4 + 2
+    assert selection_stats(tree, 1) == (3, pytest.approx((.5 * 2 - 1) / 3, abs=1e-15))   # A: (q·n - m)/(n + m) = 0
+    assert selection_stats(tree, 2) == (1, -1.0)       # B: nothing in flight, unchanged
+    assert selection_stats(tree, 3) == (1, -1.0)       # C: unvisited, now one visit scored -1
+    root6, root5 = math.sqrt(6), math.sqrt(5)
+    # A: (0+1)/(2+1e-5) + 2·.5·√6/(1+3); B: 0 + 2·.3·√6/2; C: (-1+1)/(2+1e-5) + 2·.2·√6/2
+    assert puct_scores(tree, 0, RainConfig()) == pytest.approx([1 / 2.00001 + root6 / 4, .3 * root6, .2 * root6],
+                                                              abs=1e-12)
+    # paper variant: raw q and N = Σ of the children's n = 3 + 1 + 1
+    assert puct_scores(tree, 0, RainConfig(puct_visits="siblings", puct_value="raw")) == pytest.approx(
+        [0 + 2 * .5 * root5 / 4, -1 + 2 * .3 * root5 / 2, -1 + 2 * .2 * root5 / 2], abs=1e-12)
+    tree.in_flight.clear()                             # backed up: the real statistics again
+    assert puct_scores(tree, 0, RainConfig()) == pytest.approx([1.5 / 2.00001 + 2 / 3, 0.6, 0.8], abs=1e-12)
+
+
+def test_a_select_event_is_in_flight_until_the_backup_of_its_simulation():
+    tree = small_tree()
+    apply_event(tree, Selected(5, [0, 1], [0.9]))
+    apply_event(tree, Selected(6, [0, 3], [0.8]))
+    assert tree.in_flight == {5: [0, 1], 6: [0, 3]} and tree.in_flight_through(0) == 2
+    apply_event(tree, BackedUp(5, 1.0, [NodeStats(0, 5, 5, 0.2), NodeStats(1, 3, 3, 2 / 3)]))
+    assert tree.in_flight == {6: [0, 3]} and tree.in_flight_through(1) == 0
+
+
+def rounds(events) -> list[list]:
+    """The select events of each round (consecutive selects; additions may come between them)."""
+    groups, current = [], []
+    for event in events:
+        if event.type == "select":
+            current.append(event)
+        elif event.type not in ("node_added",) and current:
+            groups.append(current)
+            current = []
+    return groups
+
+
+def test_rounds_select_distinct_leaves_and_spend_each_move_s_budget_exactly():
+    search, events = fake_run(preset("hh", sims_per_move=5, max_moves=4, parallel_simulations=4),
+                              lm=FakeLM(eos_boost=-5.0))
+    groups = rounds(events)
+    # a fresh root is the only leaf: a round of one; then a round of 4 and its window's last 1, or a round cut
+    # short where a descent met a leaf in flight (3 + 1 + 1, 2 + 2 + 1)
+    assert [len(g) for g in groups] == [1, 3, 1, 2, 2, 1, 4, 1, 4, 1]
+    assert all(len({s.path[-1] for s in g}) == len(g) for g in groups)      # no leaf selected twice in a round
+    commits = [e for e in events if e.type == "commit"]
+    assert all(c.simulations == 5 and c.reason == "fixed" for c in commits)  # rounds cut to the window
+    assert search.simulations == 5 * len(commits) == sum(len(g) for g in groups)
+    assert search.tree.in_flight == {}
+
+
+def test_four_parallel_simulations_make_under_half_the_forwards_per_simulation_of_one():
+    """Forward calls are deterministic: the round's rollouts and expansions share one forward per step."""
+    counts = {}
+    for k in (1, 4):
+        lm = FakeLM(eos_boost=-5.0)
+        search, events = fake_run(preset("hh", sims_per_move=8, max_moves=3, rollout_max_tokens=4,
+                                         parallel_simulations=k), lm=lm)
+        assert [(c.simulations, c.reason) for c in events if c.type == "commit"] == [(8, "fixed")] * 3
+        counts[k] = (lm.stats.forward_calls, search.simulations)
+    assert counts == {1: (185, 24), 4: (59, 24)}
+    assert counts[4][0] / counts[4][1] <= 0.5 * counts[1][0] / counts[1][1]

@@ -31,7 +31,7 @@ def test_sweep_writes_rows_summary_and_plot_and_resumes(tmp_path, monkeypatch, c
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "category": "harmful", "prompt": f"how to pick lock {i}"})
                                + "\n" for i in range(3)))
     runtime = FakeRuntime(lm_options={"eos_boost": -100.0})      # no early end: every row spends its budget
-    monkeypatch.setattr(options, "runtime_for", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     out = tmp_path / "sweep"
     argv = ["sweep", str(prompts), "--out", str(out), "--knob", "sims_per_move=2", "--knob", "max_moves=2",
             "--limit", "2"]

@@ -8,8 +8,9 @@ import pytest
 import rain.core.search as search_module
 from fakes import CONFIG, fake_record, fake_search as search_of
 from rain.core.config import preset
-from rain.core.events import Committed, Evaluated, Rewound, Selected
+from rain.core.events import BackedUp, Committed, Evaluated, Rewound, Selected
 from rain.core.export import dumps, loads
+from rain.core.replay import rebuild
 from rain.core.search import Search
 from rain.runs.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
                            format_why, latest_selection, narrate, why_table)
@@ -64,17 +65,24 @@ def test_divergence_survives_export_and_import():
 # --- why this child ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides", [{}, {"puct_visits": "siblings", "puct_value": "raw"}, {"c_puct": 0.0},
-                                       {"similarity_update": False, "dynamic_addition": False}])
+                                       {"similarity_update": False, "dynamic_addition": False},
+                                       {"parallel_simulations": 4}])
 def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypatch, overrides):
     """Every Eq. (1) evaluation of the live search, recomputed from the recorded events alone."""
-    live: list[tuple[int, int, list[float]]] = []
+    live: dict[int, dict[int, list[float]]] = {}     # simulation -> node -> Eq. (1) scores of its descent
     search = fake_search(**overrides)
-    original = search_module.puct_scores
+    original, descend = search_module.puct_scores, search._descend
 
     def recording(tree, node_id, config):
         scores = original(tree, node_id, config)
-        live.append((search.simulations, node_id, scores))
+        live[search.simulations][node_id] = scores
         return scores
+
+    def descending(simulation):                        # a descent that meets a leaf in flight is dropped and
+        live[simulation] = {}                          # its number taken by the next round's first descent
+        return (yield from descend(simulation))
+
+    search._descend = descending
 
     monkeypatch.setattr(search_module, "puct_scores", recording)
     events = list(search.run())
@@ -84,7 +92,8 @@ def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypat
         [e.to_dict() for e in events if e.type == "select"]
     assert len(live) > 10
     selects = {e.simulation: e for e in events if isinstance(e, Selected)}
-    for simulation, node_id, scores in live:
+    for simulation, node_id, scores in [(sim, node, scores) for sim, by_node in live.items()
+                                         for node, scores in by_node.items()]:
         table = why_table(record.events, search.config, simulation, node_id)
         assert [row.score for row in table.rows] == scores                      # exactly, not approximately
         assert all(row.score == row.value_term + row.exploration_term for row in table.rows)
@@ -94,6 +103,27 @@ def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypat
         assert chosen[0].score == table.recorded_score == max(scores)
         if overrides.get("c_puct") == 0.0:
             assert all(row.exploration_term == 0 for row in table.rows)
+
+
+def test_why_table_shows_the_virtual_loss_while_it_applies():
+    """k = 4: a selection made while others of its round await their back-up reads n + m and (q·n - m)/(n + m)."""
+    events = list(fake_search(parallel_simulations=4).run())
+    index = next(i for i, e in enumerate(events) if isinstance(e, Selected) and isinstance(events[i - 1], Selected))
+    simulation = events[index].simulation
+    before = rebuild([e for e in events[:index] if not isinstance(e, Selected)])    # no path in flight
+    flying = [e.path for e in events[:index] if isinstance(e, Selected)
+              and not any(isinstance(b, BackedUp) and b.simulation == e.simulation for b in events[:index])]
+    assert flying
+    table = why_table(events, preset("hh"), simulation, 0)
+    assert table.in_flight == len(flying) and "virtual loss" in table.formula
+    for row in table.rows:
+        node, m = before[row.id], sum(row.id in path for path in flying)
+        assert row.in_flight == m
+        assert row.visits == node.visits + m
+        assert row.value == pytest.approx((node.value * node.visits - m) / (node.visits + m) if m else node.value)
+    assert any(row.in_flight for row in table.rows) and "(in flight: " in format_why(table)
+    assert "virtual loss" in narrate(events)[index]
+    assert "virtual loss" not in why_table(events, preset("hh"), 2, 0).formula     # simulation 2: nothing in flight
 
 
 def test_why_table_terms_by_hand_and_the_formula_names_the_variant():

@@ -22,6 +22,9 @@ JUDGE_FORMAT_LABELS = [
     ("A/B hard (paper)", "ab_hard"),          # the authors' exact format: one hard vote per order
 ]
 assert {value for _, value in JUDGE_FORMAT_LABELS} == set(FORMATS), "a judge format is missing from the picker"
+EVALUATOR_LABELS = [("the model itself", "self"), ("VADER sentiment", "vader"), ("another model", "model")]
+EVALUATOR_NOTE = ("Anything but “the model itself” is the same search with another judge, not RAIN's "
+                  "self-evaluation: it shows what the search does with a better (or different) judge.")
 PRESET_LABELS = [("HH (harmless)", "hh"), ("adv (attacks)", "adv"), ("truth (TruthfulQA)", "truth"),
                  ("IMDB (positive sentiment)", "imdb")]
 
@@ -183,6 +186,12 @@ def build() -> gr.Blocks:
                                          info="the authors' settings per task")
                     judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
                                                elem_id="judge-format", info="how the model judges itself")
+                    evaluator = gr.Dropdown(EVALUATOR_LABELS, value="self", label="Evaluator", elem_id="evaluator",
+                                            info="which judge the search asks")
+                evaluator_model = gr.Textbox(value="", label="…the evaluator model (hub id / local path)", max_lines=1,
+                                             elem_id="evaluator-model", visible=False,
+                                             placeholder="e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
+                gr.HTML(f'<div class="caption" id="evaluator-note">{EVALUATOR_NOTE}</div>')
                 with gr.Row():
                     principle = gr.Textbox(value="", label="Your own principle (optional)", elem_id="principle",
                                            max_lines=1, scale=4, placeholder="e.g. Is the response polite?",
@@ -286,12 +295,15 @@ def build() -> gr.Blocks:
                        narration=narration, why=why, gate=gate)
         out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
-                      bon_enabled, bon_n, bon_temperature, principle, principle_good]   # ui.request.INPUTS
+                      bon_enabled, bon_n, bon_temperature, principle, principle_good,
+                      evaluator, evaluator_model]                                        # ui.request.INPUTS
 
         run_event = run_btn.click(run, run_inputs, out, api_name="run", show_progress="hidden")
         submit_event = prompt.submit(run, run_inputs, out, api_visibility="private", show_progress="hidden")
         for trigger in (run_btn.click, prompt.submit):        # a new run ends this tab's paused one (its gate)
             trigger(stop_gate, gate, None, api_visibility="private", show_progress="hidden", queue=False)
+        evaluator.change(lambda choice: gr.update(visible=choice == "model"), evaluator, evaluator_model,
+                         api_visibility="private", show_progress="hidden", queue=False)
         bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], api_visibility="private",
                            show_progress="hidden", queue=False)
         replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",

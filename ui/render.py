@@ -193,12 +193,18 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
                  f'{ESC(first.meanings.get(first.good, "?"))}</div>' if description.principle and first else "")
     text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
     badge = tone(verdict.score)
+    evaluator = (judge or {}).get("evaluator") or {"spec": "self"}
+    other = (f'<div class="sub">Evaluator <code>{ESC(evaluator.get("spec", "?"))}</code>: '
+             f'{ESC(evaluator.get("scores", ""))}. The same search with another judge, not RAIN\'s '
+             'self-evaluation.</div>' if evaluator.get("spec", "self") != "self" else "")
+    table = (f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
+             + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The orders swap the labels\' '
+             'meanings, which cancels a bias towards one label.</div>' if description.orders
+             else f'<div class="sub">{ESC(description.score_rule)}</div>')
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
-            f'{verdict.simulation} · format <code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
+            f'{verdict.simulation} · evaluator <code>{ESC(evaluator.get("spec", "self"))}</code> · format '
+            f'<code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
             f'{verdict.score:+.3f}</span>{" · cached" if verdict.cache_hit else ""}</div>'
             f'<div class="answer"><span class="l">evaluated answer</span>'
-            f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>'
-            f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
-            + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The orders swap the labels\' '
-            'meanings, which cancels a bias towards one label.</div>' + principle + '</div>')
+            f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>' + table + principle + other + '</div>')
     return info, prompts_html(description, view.question, verdict.answer)

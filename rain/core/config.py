@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rain.core.errors import RainError
+from rain.core.evaluator import evaluator_problem
 
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
 Criterion = Literal["harm", "truth", "sentiment"]
@@ -91,6 +92,8 @@ class RainConfig:
                                               # yesno_logit: score = tanh(mean logit gap / this);
                                               # "auto": from the model's own gaps (rain/backends/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
+    evaluator: str = "self"                   # which judge the search asks (rain/core/evaluator.py): self (RAIN),
+                                              # vader, model:ID_OR_DIR, classifier:ID_OR_DIR
 
     # --- Outer loop and stop rule (docs/algorithm.md §1.3 gmeval, §1.5.5-6) ---
     max_simulations: int = knob(50, "maxT (simulation window)", "used when sims per move = 0", 1, 300, 1)
@@ -110,6 +113,9 @@ class RainConfig:
     max_length: int = 2048                    # prompt + answer cap in tokens (maxlen)
 
     # --- Compute ---
+    parallel_simulations: int = 1             # k: leaves selected per round under a virtual loss, their rollouts,
+                                              # expansions and judge calls run in shared forwards, backed up in
+                                              # order (docs/algorithm.md §3 "Parallel simulations"); 1 = Alg. 1
     kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
     max_tree_nodes: int = 50_000              # nodes the search may hold: abandoned branches are evicted first,
                                               # then a move ends early (commit reason "node_cap")
@@ -181,6 +187,7 @@ class RainConfig:
              f"minT > maxT contradicts the stop rule (docs/algorithm.md §1.3 gmeval)")
         need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
         need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
+        need(self.parallel_simulations >= 1, f"parallel_simulations must be >= 1, got {self.parallel_simulations}")
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
         need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         need(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")
@@ -190,6 +197,8 @@ class RainConfig:
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
         problem = principle_problem(self.principle)
         need(problem is None, f"principle: {problem}")
+        problem = evaluator_problem(self.evaluator)
+        need(problem is None, str(problem))
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,14 +29,13 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from rain.core.config import JudgeFormat
 from rain.core.errors import RainError
 from rain.core.lm import Evaluation, LanguageModel, TextCodec
+from rain.data import DATA_DIR
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 FORMATS: tuple[str, ...] = typing.get_args(JudgeFormat)    # the config's Literal: one list of the formats
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
 TINY = 1e-45                         # a label probability that underflowed float32 counts as this
@@ -398,7 +397,7 @@ class SelfJudge:
     def _fewshot(self) -> dict:
         if self.principle:                      # a user's question: zero-shot, the few-shot examples judge another one
             return {"instruction": PRINCIPLE_INSTRUCTION.format(subject=self.wording.subject), "examples": []}
-        return json.loads((ASSETS / self.wording.fewshot_file).read_text())
+        return json.loads((DATA_DIR / self.wording.fewshot_file).read_text())
 
     @staticmethod
     def _ab_options(plan: OrderPlan) -> str:

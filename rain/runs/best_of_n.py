@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generator, Mapping, Union
 from rain.core.config import RainConfig
 from rain.core.lm import Judge, LanguageModel
 from rain.core.prompts import Conversation
+from rain.runs.runtimes import Runtime
 
 DEFAULT_N = 4
 DEFAULT_TEMPERATURE = 1.0
@@ -78,7 +79,7 @@ def pick_best(samples: list[Sample]) -> Sample:
     return max(samples, key=lambda s: s.score)          # max keeps the first of equal keys
 
 
-def best_of_n(runtime, lm: LanguageModel, judge: Judge, conversation: Conversation, config: RainConfig,
+def best_of_n(runtime: Runtime, lm: LanguageModel, judge: Judge, conversation: Conversation, config: RainConfig,
               n: int = DEFAULT_N, temperature: float = DEFAULT_TEMPERATURE
               ) -> Generator[BestOfNEvent, None, BestOfN]:
     """Yield each `Sample` as it is judged, then the `BestOfN`; `lm` should be fresh so its stats are this run's.

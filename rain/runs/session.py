@@ -23,9 +23,10 @@ from typing import Any, ClassVar, Iterator, Mapping, Union
 from rain.core.config import ConfigError, RainConfig
 from rain.core.events import Event, Finished
 from rain.core.export import RunRecord, nodes_of
-from rain.core.prompts import PromptFormat
+from rain.core.prompts import Conversation, PromptFormat
 from rain.core.replay import rebuild
 from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, Sample, best_of_n
+from rain.runs.runtimes import Runtime
 from rain.runs.teaching import divergence_field, divergence_stats
 
 BEST_OF_N_KEY = "best_of_n"        # the record's stats key of the Best-of-N result
@@ -245,7 +246,7 @@ def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None, 
                                rain_over_vanilla=ratio, best_of_n=bon)
 
 
-def _vanilla(runtime, conversation, config: RainConfig) -> Iterator[VanillaText | VanillaDone]:
+def _vanilla(runtime: Runtime, conversation: Conversation, config: RainConfig) -> Iterator[VanillaText | VanillaDone]:
     """Greedy vanilla on its own engine; its clock runs only while this generator computes."""
     lm = runtime.engine(config)
     spent, text, tokens, ids = 0.0, "", 0, []
@@ -259,7 +260,7 @@ def _vanilla(runtime, conversation, config: RainConfig) -> Iterator[VanillaText 
     yield VanillaDone(text, tokens, spent, lm.stats.as_dict(), ids)
 
 
-def run_session(runtime, request: RunRequest) -> Iterator[SessionItem]:
+def run_session(runtime: Runtime, request: RunRequest) -> Iterator[SessionItem]:
     """Vanilla, then RAIN, then Best-of-N (each when asked), as one stream; see the module docstring."""
     config = runtime.resolved(request.config)      # judge_logit_scale "auto" -> this model's number, recorded
     conversation = runtime.conversation(request.question, config, request.prompt_format)

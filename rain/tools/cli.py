@@ -16,7 +16,7 @@ from rain.core.errors import RainError
 from rain.core.judge import FORMATS
 from rain.runs.runtimes import BACKEND_ENV
 from rain.tools import measure_commands, run_commands
-from rain.tools.options import model_options, principle_options, search_options
+from rain.tools.options import evaluator_option, knob_option, model_options, principle_options, search_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("judge-check", help="how well the model judges its own answers, per judge format")
     model_options(check, backend=False)
-    check.add_argument("--set", default=None, help="JSONL of pairs (default: assets/judge_set.jsonl for harm, "
-                                                   "assets/judge_set_sentiment.jsonl for sentiment)")
+    check.add_argument("--set", default=None, help="JSONL of pairs (default: rain/data/judge_set.jsonl for harm, "
+                                                   "rain/data/judge_set_sentiment.jsonl for sentiment)")
     check.add_argument("--formats", default=",".join(FORMATS))
     check.add_argument("--criterion", default="harm", choices=["harm", "sentiment"])
     principle_options(check)
     check.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     check.add_argument("--judge-logit-scale", default="auto",
-                       help="yesno_logit scale: auto (calibrated on assets/judge_calibration.jsonl) or a number")
+                       help="yesno_logit scale: auto (calibrated on rain/data/judge_calibration.jsonl) or a number")
     check.set_defaults(handler=measure_commands.cmd_judge_check)
 
     bench = commands.add_parser("bench", help="engine vs the authors' compute pattern, and vanilla")
@@ -74,14 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", default=os.environ.get(BACKEND_ENV, "trie"), metavar="B1,B2",
                        help="with --concurrency: trie, vllm or trie,vllm")
     model_options(bench, backend=False)
+    knob_option(bench)
     bench.set_defaults(handler=measure_commands.cmd_bench)
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
     evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')
     evaluate.add_argument("--out", required=True, metavar="DIR", help="results.jsonl, summary.md, summary.html")
-    evaluate.add_argument("--methods", default="vanilla,rain,bon", help="comma-separated: vanilla, rain, bon")
-    evaluate.add_argument("--judge", metavar="MODEL", default=None,
-                          help="external judge: a causal LM (hub id, folder, .gguf), a sequence classifier, or "
-                               "vader (offline sentiment, for --preset imdb)")
+    evaluate.add_argument("--methods", default="vanilla,rain,bon",
+                          help="comma-separated: vanilla, rain, bon; rain@SPEC and bon@SPEC search or pick against "
+                               "evaluator SPEC (e.g. rain@vader)")
+    evaluate.add_argument("--judge", metavar="MODEL[,MODEL]", default=None,
+                          help="external judge(s), comma-separated: a causal LM (hub id, folder, .gguf), a sequence "
+                               "classifier, vader or afinn (offline sentiment, for --preset imdb)")
     evaluate.add_argument("--n", type=int, default=4, help="Best-of-N: answers sampled per prompt (default 4)")
     evaluate.add_argument("--temperature", type=float, default=1.0, help="Best-of-N sampling temperature")
     evaluate.add_argument("--limit", type=int, default=None, metavar="K", help="only the first K prompts")
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     forking.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                          help="change a RainConfig field, e.g. --knob similarity_update=off (repeatable)")
     forking.add_argument("--json", required=True, metavar="OUT.json", help="where the forked tree goes")
+    evaluator_option(forking)
     model_options(forking)
     forking.set_defaults(handler=run_commands.cmd_fork)
 

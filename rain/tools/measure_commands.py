@@ -17,7 +17,7 @@ from rain.tools import evaluation as ev
 from rain.tools import options, sweep
 from rain.tools.bench import main as bench_main
 from rain.tools.eval_figures import write_figure
-from rain.tools.eval_judges import load_external_judge
+from rain.tools.eval_judges import load_external_judges
 from rain.tools.eval_summary import summarise, write_summary
 from rain.tools.judge_check import default_set, format_table, judge_check, load_pairs
 from rain.tools.model_check import ARCHITECTURES, check_models, load_tokenizer, summary_line
@@ -96,13 +96,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev.check_setup(out, setup, fresh=args.fresh)
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, methods, ev.read_results(results_path))
-    external = None
+    external = []
     if args.judge:
-        print(f"loading judge {args.judge} ...", file=sys.stderr)
-        external = load_external_judge(args.judge, args.device, args.dtype, args.trust_remote_code,
-                                       config.criterion, config.kv_cache_bytes, config.judge_logit_scale)
+        print(f"loading judge(s) {args.judge} ...", file=sys.stderr)
+        external = load_external_judges(args.judge, device=args.device, dtype=args.dtype,
+                                        trust_remote_code=args.trust_remote_code, criterion=config.criterion,
+                                        kv_cache_bytes=config.kv_cache_bytes, logit_scale=config.judge_logit_scale)
     if todo:
-        runtime = options.runtime_for(args)
+        runtime = options.runtime_for(args, *(ev.lane_config(config, method) for method in methods))
         runner = ev.MethodRunner.on(runtime, config, external=external,
                                     n=args.n, temperature=args.temperature, prompt_format=args.prompt_format)
         _run_pairs_with_bar(todo, runner, results_path, "eval")
@@ -114,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"Best-of-N n={args.n} at T={args.temperature}, seed={config.seed}")
     header = (f"RAIN evaluation: {args.model or 'embedded SmolLM2-135M-Instruct'}, {len(prompts)} prompts "
               f"({Path(args.input).name}), preset {config.preset}\n\nBudget: {budget}")
-    summary = summarise(results, methods, external.name if external else None, header)
+    summary = summarise(results, methods, external[0].name if external else None, header,
+                        [judge.name for judge in external])
     print(write_summary(out, summary), end="")
     print(f"wrote {results_path}, {out / ev.SUMMARY_FILE}, {write_figure(out, summary, results)}", file=sys.stderr)
     return 0
@@ -134,7 +136,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     results_path = out / ev.RESULTS_FILE
     todo = ev.pending(prompts, variants, ev.read_results(results_path))
     if todo:
-        runtime = options.runtime_for(args)
+        runtime = options.runtime_for(args, config)
         _run_pairs_with_bar(todo, sweep.sweep_runner(runtime, config, args.prompt_format), results_path, "sweep")
     wanted = {(p.id, v) for p in prompts for v in variants}
     results = [r for r in ev.read_results(results_path) if (r.id, r.method) in wanted]

@@ -10,6 +10,7 @@ from typing import Any
 from rain.core.config import RainConfig, parse_knobs, preset
 from rain.core.errors import UsageError
 from rain.core.judge import FORMATS
+from rain.backends.evaluators import load_evaluator
 from rain.runs.runtimes import BACKEND_ENV, BACKENDS, load_runtime
 from rain.runs.session import RunStats
 
@@ -39,6 +40,11 @@ def search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-format", choices=FORMATS, default=None)
     parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
     principle_options(parser)
+    evaluator_option(parser)
+    knob_option(parser)
+
+
+def knob_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="set any RainConfig field, e.g. --knob c_puct=1.5 --knob token_set_lengths=1,2,4 "
                              "(repeatable; applied after the flags above)")
@@ -50,6 +56,12 @@ def principle_options(parser: argparse.ArgumentParser) -> None:
                              "preset's criterion in both option orders; one line, at most 300 characters)")
     parser.add_argument("--good", choices=["yes", "no"], default=None,
                         help="which answer to --principle is good (default yes)")
+
+
+def evaluator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--evaluator", default=None, metavar="SPEC",
+                        help="the judge the search asks: self (RAIN, default), vader, model:ID_OR_DIR or "
+                             "classifier:ID_OR_DIR; anything but self is the same search with another judge")
 
 
 def principle_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,7 +78,7 @@ def principle_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from(args: argparse.Namespace) -> RainConfig:
     overrides: dict[str, Any] = {"seed": args.seed}
-    for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format"):
+    for name in ("max_new_tokens", "sims_per_move", "max_moves", "judge_format", "evaluator"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     overrides.update(principle_overrides(args))
@@ -74,16 +86,33 @@ def config_from(args: argparse.Namespace) -> RainConfig:
     return preset(args.preset, **overrides)
 
 
-def runtime_for(args: argparse.Namespace):
+def runtime_for(args: argparse.Namespace, *configs: RainConfig):
     """The runtime the command's flags ask for (rain/runs/runtimes.py); commands call it as
-    `options.runtime_for(args)`, so a test can hand them one."""
+    `options.runtime_for(args)`, so a test can hand them one. The evaluators `configs` name are loaded first, so a
+    bad one is refused before the generation model loads."""
+    evaluators = evaluators_for(args, configs)
     print(f"loading {args.model or 'the embedded model (SmolLM2-135M-Instruct)'} ...", file=sys.stderr)
     if getattr(args, "backend", "trie") == "vllm":
-        return load_runtime(args.model, "vllm")
-    runtime = load_runtime(args.model, "trie", device=args.device, dtype=args.dtype,
-                           trust_remote_code=args.trust_remote_code, judge_dtype=getattr(args, "judge_dtype", "auto"))
-    print(runtime.precision.describe(), file=sys.stderr)
+        runtime = load_runtime(args.model, "vllm")
+    else:
+        runtime = load_runtime(args.model, "trie", device=args.device, dtype=args.dtype,
+                               trust_remote_code=args.trust_remote_code, judge_dtype=getattr(args, "judge_dtype", "auto"))
+        print(runtime.precision.describe(), file=sys.stderr)
+    for evaluator in evaluators:
+        runtime.use_evaluator(evaluator)
     return runtime
+
+
+def evaluators_for(args: argparse.Namespace, configs) -> list:
+    """Each evaluator other than self that `configs` name, loaded and checked against its config's judge."""
+    loaded: dict[str, Any] = {}
+    for config in configs:
+        if config.evaluator == "self" or config.evaluator in loaded:
+            continue
+        print(f"loading evaluator {config.evaluator} ...", file=sys.stderr)
+        loaded[config.evaluator] = load_evaluator(config.evaluator, config, args.device,
+                                                  getattr(args, "judge_dtype", "auto"), args.trust_remote_code)
+    return list(loaded.values())
 
 
 def stats_line(stats: RunStats) -> str:

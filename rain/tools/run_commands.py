@@ -45,7 +45,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = config_from(args)
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
-    runtime = options.runtime_for(args)
+    runtime = options.runtime_for(args, config)
     record = run_one(runtime, args.prompt, config, args.prompt_format, progress=True)
     stats = RunStats.from_dict(record.stats)
     print(f"engine: {stats.engine.engine_note if stats.engine else None}", file=sys.stderr)
@@ -64,6 +64,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if record.vanilla is not None:
         print(f"vanilla: {record.vanilla}")
     print(f"rain: {record.answer}")
+    evaluator = record.judge.get("evaluator") or {"spec": record.config.get("evaluator", "self")}
+    print(f"evaluator: {evaluator['spec']}" + (f" ({evaluator['scores']})" if evaluator.get("scores") else ""))
     tree = record.tree()
     print(f"tree: {len(tree.nodes)} nodes, {sum(1 for e in record.events if e.type == 'commit')} moves, "
           f"{sum(1 for e in record.events if e.type == 'rewind')} simulations")
@@ -123,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(str(error)) from None
         print(f"wrote {out} ({failures} line(s) skipped)", file=sys.stderr)
         return 0
-    runtime = options.runtime_for(args)
+    runtime = options.runtime_for(args, config)
 
     def answer(row: Row) -> dict:
         return answer_row(runtime, row, config, args.prompt_format, args.trees)
@@ -174,7 +176,10 @@ def cmd_fork(args: argparse.Namespace) -> int:
     """What if: re-run the rest of a recorded answer from a committed node with other knobs (rain/runs/fork.py)."""
     record = load(readable(args.tree))
     try:
-        plan = plan_fork(record, args.at, parse_knobs(args.knob))
+        knobs = parse_knobs(args.knob)
+        if args.evaluator is not None:
+            knobs["evaluator"] = args.evaluator
+        plan = plan_fork(record, args.at, knobs)
     except ForkError as error:
         raise UsageError(str(error)) from None
     tree_model = record.model.get("name", "embedded")
@@ -182,7 +187,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.tree} was made by model {tree_model!r}, not {args.model!r}: fork it with its own model")
     args.model = None if tree_model == "embedded" else tree_model
     try:
-        runtime = options.runtime_for(args)
+        runtime = options.runtime_for(args, plan.config)
     except ModelLoadError as error:
         raise UsageError(f"the tree's model {tree_model!r} cannot be loaded here: {error}") from None
     print(f"forking at node {plan.node} (after move {plan.move}) with "

@@ -28,6 +28,7 @@ from rain.core.errors import UsageError
 from rain.runs.runtimes import BACKENDS, load_runtime
 from rain.tools.bench import PROMPTS
 
+TRIE_TRANSFORMERS = (5, 20)           # .venv-vllm pins an older one (< 5.20); requirements.txt 5.24 takes the mask
 SIMS_PER_MOVE, MOVES = 3, 2          # a short fixed budget: every search does the same number of simulations
 ROUNDS = 2                           # searches per worker thread in a level (the module docstring says why)
 
@@ -95,11 +96,12 @@ def build_runtime(backend: str, model: str | None):
 
 def trie_runs_here() -> bool:
     """The trie engine is checked on requirements.txt's transformers; .venv-vllm pins an older one (< 5.20) whose
-    attention rejects the engine's tree mask, so there the trie part runs in the main interpreter instead."""
+    attention rejects the engine's tree mask, so there the trie part runs in the main interpreter instead. (The
+    version is compared, not read from requirements.txt: an installed package has no requirements.txt.)"""
     import transformers
 
-    pins = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text()
-    return sys.prefix == sys.base_prefix or f"transformers=={transformers.__version__}" in pins
+    release = tuple(int(part) for part in transformers.__version__.split(".")[:2])
+    return sys.prefix == sys.base_prefix or release >= TRIE_TRANSFORMERS
 
 
 def trie_elsewhere(args) -> None:
