@@ -5,8 +5,8 @@ The figure is measured, not assumed, and comes from the library: the precision p
 mode at the model's first start on this machine (rain/backends/precision.py `SpeedProbe`, stored on disk) estimates a
 simulation's seconds and the simulations of a typical answer (`Runtime.paper_estimate`: what `bench --paper`
 counted for the embedded model; a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
-15-simulation window); every finished run replaces the seconds with its own per simulation. At `paper_simulations()`: moves to reach 128 tokens with
-the 1, 2, 4, 10 token-set schedule, times that window. The text gives both. Where the estimate is at most
+15-simulation window); every finished run replaces the seconds with its own per simulation. At most
+`paper_simulations()`: moves to reach 128 tokens with the 1, 2, 4, 10 token-set schedule, times that window. The text gives both. Where the estimate is at most
 `DEFAULT_SECONDS`, the page opens with the paper budget; elsewhere it is one click away.
 """
 from __future__ import annotations
