@@ -439,3 +439,40 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
     assert nodes_of(search.tree) == nodes_of(rebuild(events))
     assert (search.tree.root, search.tree.min_value, search.tree.max_value) == \
         (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)
+
+
+def test_time_the_consumer_holds_an_event_is_not_compute_time():
+    """A page that pauses a live search (Step) must not make it look slower: the seconds in the stats, live and
+    final, count only while the search computes (rain/clock.py)."""
+    import time
+
+    codec = FakeCodec()
+    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
+                                None, "fake")
+    config = preset("hh", sims_per_move=2, max_moves=2)
+    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
+    pause, events, started = 0.6, [], time.perf_counter()
+    for event in search.run():
+        events.append(event)
+        if len(events) in (3, 10):
+            time.sleep(pause)                         # the consumer holds the search twice
+    wall = time.perf_counter() - started
+    seconds = events[-1].stats["seconds"]
+    assert wall >= 2 * pause and seconds < wall - 2 * pause + 0.05
+    assert events[-1].stats["seconds_per_simulation"] == round(seconds / 4, 4)
+    live = [e.stats["seconds"] for e in events if e.type == "rewind" and e.stats]
+    assert live and max(live) <= seconds < pause
+
+
+def test_the_vanilla_lane_clock_also_stops_while_its_tokens_are_held():
+    from test_session import FakeRuntime
+    from rain.session import RunRequest, VanillaDone, run_session
+    import time
+
+    pause, done = 0.5, None
+    for item in run_session(FakeRuntime(), RunRequest("how to pick a lock", preset("hh", max_new_tokens=6), rain=False)):
+        if isinstance(item, VanillaDone):
+            done = item
+        else:
+            time.sleep(pause / 4)
+    assert done is not None and done.seconds < pause / 4
