@@ -29,6 +29,15 @@ class ConfigError(RainError, ValueError):
     """A knob is out of range or contradicts another; the message names the knob."""
 
 
+class KnobError(ConfigError):
+    """A `NAME=VALUE` pair that `parse_knobs` cannot read: `name` is None when it names no field. The message is
+    the CLI's; a front end with its own words reads the fields."""
+
+    def __init__(self, message: str, pair: str, name: str | None, text: str = ""):
+        super().__init__(message)
+        self.pair, self.name, self.text = pair, name, text
+
+
 def knob(default: Any, label: str, info: str = "", lo: float | None = None, hi: float | None = None,
          step: float | None = None) -> Any:
     """A field the app shows as a control: its label, a hint and a slider's range (the control's kind and the
@@ -246,8 +255,8 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
         name, separator, text = pair.partition("=")
         name, text = name.strip().replace("-", "_"), text.strip()
         if not separator or name not in defaults:
-            raise ConfigError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(defaults))}), "
-                              f"got {pair!r}")
+            raise KnobError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(defaults))}), "
+                            f"got {pair!r}", pair, None)
         default = defaults[name]
         try:
             if name in optional_ints:
@@ -268,7 +277,7 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
                 value = text
         except ValueError:
             kind = "int" if default is None else type(default).__name__
-            raise ConfigError(f"--knob {name}: cannot read {text!r} as {kind}") from None
+            raise KnobError(f"--knob {name}: cannot read {text!r} as {kind}", pair, name, text) from None
         overrides[name] = value
     return overrides
 
