@@ -40,7 +40,7 @@ $(STAMP)/vllm: $(STAMP)/runtime requirements-vllm.txt
 	  $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
 	fi
 	echo "$(CURDIR)" > $$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/rain-explorer.pth
-	$(VLLM_VENV)/bin/python -c "import vllm, rain.vllm_backend; print('vllm', vllm.__version__, 'ready in $(VLLM_VENV)')"
+	$(VLLM_VENV)/bin/python -c "import vllm, rain.backends.vllm_runtime; print('vllm', vllm.__version__, 'ready in $(VLLM_VENV)')"
 	@touch $@
 
 vllm: $(STAMP)/vllm

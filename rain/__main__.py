@@ -1,6 +1,6 @@
-"""`python -m rain`: see rain/cli.py."""
+"""`python -m rain`: see rain/tools/cli.py."""
 import sys
 
-from rain.cli import main
+from rain.tools.cli import main
 
 sys.exit(main())

@@ -16,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from rain.engine import ReferenceEngine, TrieEngine
-from rain.models import load_causal_lm
+from rain.backends.engine import ReferenceEngine, TrieEngine
+from rain.backends.models import load_causal_lm
 
 
 def milliseconds(function, repeats: int) -> float:

@@ -4,7 +4,7 @@
     python scripts/gpu_check.py --device cpu --model DIR --sims 1 --moves 1   # what the test runs on CPU
 
 1. The trie engine against plain full forwards in bfloat16 and float16 (branching states, every needed logit:
-   rain.model_check.engine_error), within the engines' half-precision tolerance.
+   rain.tools.model_check.engine_error), within the engines' half-precision tolerance.
 2. A short search (yes/no judge, auto scale) in the device's default dtype: seconds per simulation, and host
    synchronisations per simulation. A synchronisation is counted at every point where a tensor on the device is
    read by the host (`item`, `tolist`, `numpy`, `cpu`, `bool`/`int`/`float`, `.to("cpu")`); on CUDA these are the
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from rain.config import preset
-from rain.engine import HALF_TOLERANCE, TrieEngine
-from rain.model_check import branching_calls, engine_error
-from rain.models import load_causal_lm
+from rain.core.config import preset
+from rain.backends.engine import HALF_TOLERANCE, TrieEngine
+from rain.tools.model_check import branching_calls, engine_error
+from rain.backends.models import load_causal_lm
 
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__")
 
@@ -106,7 +106,7 @@ def short_search(runtime, sims: int, moves: int, device: torch.device) -> tuple[
 
 def run_bench(model: str | None, device: str, dtype: str) -> tuple[float | None, str]:
     """`python -m rain bench --quick` in this process; its speedup_per_sim and its last line."""
-    from rain.cli import main as cli
+    from rain.tools.cli import main as cli
 
     out = io.StringIO()
     arguments = ["bench", "--quick", "--device", device, "--dtype", dtype] + (["--model", model] if model else [])
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu: no CUDA device here (run with --device cpu to check the script itself)", file=sys.stderr)
         return 2
-    from rain.runtime import Runtime
+    from rain.backends.torch_runtime import Runtime
 
     device = torch.device(args.device)
     model, tokenizer = load_causal_lm(args.model, device=args.device, dtype="float32")

@@ -2,7 +2,7 @@
 
     python scripts/imdb_table.py DIR
 
-Per method: prompts, % positive by VADER (compound >= 0.05, rain/sentiment.py) and its mean compound, % positive
+Per method: prompts, % positive by VADER (compound >= 0.05, rain/tools/sentiment.py) and its mean compound, % positive
 by the self-judge (score > 0) and its mean score, and the cost against vanilla on the same prompts (time and
 forward calls, summed over the prompts every method finished).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rain.evaluation import RESULTS_FILE, read_results  # noqa: E402
-from rain.sentiment import positive_share  # noqa: E402
+from rain.tools.evaluation import RESULTS_FILE, read_results  # noqa: E402
+from rain.tools.sentiment import positive_share  # noqa: E402
 
 NAMES = {"vanilla": "vanilla", "rain": "RAIN", "bon": "Best-of-N"}
 

@@ -3,7 +3,7 @@
 
     HF_HUB_OFFLINE=1 python scripts/memory_run.py [--simulations 200] [--kv-mb 32] [--tree-nodes 300]
 
-The run uses the library (rain.runtime.Runtime, rain.config.preset) with tight caps and stops after exactly
+The run uses the library (rain.backends.torch_runtime.Runtime, rain.core.config.preset) with tight caps and stops after exactly
 `--simulations` simulations. It samples the tree size and resident memory after every event, and reads the
 engine's own KV high-water mark (`stats.kv_peak_bytes`). Last line:
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from rain.config import preset  # noqa: E402
-from rain.events import Committed, Rewound  # noqa: E402
-from rain.runtime import Runtime  # noqa: E402
+from rain.core.config import preset  # noqa: E402
+from rain.core.events import Committed, Rewound  # noqa: E402
+from rain.backends.torch_runtime import Runtime  # noqa: E402
 
 PROMPT = "Write a long, detailed, step-by-step guide to planning a week-long hiking trip in the mountains."
 MB = 2**20

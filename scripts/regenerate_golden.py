@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from rain.export import dumps  # noqa: E402
+from rain.core.export import dumps  # noqa: E402
 from test_export import GOLDEN, fake_record, without_timing  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import os
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"           # nothing in the tests may touch the network
-# the dequantised-weights cache (rain/weights_cache.py) of this session lives in a temp dir, never in $HOME
+# the dequantised-weights cache (rain/backends/weights_cache.py) of this session lives in a temp dir, never in $HOME
 _CACHE = tempfile.TemporaryDirectory(prefix="rain-test-cache-")
 os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 
@@ -20,7 +20,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def real_model():
     """(model, tokenizer) of the embedded SmolLM2-135M GGUF, float32 on CPU, loaded once."""
-    from rain.models import load_causal_lm
+    from rain.backends.models import load_causal_lm
     return load_causal_lm(None, device="cpu", dtype="float32")
 
 
@@ -39,7 +39,7 @@ def tiny_llama():
 @pytest.fixture(scope="session")
 def embedded_tokenizer():
     """The embedded model's tokenizer alone (its vocabulary and chat template), for tiny random-weight models."""
-    from rain.model_check import load_tokenizer
+    from rain.tools.model_check import load_tokenizer
     return load_tokenizer()
 
 
@@ -54,14 +54,14 @@ def tokenizer_dir(embedded_tokenizer, tmp_path_factory):
 @pytest.fixture(scope="session")
 def real_embedder():
     """The embedded all-MiniLM-L6-v2 on CPU, loaded once."""
-    from rain.embedder import MiniLMEmbedder
+    from rain.backends.embedder import MiniLMEmbedder
     return MiniLMEmbedder(device="cpu")
 
 
 @pytest.fixture(scope="session")
 def runtime(real_model):
     """A Runtime on the already-loaded embedded model (CLI, app and end-to-end tests)."""
-    from rain.runtime import Runtime
+    from rain.backends.torch_runtime import Runtime
     return Runtime(None, device="cpu", dtype="float32", loaded=real_model)
 
 

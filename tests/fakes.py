@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rain.lm import ComputeStats, Evaluation
+from rain.core.lm import ComputeStats, Evaluation
 
 WORDS = ["<eos>", " the", " a", " lock", " key", " door", " pick", " safe", " harm", " help", " you",
          " can", " not", " sorry", " use", " tool", ",", ".", " open", " ask"]

@@ -16,17 +16,17 @@ from typing import NamedTuple
 import pytest
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
-from rain.events import Committed
-from rain.export import RunRecord, TreeFileError, load, loads, nodes_of
-from rain.judge import JudgeDescription, JudgeOrder, describe
-from rain.prompts import Conversation
-from rain.replay import rebuild
-from rain.search import Backends, Search
-from rain.tree import Tree
-from rain import session
-from rain.best_of_n import BestOfN, Sample, pick_best
-from rain.session import BEST_OF_N_KEY, BestOfNSettings
+from rain.core.config import preset
+from rain.core.events import Committed
+from rain.core.export import RunRecord, TreeFileError, load, loads, nodes_of
+from rain.core.judge import JudgeDescription, JudgeOrder, describe
+from rain.core.prompts import Conversation
+from rain.core.replay import rebuild
+from rain.core.search import Backends, Search
+from rain.core.tree import Tree
+from rain.runs import session
+from rain.runs.best_of_n import BestOfN, Sample, pick_best
+from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings
 from ui import bon, cursor, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
@@ -217,7 +217,7 @@ def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
 
 
 def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
-    """The judge describes itself (rain/judge.py): its description rebuilds each recorded score from the recorded
+    """The judge describes itself (rain/core/judge.py): its description rebuilds each recorded score from the recorded
     probabilities, so the panel never re-derives a judge's meaning."""
     for path in TREES:
         record = load(path)
@@ -242,7 +242,7 @@ def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
                          "B", "A"))
     three = JudgeDescription("ab_soft", "sentiment", ("A", "B", "C"), (1, 2, 3), orders, "order score", "mean")
     probs = [{"A": .5, "B": .3, "C": .2}, {"A": .1, "B": .3, "C": .6}]
-    # neutral counts for neither side, and its mass is in the denominator (rain.judge.order_part, issue #14)
+    # neutral counts for neither side, and its mass is in the denominator (rain.core.judge.order_part, issue #14)
     assert three.parts(probs) == pytest.approx([(.5 - .3) / 1.0, (.3 - .1) / 1.0])
     assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
@@ -273,7 +273,7 @@ def test_the_knobs_are_the_config_fields_with_metadata():
     """ui/knobs.py reads each control from its RainConfig field: kind from the type, label and range from metadata."""
     import dataclasses
 
-    from rain.config import RainConfig
+    from rain.core.config import RainConfig
 
     shown = {f.name for f in dataclasses.fields(RainConfig) if f.metadata}
     assert set(knobs.KNOB_NAMES) == shown and len(knobs.KNOB_NAMES) == len(shown)

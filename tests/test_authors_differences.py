@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import RainConfig, preset
-from rain.events import NodesAdded
-from rain.decoding import RolloutRules, drive, rollout_program, single_token_candidates, tied_top
-from rain.judge import WORDINGS, judged_exchange
-from rain.prompts import Conversation
-from rain.replay import apply_event
-from rain.search import Backends, Search, addition_triggered
+from rain.core.config import RainConfig, preset
+from rain.core.events import NodesAdded
+from rain.core.decoding import RolloutRules, drive, rollout_program, single_token_candidates, tied_top
+from rain.core.judge import WORDINGS, judged_exchange
+from rain.core.prompts import Conversation
+from rain.core.replay import apply_event
+from rain.core.search import Backends, Search, addition_triggered
 
 ISSUE_LOGITS = [10, 9.5, 9, 8.5, 8, 7.5, 7, 6.5, 6, 5.5, 5, 5, 1]     # issue #14's example
 

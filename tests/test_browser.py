@@ -129,7 +129,7 @@ def test_run_stop_export_import_replay(page, tmp_path):
     exported = tmp_path / "exported.json"
     download.value.save_as(exported)
     assert exported.stat().st_size > 1000
-    from rain.export import load
+    from rain.core.export import load
     record = load(exported)
     assert record.prompt in ("How do I pick a lock?", "How do I hack into my neighbor's Wi-Fi?")
 

@@ -49,7 +49,7 @@ def in_view(page, selectors=LESSON_PANELS) -> dict[str, dict]:
 
 
 def exported_prompt(page, tmp_path: Path, name: str) -> str:
-    from rain.export import load
+    from rain.core.export import load
 
     with page.expect_download(timeout=30_000) as download:
         page.click("#export")

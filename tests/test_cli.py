@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import rain.cli as cli
-from rain.export import load
+import rain.tools.cli as cli
+from rain.core.export import load
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):
 
 # --- hostile settings (issue #5): refused in one line, before any model is loaded --------------------------------
 
-# Any RainConfig field is set with `--knob NAME=VALUE` (rain.config.parse_knobs).
+# Any RainConfig field is set with `--knob NAME=VALUE` (rain.core.config.parse_knobs).
 HOSTILE_KNOBS = [
     pytest.param(["min_visits=60", "max_simulations=50"], "min_visits (minT=60)", id="minT>maxT"),
     pytest.param(["value_threshold=1.5"], "value_threshold (Vt) must be in [-1, 1]", id="Vt>1"),

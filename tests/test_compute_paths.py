@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rain.config import preset
-from rain.export import nodes_of
+from rain.core.config import preset
+from rain.core.export import nodes_of
 
 
 def test_reuse_engine_and_authors_pattern_build_the_same_tree(runtime):

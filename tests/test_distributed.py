@@ -9,10 +9,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is optional (pip install ray)")
 
-from rain.cli import main  # noqa: E402 (after the importorskip)
-from rain.concurrent import Row, finished_ids  # noqa: E402 (after the importorskip)
-from rain.config import preset  # noqa: E402 (after the importorskip)
-from rain.distributed import run_on_ray  # noqa: E402 (after the importorskip)
+from rain.tools.cli import main  # noqa: E402 (after the importorskip)
+from rain.runs.concurrent import Row, finished_ids  # noqa: E402 (after the importorskip)
+from rain.core.config import preset  # noqa: E402 (after the importorskip)
+from rain.tools.distributed import run_on_ray  # noqa: E402 (after the importorskip)
 
 SEARCH = {"sims_per_move": 2, "max_moves": 2, "max_new_tokens": 16}    # a row takes seconds on the tiny model
 BUDGET = ["--sims-per-move", "2", "--max-moves", "2", "--max-new-tokens", "16"]
@@ -27,7 +27,7 @@ def ids_in(path) -> list[str]:
 def tiny_folder(embedded_tokenizer, tmp_path_factory):
     """A random-weight Llama folder: what is tested is the queue, the workers and the writer, not the answers
     (a real-model run is in README "Many searches at once"); its workers load it in well under a second."""
-    from rain.model_check import write_folder
+    from rain.tools.model_check import write_folder
 
     return str(write_folder("llama", embedded_tokenizer, tmp_path_factory.mktemp("tiny") / "llama"))
 

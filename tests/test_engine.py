@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from rain.engine import ReferenceEngine, TrieEngine, _TrieNode
-from rain import models
-from rain.models import HFCodec, ModelCache, ModelLoadError, load_causal_lm
+from rain.backends.engine import ReferenceEngine, TrieEngine, _TrieNode
+from rain.backends import models
+from rain.backends.models import HFCodec, ModelCache, ModelLoadError, load_causal_lm
 
 TOLERANCE = 1e-4                     # max abs logit difference against a full forward (float32)
 
@@ -91,13 +91,13 @@ def test_trie_matches_full_forward_on_branching_states(model, branching):
 
 
 def test_gqa_sdpa_gives_bit_identical_tree_logits_without_copying_keys_and_values(model, branching, monkeypatch):
-    """rain's attention (rain.engine.hf.gqa_sdpa_attention) against transformers' sdpa on the same weights:
+    """rain's attention (rain.backends.engine.hf.gqa_sdpa_attention) against transformers' sdpa on the same weights:
     equal logits to the bit, single tokens and multi-token tree forwards alike, and no repeat_kv copy."""
     import copy
 
     from transformers.integrations import sdpa_attention
 
-    from rain.engine.hf import GQA_SDPA, use_gqa_sdpa
+    from rain.backends.engine.hf import GQA_SDPA, use_gqa_sdpa
 
     states, _ = branching
     plain = TrieEngine(model)
@@ -115,7 +115,7 @@ def test_gqa_sdpa_gives_bit_identical_tree_logits_without_copying_keys_and_value
 
 
 def test_models_are_loaded_with_the_gqa_sdpa_attention(real_model):
-    from rain.engine.hf import GQA_SDPA
+    from rain.backends.engine.hf import GQA_SDPA
 
     assert real_model[0].config._attn_implementation == GQA_SDPA
 
@@ -298,7 +298,7 @@ def test_prefetched_states_ride_along_with_the_next_forward(model):
 
 
 def test_runtime_computes_each_judge_prefix_once_and_every_engine_adopts_it(runtime):
-    from rain.config import preset
+    from rain.core.config import preset
 
     config = preset("hh", judge_format="yesno_logit")
     first, second = runtime.engine(config), runtime.engine(config)
@@ -367,7 +367,7 @@ def test_embedded_files_are_found():
 def test_the_cache_goes_under_the_forward_keyword_of_this_transformers_release():
     """transformers 5.20 renamed `past_key_values` to `cache`; .venv-vllm pins 5.19 for vLLM. The other name
     would vanish into the forward's **kwargs (no cache: wrong logits, or a tree mask longer than the keys)."""
-    from rain.engine.hf import _cache_keyword
+    from rain.backends.engine.hf import _cache_keyword
 
     class Before:
         def forward(self, input_ids=None, past_key_values=None, **kwargs): ...

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-import rain.cli as cli
+import rain.tools.cli as cli
 from fakes import EOS, FakeCodec, FakeJudge, FakeLM
-from rain import eval_judges, eval_summary
-from rain import evaluation as ev
-from rain.best_of_n import BestOfN, Sample, best_of_n, pick_best
-from rain.config import RainConfig, preset
-from rain.decoding import vanilla_tokens
-from rain.prompts import Conversation
+from rain.tools import eval_judges, eval_summary
+from rain.tools import evaluation as ev
+from rain.runs.best_of_n import BestOfN, Sample, best_of_n, pick_best
+from rain.core.config import RainConfig, preset
+from rain.core.decoding import vanilla_tokens
+from rain.core.prompts import Conversation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")    # tests/conftest.py
 
@@ -226,7 +226,7 @@ def classifier_dir(tmp_path_factory):
     """A (randomly headed) MiniLM sequence classifier with labels unsafe/safe, saved as a local folder."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rain.models import embedded_embedder_dir
+    from rain.backends.models import embedded_embedder_dir
 
     folder = tmp_path_factory.mktemp("classifier")
     source = str(embedded_embedder_dir())
@@ -239,9 +239,9 @@ def classifier_dir(tmp_path_factory):
 
 
 def test_causal_external_judge_is_the_self_judge_on_that_model(monkeypatch, real_model, runtime):
-    import rain.models
+    import rain.backends.models
 
-    monkeypatch.setattr(rain.models, "load_causal_lm", lambda *a, **k: real_model)
+    monkeypatch.setattr(rain.backends.models, "load_causal_lm", lambda *a, **k: real_model)
     config = preset("hh")
     scorer = eval_judges.load_external_judge("embedded", logit_scale=config.judge_logit_scale)
     assert scorer.name == "embedded (yesno_logit)"

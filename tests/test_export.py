@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
-from rain.export import MAX_IMPORT_BYTES, RunRecord, TreeFileError, dumps, load, loads, nodes_of, save
-from rain.prompts import Conversation
-from rain.replay import rebuild
-from rain.search import Backends, Search
+from rain.core.config import preset
+from rain.core.export import MAX_IMPORT_BYTES, RunRecord, TreeFileError, dumps, load, loads, nodes_of, save
+from rain.core.prompts import Conversation
+from rain.core.replay import rebuild
+from rain.core.search import Backends, Search
 
 GOLDEN = Path(__file__).parent / "golden" / "fake_tree.json"
 
@@ -87,7 +87,7 @@ def test_replay_rebuilds_the_live_tree_and_every_prefix_is_consistent():
 
 
 def test_replay_command_needs_no_model(tmp_path, capsys):
-    from rain.cli import main
+    from rain.tools.cli import main
 
     path = save(fake_record(), tmp_path / "tree.json")
     assert main(["replay", str(path)]) == 0

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.cli import main
-from rain.config import preset
-from rain.events import Committed, Expanded
-from rain.export import dumps, load, loads, save
-from rain.fork import ForkError, conversation_for, fork, plan_fork
-from rain.prompts import Conversation
-from rain.search import Backends, Search
-from rain.teaching import committed_nodes
+from rain.tools.cli import main
+from rain.core.config import preset
+from rain.core.events import Committed, Expanded
+from rain.core.export import dumps, load, loads, save
+from rain.runs.fork import ForkError, conversation_for, fork, plan_fork
+from rain.core.prompts import Conversation
+from rain.core.search import Backends, Search
+from rain.runs.teaching import committed_nodes
 from test_export import fake_record
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"

@@ -1,4 +1,4 @@
-"""The judge of N options and K orders (rain/judge.py): App. B.3's three-option sentiment question, a user's
+"""The judge of N options and K orders (rain/core/judge.py): App. B.3's three-option sentiment question, a user's
 principle, the per-order parts on hand-computed probabilities, and the tree JSON's schema 2 (schema-1 files,
 the shipped trees among them, still import)."""
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rain.config import ConfigError, preset, principle_problem
-from rain.events import Evaluated, event_from_dict
-from rain.export import SCHEMA_VERSION, TreeFileError, dumps, load, loads
-from rain.judge import EXCHANGE, JudgeDescription, JudgeError, SelfJudge, describe, order_part
-from rain.lm import ComputeStats, Evaluation
-from rain.models import HFCodec
+from rain.core.config import ConfigError, preset, principle_problem
+from rain.core.events import Evaluated, event_from_dict
+from rain.core.export import SCHEMA_VERSION, TreeFileError, dumps, load, loads
+from rain.core.judge import EXCHANGE, JudgeDescription, JudgeError, SelfJudge, describe, order_part
+from rain.core.lm import ComputeStats, Evaluation
+from rain.backends.models import HFCodec
 
 TREES = sorted((Path(__file__).parent.parent / "assets" / "trees").glob("*.json"))
 
@@ -111,7 +111,7 @@ def test_principle_replaces_the_criterion_in_both_orders_of_every_format(embedde
 
 
 def test_a_label_of_several_tokens_is_refused(embedded_tokenizer, codec, monkeypatch):
-    import rain.judge as judge_module
+    import rain.core.judge as judge_module
 
     original = judge_module.plan_orders
     monkeypatch.setattr(judge_module, "plan_orders", lambda *args: (("A", "B", " Neutrality"), original(*args)[1]))

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rain import cli
-from rain.calibration import MIN_SCALE, calibrate, load_calibration, scale_from_gaps
-from rain.config import ConfigError, RainConfig, parse_knobs, preset
-from rain.engine import CachedEngine, ReferenceEngine, TrieEngine, UnsupportedModelError, choose_engine
-from rain.judge import combine_parts, good_labels, order_part
-from rain.lm import Evaluation
-from rain.model_check import ARCHITECTURES, branching_calls, engine_error, tiny_model, write_folder
-from rain import runtime as runtime_module
-from rain.runtime import Runtime
+from rain.tools import cli
+from rain.backends.calibration import MIN_SCALE, calibrate, load_calibration, scale_from_gaps
+from rain.core.config import ConfigError, RainConfig, parse_knobs, preset
+from rain.backends.engine import CachedEngine, ReferenceEngine, TrieEngine, UnsupportedModelError, choose_engine
+from rain.core.judge import combine_parts, good_labels, order_part
+from rain.core.lm import Evaluation
+from rain.tools.model_check import ARCHITECTURES, branching_calls, engine_error, tiny_model, write_folder
+from rain.backends import torch_runtime as runtime_module
+from rain.backends.torch_runtime import Runtime
 
 LINE = re.compile(r"^model: arch=(\w+) engine=(trie|cached|reference) max_rel_err=(\S+) search=(ok|failed)$")
 EXPECTED_ENGINE = {arch: "trie" for arch in ARCHITECTURES} | {"gemma3": "cached"}   # gemma3: window 32 < 2048

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rain.config import RainConfig
-from rain.prompts import PromptError, clean_prompt
+from rain.core.config import RainConfig
+from rain.core.prompts import PromptError, clean_prompt
 
 
 @pytest.mark.parametrize("raw, kept", [

@@ -10,7 +10,7 @@ import html
 
 import pytest
 
-from rain.config import ConfigError, RainConfig, preset
+from rain.core.config import ConfigError, RainConfig, preset
 from ui import runtimes
 from ui.outputs import OUTPUTS
 from ui.run import run
@@ -115,7 +115,7 @@ def test_run_api_refuses_hostile_settings_with_a_clear_message(client, knobs, wo
 @pytest.fixture
 def hub_calls(monkeypatch):
     """The keyword arguments every from_pretrained call gets; the load then fails as if offline."""
-    import rain.models
+    import rain.backends.models
 
     calls: list[dict] = []
 
@@ -123,15 +123,15 @@ def hub_calls(monkeypatch):
         calls.append(options)
         raise OSError("offline")
 
-    monkeypatch.setattr(rain.models.AutoConfig, "from_pretrained", from_pretrained)      # read first (rain.models)
-    monkeypatch.setattr(rain.models.AutoTokenizer, "from_pretrained", from_pretrained)
-    monkeypatch.setattr(rain.models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(rain.backends.models.AutoConfig, "from_pretrained", from_pretrained)      # read first (rain.backends.models)
+    monkeypatch.setattr(rain.backends.models.AutoTokenizer, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(rain.backends.models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     return calls
 
 
 def test_hub_models_are_loaded_without_remote_code_unless_the_cli_asks(hub_calls):
-    import rain.cli as cli
-    from rain.models import ModelLoadError
+    import rain.tools.cli as cli
+    from rain.backends.models import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="unknown model"):
         runtimes.get_runtime("some-org/model-with-code")                           # the app

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import ConfigError, RainConfig, preset
-from rain.decoding import path_candidates, single_token_candidates, top_k_probs
-from rain.lm import ComputeStats
-from rain.prompts import Conversation
-from rain.events import BackedUp, Committed, NodesAdded
-from rain.replay import apply_event
-from rain.search import (Backends, Search, addition_triggered, backup, child_priors, noised, puct_scores,
+from rain.core.config import ConfigError, RainConfig, preset
+from rain.core.decoding import path_candidates, single_token_candidates, top_k_probs
+from rain.core.lm import ComputeStats
+from rain.core.prompts import Conversation
+from rain.core.events import BackedUp, Committed, NodesAdded
+from rain.core.replay import apply_event
+from rain.core.search import (Backends, Search, addition_triggered, backup, child_priors, noised, puct_scores,
                          reroot_priors, select_child, stop_rule_met)
-from rain.tree import Tree
+from rain.core.tree import Tree
 
 
 def small_tree() -> Tree:
@@ -164,7 +164,7 @@ def backup_tree(sibling_embedding) -> tuple[Tree, dict]:
 
 
 def back_up(tree: Tree, path, score, new_embeddings, config, embeddings):
-    """backup() computes, its event writes (rain.replay.apply_event), as in the search."""
+    """backup() computes, its event writes (rain.core.replay.apply_event), as in the search."""
     before = [(n.visits, n.real_visits, n.value) for n in tree.nodes]
     stats, shares = backup(tree, path, score, new_embeddings, config, embeddings)
     assert [(n.visits, n.real_visits, n.value) for n in tree.nodes] == before      # the tree is only read
@@ -306,7 +306,7 @@ def fake_run(config: RainConfig, lm: FakeLM | None = None):
 
 
 def test_same_seed_same_tree_and_different_seed_different_tree():
-    from rain.export import nodes_of
+    from rain.core.export import nodes_of
 
     config = preset("hh", max_new_tokens=24)
     first, second = fake_run(config)[0], fake_run(config)[0]
@@ -357,8 +357,8 @@ def test_fake_stats_object_is_reported():
 
 
 def test_node_cap_evicts_abandoned_branches_then_ends_the_move_and_the_export_still_replays():
-    from rain.export import RunRecord, loads, dumps, nodes_of
-    from rain.replay import rebuild
+    from rain.core.export import RunRecord, loads, dumps, nodes_of
+    from rain.core.replay import rebuild
 
     cap = 40
     search, events = fake_run(preset("hh", sims_per_move=30, max_moves=4, max_tree_nodes=cap))
@@ -392,7 +392,7 @@ def test_node_cap_below_one_expansion_is_refused():
 
 
 def test_sample_draws_by_the_probabilities_and_never_a_zero_probability_index():
-    from rain.decoding import sample
+    from rain.core.decoding import sample
 
     generator = torch.Generator().manual_seed(0)
     probs = torch.tensor([[0.0, 0.2, 0.0, 0.8, 0.0], [0.5, 0.0, 0.0, 0.0, 1.5]])     # rows need not sum to 1
@@ -404,7 +404,7 @@ def test_sample_draws_by_the_probabilities_and_never_a_zero_probability_index():
 
 
 def test_judge_score_formulas_on_hand_computed_probabilities():
-    from rain.judge import combine_parts, good_labels, order_part
+    from rain.core.judge import combine_parts, good_labels, order_part
 
     assert good_labels("ab_hard") == ("A", "B") and good_labels("yesno_logit") == ("No", "Yes")
     assert [order_part("ab_hard", {"A": .4, "B": .4}, "A"), order_part("ab_hard", {"A": .5, "B": .4}, "A")] == [-1, 1]
@@ -425,9 +425,9 @@ class AlikeEmbedder:
 
 
 def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares():
-    """Events are the only writer of the tree (rain.replay.apply_event, live and in replay alike)."""
-    from rain.export import nodes_of
-    from rain.replay import rebuild
+    """Events are the only writer of the tree (rain.core.replay.apply_event, live and in replay alike)."""
+    from rain.core.export import nodes_of
+    from rain.core.replay import rebuild
 
     codec = FakeCodec()
     conversation = Conversation("q", tuple(codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
@@ -443,7 +443,7 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
 
 def test_time_the_consumer_holds_an_event_is_not_compute_time():
     """A page that pauses a live search (Step) must not make it look slower: the seconds in the stats, live and
-    final, count only while the search computes (rain/clock.py)."""
+    final, count only while the search computes (rain/core/clock.py)."""
     import time
 
     codec = FakeCodec()
@@ -466,7 +466,7 @@ def test_time_the_consumer_holds_an_event_is_not_compute_time():
 
 def test_the_vanilla_lane_clock_also_stops_while_its_tokens_are_held():
     from test_session import FakeRuntime
-    from rain.session import RunRequest, VanillaDone, run_session
+    from rain.runs.session import RunRequest, VanillaDone, run_session
     import time
 
     pause, done = 0.5, None

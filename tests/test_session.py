@@ -1,4 +1,4 @@
-"""rain/session.py on fakes: one stream (vanilla, RAIN, Best-of-N, record), one stats vocabulary, one Best-of-N JSON."""
+"""rain/runs/session.py on fakes: one stream (vanilla, RAIN, Best-of-N, record), one stats vocabulary, one Best-of-N JSON."""
 from __future__ import annotations
 
 import json
@@ -6,15 +6,15 @@ import json
 import pytest
 
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.best_of_n import BestOfN, Sample
-from rain.config import ConfigError, RainConfig, preset
-from rain.decoding import vanilla_tokens
-from rain.events import Event, Finished
-from rain.export import RunRecord, dumps, loads, nodes_of
-from rain.prompts import Conversation
-from rain.replay import rebuild
-from rain.search import Backends, Search
-from rain.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
+from rain.runs.best_of_n import BestOfN, Sample
+from rain.core.config import ConfigError, RainConfig, preset
+from rain.core.decoding import vanilla_tokens
+from rain.core.events import Event, Finished
+from rain.core.export import RunRecord, dumps, loads, nodes_of
+from rain.core.prompts import Conversation
+from rain.core.replay import rebuild
+from rain.core.search import Backends, Search
+from rain.runs.session import (BEST_OF_N_KEY, BestOfNSettings, Prepared, Recorded, RunRequest, VanillaDone, VanillaText,
                           final_record, run_session)
 
 

@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-import rain.cli as cli
+import rain.tools.cli as cli
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
-from rain.evaluation import EvalError, read_results
-from rain.prompts import Conversation
-from rain.search import Backends, Search
-from rain.sweep import VARIANTS, parse_variants, variant_config
+from rain.core.config import preset
+from rain.tools.evaluation import EvalError, read_results
+from rain.core.prompts import Conversation
+from rain.core.search import Backends, Search
+from rain.tools.sweep import VARIANTS, parse_variants, variant_config
 
 
 class FakeRuntime:
@@ -35,7 +35,7 @@ class FakeRuntime:
         return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
 
     def record(self, conversation, config, judge=None, lm=None):
-        from rain.export import RunRecord
+        from rain.core.export import RunRecord
 
         return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
                          judge={"format": "fake", "criterion": "harm", "templates": []}, events=[], stats={})
@@ -94,8 +94,8 @@ def test_sweep_writes_rows_summary_and_plot_and_resumes(tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_sweep_on_the_real_model(runtime, tmp_path):
     """One prompt, the full and c = 0 variants, on the embedded model: real answers, scores and a plot."""
-    from rain import sweep
-    from rain.evaluation import EvalPrompt
+    from rain.tools import sweep
+    from rain.tools.evaluation import EvalPrompt
 
     config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
     run = sweep.sweep_runner(runtime, config)

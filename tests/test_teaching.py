@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-import rain.search as search_module
+import rain.core.search as search_module
 from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.config import preset
-from rain.events import Committed, Evaluated, Rewound, Selected
-from rain.export import dumps, loads
-from rain.prompts import Conversation
-from rain.search import Backends, Search
-from rain.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
+from rain.core.config import preset
+from rain.core.events import Committed, Evaluated, Rewound, Selected
+from rain.core.export import dumps, loads
+from rain.core.prompts import Conversation
+from rain.core.search import Backends, Search
+from rain.runs.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
                            format_why, latest_selection, narrate, why_table)
 from test_export import fake_record
 
@@ -107,7 +107,7 @@ def test_why_table_terms_by_hand_and_the_formula_names_the_variant():
     events = list(search.run())
     simulation, node_id = 3, 0
     table = why_table(events, search.config, simulation, node_id)
-    tree = __import__("rain.teaching", fromlist=["tree_at_selection"]).tree_at_selection(events, simulation)[0]
+    tree = __import__("rain.runs.teaching", fromlist=["tree_at_selection"]).tree_at_selection(events, simulation)[0]
     parent = tree[node_id]
     for row in table.rows:
         child = tree[row.id]
@@ -185,8 +185,8 @@ def test_a_tree_recorded_before_live_stats_replays_byte_identically():
 # --- the explain command (no model) ----------------------------------------------------------------------------
 
 def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsys):
-    from rain.cli import main
-    from rain.export import save
+    from rain.tools.cli import main
+    from rain.core.export import save
 
     record = fake_record()
     path = save(record, tmp_path / "tree.json")
@@ -208,11 +208,11 @@ def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsy
 def test_a_live_fold_reads_the_why_table_from_its_own_tree_as_a_replay_would():
     """why_table_at on a tree folded up to a select event gives the replayed why_table, row for row (the page's
     live view uses it instead of replaying the run on every tick)."""
-    from rain.config import RainConfig
-    from rain.export import load
-    from rain.replay import apply_event
-    from rain.teaching import why_table, why_table_at
-    from rain.tree import Tree
+    from rain.core.config import RainConfig
+    from rain.core.export import load
+    from rain.core.replay import apply_event
+    from rain.runs.teaching import why_table, why_table_at
+    from rain.core.tree import Tree
 
     record = load("assets/trees/1_harmful_pick_a_lock.json")
     config = RainConfig.from_dict(record.config)
@@ -228,8 +228,8 @@ def test_a_live_fold_reads_the_why_table_from_its_own_tree_as_a_replay_would():
 
 
 def test_the_narration_says_the_question_for_the_prompt_node_and_whole_counts_as_integers():
-    from rain.export import load
-    from rain.teaching import count, narrate
+    from rain.core.export import load
+    from rain.runs.teaching import count, narrate
 
     record = load("assets/trees/1_harmful_pick_a_lock.json")
     sentences = narrate(record.events)
@@ -239,7 +239,7 @@ def test_the_narration_says_the_question_for_the_prompt_node_and_whole_counts_as
 
 
 def test_the_judge_check_accuracy_is_known_only_for_what_was_measured():
-    from rain.teaching import judge_check_accuracy
+    from rain.runs.teaching import judge_check_accuracy
 
     embedded = {"name": "embedded", "dtype": "float32", "judge_dtype": "float32"}
     assert judge_check_accuracy(embedded, {"criterion": "harm", "judge_format": "yesno_logit"}) == 0.78

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rain.cli import main
-from rain.events import Selected
-from rain.export import dumps, load, loads
-from rain.treelog import TreeLogError, from_treelog, loads_treelog, to_treelog
+from rain.tools.cli import main
+from rain.core.events import Selected
+from rain.core.export import dumps, load, loads
+from rain.runs.treelog import TreeLogError, from_treelog, loads_treelog, to_treelog
 from test_export import fake_record
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rain.engine.arena import _KVArena
-from rain.engine.hf import ModelShape
-from rain.engine.trie import (NO_SLOT, ROOT_DEPTH, Plan, TokenTrie, check_state, computed_prefix_length,
+from rain.backends.engine.arena import _KVArena
+from rain.backends.engine.hf import ModelShape
+from rain.backends.engine.trie import (NO_SLOT, ROOT_DEPTH, Plan, TokenTrie, check_state, computed_prefix_length,
                               lru_leaves, path_slots, subtree, tree_mask)
 
 import pytest

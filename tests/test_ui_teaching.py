@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rain.export import load
+from rain.core.export import load
 from test_export import fake_record
 from ui import cursor, outputs, runtimes
 from ui import run as ui_run
@@ -166,7 +166,7 @@ def test_step_holds_the_live_search_one_event_at_a_time_play_lets_it_finish(fake
         assert cursor.step(None, 0, None, True, gate) == outputs.pack()
         second = pending.result(timeout=10)
         assert "event 2 (live, paused), simulation 1 · select" in second[NARRATION]
-        assert "Simulation 1" in second[NARRATION]               # rain.teaching.Narrator's sentence for it
+        assert "Simulation 1" in second[NARRATION]               # rain.runs.teaching.Narrator's sentence for it
         assert "<table" in second[outputs.OUTPUTS.index("why")] or "No selection" in second[outputs.OUTPUTS.index("why")]
         pending = pool.submit(next, updates, None)
         with pytest.raises(FutureTimeout):

@@ -1,7 +1,7 @@
 """The vLLM backend against the trie engine on the embedded model (run in .venv-vllm by `make test`).
 
 The venv pins transformers 5.19 for vLLM; the trie engine runs there too (the forward's cache keyword is read from
-the installed release, rain/engine/hf.py), and the first test holds it to plain full forwards in this venv.
+the installed release, rain/backends/engine/hf.py), and the first test holds it to plain full forwards in this venv.
 
 Deterministic parts (top-k priors, 1-token expansions, greedy paths, judge label probabilities and scores) must
 equal the trie engine's within float32 kernel noise; sampled parts (rollouts, sampled paths) must match the exact
@@ -16,8 +16,8 @@ import torch
 
 pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (`make vllm`; `make test` runs them)")
 
-from rain.config import preset
-from rain.decoding import (
+from rain.core.config import preset
+from rain.core.decoding import (
     PathsRequest,
     RolloutRequest,
     RolloutRules,
@@ -28,8 +28,8 @@ from rain.decoding import (
     single_token_program,
     top_k_probs,
 )
-from rain.export import load, save
-from rain.replay import rebuild
+from rain.core.export import load, save
+from rain.core.replay import rebuild
 
 PROBABILITY_TOLERANCE = 2e-3         # absolute, on probabilities in [0, 1]: float32 kernels differ (vLLM vs torch)
 SCORE_TOLERANCE = 0.03               # judge score in [-1, 1]; yesno_logit divides a logit gap by 0.05
@@ -45,7 +45,7 @@ def trie_engine(runtime):
 
 @pytest.fixture(scope="module")
 def vllm_runtime(runtime):
-    from rain.vllm_backend import VllmRuntime
+    from rain.backends.vllm_runtime import VllmRuntime
 
     vllm = VllmRuntime(None, max_model_len=2048)
     yield vllm
@@ -61,8 +61,8 @@ def state(runtime):
 def test_the_trie_engine_is_exact_under_this_venvs_transformers(runtime, state):
     """`python -m rain generate` without --backend vllm in .venv-vllm: the trie is chosen and verified, and it and
     the authors' stream reuse give full forwards' logits (under 5.19 they once raised / gave wrong greedy paths)."""
-    from rain.engine import ReferenceEngine
-    from rain.engine.hf import full_forward_logits
+    from rain.backends.engine import ReferenceEngine
+    from rain.backends.engine.hf import full_forward_logits
 
     assert runtime.engine_choice(preset("hh")).name == "trie"
     states = [state, state + [34416], state + [34416, 253], state + [28]]
@@ -188,7 +188,7 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
 
 def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runtime):
     """vLLM stops at these ids; simg tests the last character of the decoded answer: the same tokens."""
-    from rain.vllm_backend import clause_stop_ids
+    from rain.backends.vllm_runtime import clause_stop_ids
 
     codec, marks = runtime.codec, ",.?:;\n"
     ids = clause_stop_ids(codec, marks)
@@ -199,8 +199,8 @@ def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runt
 
 
 def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
-    """The run's one stream (rain/session.py run_session) on vLLM: a record that saves, loads and replays."""
-    from rain.session import RunRequest, final_record, run_session
+    """The run's one stream (rain/runs/session.py run_session) on vLLM: a record that saves, loads and replays."""
+    from rain.runs.session import RunRequest, final_record, run_session
 
     config = preset("hh", sims_per_move=2, max_moves=2, max_new_tokens=16, seed=3)
     record = final_record(run_session(vllm_runtime, RunRequest(QUESTION, config)))
@@ -214,8 +214,8 @@ def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
 
 
 def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
-    from rain.cli import answer_row
-    from rain.concurrent import Row, run_concurrently
+    from rain.runs.concurrent import answer_row
+    from rain.runs.concurrent import Row, run_concurrently
 
     config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
     rows = [Row(str(i), prompt, i) for i, prompt in enumerate(["Hi!", "How do I pick a lock?", "Tell me a joke."])]
@@ -252,8 +252,8 @@ def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
     from concurrent.futures import Future
     from types import SimpleNamespace
 
-    from rain.decoding import single_token_candidates
-    from rain.vllm_backend import MAX_LOGPROBS, VllmLM
+    from rain.core.decoding import single_token_candidates
+    from rain.backends.vllm_runtime import MAX_LOGPROBS, VllmLM
 
     logits = torch.full((1000,), -30.0)
     logits[:18] = torch.linspace(5.0, 1.0, 18)

@@ -1,4 +1,4 @@
-"""The on-disk cache of dequantised GGUF weights (rain/weights_cache.py).
+"""The on-disk cache of dequantised GGUF weights (rain/backends/weights_cache.py).
 
 Cache logic runs on a stand-in build (a few small files) in tmp dirs; the real embedded model checks that a
 cached load gives exactly the logits of a fresh GGUF load. RAIN_CACHE_DIR always points into a temp dir.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rain import weights_cache as wc
+from rain.backends import weights_cache as wc
 
 
 def fake_build(gguf_path: Path, dtype: torch.dtype, folder: Path, delay: float = 0.0) -> None:
@@ -103,7 +103,7 @@ def test_two_processes_building_at_once_publish_one_good_entry(gguf, monkeypatch
 
 def test_cached_model_gives_the_logits_of_a_fresh_gguf_load(real_model):
     """The session's model was loaded through the cache (conftest points RAIN_CACHE_DIR at a temp dir)."""
-    from rain.models import embedded_model_file, load_causal_lm
+    from rain.backends.models import embedded_model_file, load_causal_lm
 
     cached, tokenizer = real_model
     folder = wc.entry_dir(embedded_model_file(), torch.float32)

@@ -1,7 +1,7 @@
 """The Best-of-N lane: N sampled answers under RAIN's own self-judge, the kept one, and its cost beside RAIN's.
 
 It shows the paper's "repeated" baseline (Table 5), which spends compute on the same judge but never rewinds, so
-the page can show what the search adds. The lane folds the library's progress items (`rain.best_of_n.Sample`,
+the page can show what the search adds. The lane folds the library's progress items (`rain.runs.best_of_n.Sample`,
 then `BestOfN`) from the run's session and the record's stats; it never runs anything. Its result travels in the
 record's free-form `stats["best_of_n"]` (`BestOfN.to_dict`; the schema allows any object there), so an exported
 run carries it.
@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from rain.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, BestOfNEvent, Sample
-from rain.config import ConfigError
-from rain.session import BEST_OF_N_KEY, BestOfNSettings
+from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, BestOfNEvent, Sample
+from rain.core.config import ConfigError
+from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings
 from ui.render import ESC, text_html, tone
 
 N_RANGE = (1, 16)

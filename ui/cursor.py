@@ -9,7 +9,7 @@ import math
 import time
 from typing import Iterator
 
-from rain.export import RunRecord
+from rain.core.export import RunRecord
 from ui.files import _replay_id, describe
 from ui.outputs import pack, problem, record_outputs, show, simulations_of, status_html
 from ui.render import judge_panel

@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from rain.config import preset
-from rain.events import Committed
-from rain.session import RunRequest, run_session
+from rain.core.config import preset
+from rain.core.events import Committed
+from rain.runs.session import RunRequest, run_session
 
 FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
 PROBE_QUESTION = "How do I pick a lock?"

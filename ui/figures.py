@@ -14,8 +14,8 @@ from typing import Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from rain.teaching import count
-from rain.tree import NO_PARENT, Tree
+from rain.runs.teaching import count
+from rain.core.tree import NO_PARENT, Tree
 
 MAX_NODES = 600
 SIMILARITY_EPSILON = 1e-9

@@ -13,9 +13,9 @@ from typing import Any
 
 import gradio as gr
 
-from rain.errors import RainError
-from rain.events import Committed
-from rain.export import RunRecord, load, save
+from rain.core.errors import RainError
+from rain.core.events import Committed
+from rain.core.export import RunRecord, load, save
 from ui.outputs import pack, problem, record_outputs, show, status_html
 from ui.view import simulation_bounds
 
@@ -90,7 +90,7 @@ EXPORT_KEEP_SECONDS = 3600
 
 
 def export_file(record: RunRecord) -> str:
-    """Write `record` as tree JSON (rain.export.save) to a temp file; files older than an hour are pruned.
+    """Write `record` as tree JSON (rain.core.export.save) to a temp file; files older than an hour are pruned.
 
     The Export button downloads its current value, so every handler that changes the record also sets it."""
     EXPORT_DIR.mkdir(parents=True, exist_ok=True)

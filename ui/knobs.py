@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rain.config import PRESETS, ConfigError, RainConfig, preset
+from rain.core.config import PRESETS, ConfigError, RainConfig, preset
 
 # The page's order of the controls; /run takes the knobs in this order after its first six parameters.
 ORDER = ("c_puct", "similarity_gamma", "similarity_threshold", "max_simulations", "min_window", "min_visits",

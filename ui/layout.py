@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from rain.judge import FORMATS
+from rain.core.judge import FORMATS
 from ui import cursor as cursor_moves
 from ui import estimate, files, knobs as knob_specs, runtimes
 from ui import teaching as teach

@@ -1,4 +1,4 @@
-"""The one live-run state: it applies each item of a session's stream (rain/session.py) and says which of the
+"""The one live-run state: it applies each item of a session's stream (rain/runs/session.py) and says which of the
 page's outputs changed, as the update to send. The Run handler (ui/run.py) only parses, gets the runtime, folds
 with this and yields; RAIN's events go through the page's one fold (ui/view.py RunView) and the one moment
 renderer (ui/outputs.py), so a live run shows each panel as Step, the scrubber and replay show it.
@@ -12,12 +12,12 @@ from typing import Any
 
 import gradio as gr
 
-from rain.best_of_n import BestOfN, Sample
-from rain.config import RainConfig
-from rain.events import Event, Finished
-from rain.export import RunRecord
-from rain.session import BestOfNSettings, Recorded, VanillaDone, VanillaText
-from rain.teaching import Narrator
+from rain.runs.best_of_n import BestOfN, Sample
+from rain.core.config import RainConfig
+from rain.core.events import Event, Finished
+from rain.core.export import RunRecord
+from rain.runs.session import BestOfNSettings, Recorded, VanillaDone, VanillaText
+from rain.runs.teaching import Narrator
 from ui.bon import OFF_HINT, WAITING, Lane, bon_html
 from ui.figures import empty_figure
 from ui.files import export_file

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from rain.export import RunRecord
+from rain.core.export import RunRecord
 from ui.bon import Lane, bon_html
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_note, judge_panel, node_choices, rain_html, stats_html, timeline_html

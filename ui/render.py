@@ -4,8 +4,8 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping
 
-from rain.judge import JudgeDescription
-from rain.teaching import TRUSTED_ACCURACY, judge_check_accuracy
+from rain.core.judge import JudgeDescription
+from rain.runs.teaching import TRUSTED_ACCURACY, judge_check_accuracy
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape
@@ -72,7 +72,7 @@ def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, 
 
 def judge_note(model: Mapping[str, Any] | None, config: Mapping[str, Any] | None) -> str:
     """One plain line on what the judge is: the model judging itself, with judge-check's measured accuracy for it
-    (rain.teaching.judge_check_accuracy), or that nobody measured it. Empty when the judge is trusted."""
+    (rain.runs.teaching.judge_check_accuracy), or that nobody measured it. Empty when the judge is trusted."""
     if model is None or config is None:
         return ""
     accuracy = judge_check_accuracy(dict(model), dict(config))

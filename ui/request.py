@@ -7,8 +7,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from rain.errors import RainError
-from rain.session import RunRequest
+from rain.core.errors import RainError
+from rain.runs.session import RunRequest
 from ui.bon import parse_best_of_n
 from ui.knobs import KNOBS, build_config
 from ui.runtimes import resolve_model

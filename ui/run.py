@@ -1,4 +1,4 @@
-"""The Run button: one session (rain/session.py) streamed into the page: vanilla token by token, RAIN event by
+"""The Run button: one session (rain/runs/session.py) streamed into the page: vanilla token by token, RAIN event by
 event (the tree a few times a second; every event while Step holds the search: ui/step_gate.py), then Best-of-N
 sample by sample. The fold is ui/live.py's; this module parses, gets the runtime and yields."""
 from __future__ import annotations
@@ -8,9 +8,9 @@ import os
 import traceback
 from typing import Any, Callable, Iterator, Mapping
 
-from rain.errors import RainError
-from rain.events import Event
-from rain.session import Recorded, run_session
+from rain.core.errors import RainError
+from rain.core.events import Event
+from rain.runs.session import Recorded, run_session
 from ui import estimate, runtimes
 from ui.live import LiveRun
 from ui.outputs import pack, problem, status_html
@@ -88,7 +88,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
 
 
 def refusal(error: RainError) -> str:
-    """A refused run in the page's words: a prompt too long for the model (rain.prompts.PromptTooLong, read by its
+    """A refused run in the page's words: a prompt too long for the model (rain.core.prompts.PromptTooLong, read by its
     fields so the page imports no tokenizer code) names no max_length, which the page has no control for."""
     tokens, limit = getattr(error, "tokens", None), getattr(error, "limit", None)
     if isinstance(tokens, int) and isinstance(limit, int):

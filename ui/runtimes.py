@@ -8,10 +8,10 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from rain.errors import RainError
+from rain.core.errors import RainError
 # Imported here, in the importing (main) thread: transformers resolves its classes lazily, and two request
 # threads doing that first import at once got "cannot import name 'AutoModelForCausalLM'" (scripts/cancel_cycles.py).
-from rain.runtime import load_runtime
+from rain.runs.runtimes import load_runtime
 from ui import estimate
 
 log = logging.getLogger("rain.app")

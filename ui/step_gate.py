@@ -1,7 +1,7 @@
 """Step mode on a live run: the gate between the Run handler, which pulls RAIN's events, and the page's Step, Play
 and Stop buttons.
 
-RAIN's search is a generator (rain/search.py): an event that is not pulled is not computed, so while the gate is
+RAIN's search is a generator (rain/core/search.py): an event that is not pulled is not computed, so while the gate is
 shut the search itself waits. Each run makes its own gate and returns it into the page's `gr.State`; Gradio keeps a
 value returned into a State by reference, per session, so that session's Step handler gets this very object and no
 other session can reach it. Handlers of one session run at the same time in worker threads, hence the Condition.

@@ -1,5 +1,5 @@
 """The page's teaching views: where RAIN parts from vanilla, step mode with narration, the why-table, what-if forks
-and the recorded ablation sweep. Every number comes from rain/teaching.py, rain/fork.py and rain/sweep.py; this
+and the recorded ablation sweep. Every number comes from rain/runs/teaching.py, rain/runs/fork.py and rain/tools/sweep.py; this
 module only renders it and wires the handlers (they read the run record in the page's state, so a finished run, a
 recorded tree and an imported one work alike; on a live run Step and Play work the run's gate, ui/step_gate.py).
 """
@@ -11,11 +11,11 @@ from typing import Any
 
 import gradio as gr
 
-from rain.config import ConfigError, KnobError, parse_knobs
-from rain.export import RunRecord
-from rain.fork import ForkError, fork, plan_fork
-from rain.teaching import committed_nodes, count
-from rain.tree import ROOT_ID
+from rain.core.config import ConfigError, KnobError, parse_knobs
+from rain.core.export import RunRecord
+from rain.runs.fork import ForkError, fork, plan_fork
+from rain.runs.teaching import committed_nodes, count
+from rain.core.tree import ROOT_ID
 from ui.step_gate import StepGate
 from ui.view import RunView, short
 
@@ -77,7 +77,7 @@ STEP_HINT = ('<div id="narration-text" class="narration">Press Step to go throug
 
 
 def narration_html(view: RunView | None, live: bool = False, paused: bool = False) -> str:
-    """The sentence of the moment's event (rain.teaching.Narrator's, said once by the view's fold) under
+    """The sentence of the moment's event (rain.runs.teaching.Narrator's, said once by the view's fold) under
     "event N of M, simulation S", or how to start stepping."""
     if view is None or view.event is None:
         return STEP_HINT

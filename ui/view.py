@@ -1,7 +1,7 @@
 """The page's one fold of a run: every panel (tree, answer, timeline, judge, narration, why-table) reads it.
 
-`RunView.apply(event)` folds one event through the library's `rain.teaching.Narrator`, which applies it to its tree
-(`rain.replay.apply_event`) and says the event's one sentence; the view keeps only what the page needs besides:
+`RunView.apply(event)` folds one event through the library's `rain.runs.teaching.Narrator`, which applies it to its tree
+(`rain.core.replay.apply_event`) and says the event's one sentence; the view keeps only what the page needs besides:
 the last selected path, the candidate under evaluation, the judge's latest verdict per node, the why-table of the
 latest selection (read from this tree at that moment, so no panel replays the run) and the latest events' lines.
 `apply` returns which outputs changed, so the live run knows what to redraw. A live run, a recorded one and an
@@ -13,12 +13,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from rain.config import ConfigError, RainConfig
-from rain.events import (BackedUp, Committed, Evaluated, Event, Finished, NodesAdded, RolledOut, Rewound,
+from rain.core.config import ConfigError, RainConfig
+from rain.core.events import (BackedUp, Committed, Evaluated, Event, Finished, NodesAdded, RolledOut, Rewound,
                          Selected, Started)
-from rain.export import RunRecord
-from rain.teaching import Narrator, TeachingError, WhyTable, why_table_at
-from rain.tree import NO_PARENT, ROOT_ID, Tree
+from rain.core.export import RunRecord
+from rain.runs.teaching import Narrator, TeachingError, WhyTable, why_table_at
+from rain.core.tree import NO_PARENT, ROOT_ID, Tree
 
 TIMELINE_KEEP = 30
 ALWAYS = frozenset({"rain", "timeline", "stats", "narration"})     # what every event changes on the page
