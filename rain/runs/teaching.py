@@ -15,7 +15,7 @@ from rain.core.config import RainConfig
 from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut, Rewound,
                          Selected, Started)
 from rain.core.replay import apply_event, rebuild
-from rain.core.puct import VALUE_RANGE_EPSILON, puct_terms
+from rain.core.search import VALUE_RANGE_EPSILON, puct_terms
 from rain.core.tree import NO_PARENT, ROOT_ID, Node, Tree
 
 QUOTE_CHARS = 60            # longest text quoted in a narration sentence
