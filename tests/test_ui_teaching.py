@@ -217,6 +217,10 @@ def test_a_new_run_ends_the_current_one_before_its_next_item_and_shows_nothing_m
         assert pending.result(timeout=5) == []                   # woke, ended, said nothing
     assert fake_runs == [True, True]
 
+    finished = StepGate()
+    finished.finish()                                            # an API session's state: the last run's gate
+    assert "Done in" in str(list(ui_run.run("how to pick a lock", gate=finished, **PAGE))[-1][STATUS])
+
     stale = StepGate()
     stale.stop()                                                 # a run queued behind a newer Run never starts
     assert [u for u in ui_run.run("how to pick a lock", gate=stale, **PAGE) if u[STATUS] is not None

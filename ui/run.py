@@ -35,7 +35,9 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
     Step holds the search. The page's Run makes the gate (`new_gate`), ending the run before; its stopped gate ends
     this one before its next item, with nothing more shown, so two runs never write into one page. `values`: the
     page's inputs by name (ui/request.py), with the gate when the page sent one."""
-    gate = values.get("gate") if isinstance(values.get("gate"), StepGate) else StepGate()
+    gate = values.get("gate")
+    if not isinstance(gate, StepGate) or not (gate.live or gate.stopped):
+        gate = StepGate()           # the API's session state can hold a finished run's gate: not this run's
     session: Iterator[Any] | None = None
     try:
         try:
