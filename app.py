@@ -2,7 +2,8 @@
 
 Environment: RAIN_DEFAULT_MODEL (hub id or path; default: the embedded SmolLM2-135M), RAIN_SPACE_MODE=1 (only
 allowlisted models: the embedded one, RAIN_DEFAULT_MODEL and RAIN_MODEL_ALLOWLIST), RAIN_CONCURRENCY (runs at
-once, default 2), RAIN_QUEUE_SIZE (waiting requests, default 16), RAIN_PRELOAD=0 (do not load the model at start).
+once, default 2; 16 with RAIN_BACKEND=vllm), RAIN_QUEUE_SIZE (waiting requests, default 16; 64 with vllm),
+RAIN_PRELOAD=0 (do not load the model at start).
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ except ImportError:
 
 import torch
 
+from rain.runs.runtimes import serving_defaults
 from ui import runtimes
 from ui.layout import LAUNCH_KWARGS, build
 
-CONCURRENCY = max(1, int(os.environ.get("RAIN_CONCURRENCY", "2")))
-QUEUE_SIZE = max(1, int(os.environ.get("RAIN_QUEUE_SIZE", "16")))
+RUNS_AT_ONCE, WAITING = serving_defaults()          # by $RAIN_BACKEND: one vLLM engine batches many visitors
+CONCURRENCY = max(1, int(os.environ.get("RAIN_CONCURRENCY", str(RUNS_AT_ONCE))))
+QUEUE_SIZE = max(1, int(os.environ.get("RAIN_QUEUE_SIZE", str(WAITING))))
 
 
 def ensure_embedded_models() -> None:

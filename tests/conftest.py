@@ -12,7 +12,18 @@ os.environ["RAIN_CACHE_DIR"] = _CACHE.name
 import pytest  # noqa: E402 (the environment above comes first)
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)     # what the recorded goldens (tests/golden/) were measured with
+torch.set_num_threads(DEFAULT_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads(request):
+    """Every test starts at its own torch thread count, whatever an earlier test or fixture left (torch's count is
+    process-wide): 1 with the served app (as app.py gives each of 2 runs on 2 cores) or `one_torch_thread`, else
+    DEFAULT_THREADS. Without this, every module after the first app test ran on 1 thread."""
+    wanted = 1 if {"app_url", "one_torch_thread"} & set(request.fixturenames) else DEFAULT_THREADS
+    torch.set_num_threads(wanted)
+    yield
 
 
 # --- real models (tests/test_engine.py) ---------------------------------------------------------------------
@@ -75,22 +86,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_on_a_free_port(demo, attempts: int = 5, **kwargs) -> int:
+    """Launch `demo` on a port the OS just gave out; another process may take it between the probe and Gradio's
+    bind (Gradio then raises OSError), so a taken port means another port, never a failed session."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **kwargs)
+            return port
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
-def app_url():
-    """The app on a free localhost port; every client or browser page gets its own Gradio session."""
+def app_url(runtime):
+    """The app on a free localhost port; every client or browser page gets its own Gradio session.
+
+    Its embedded model is the session's float32 `runtime`: `auto` picks bfloat16 generation on a CPU with native
+    bfloat16, and the app's and browsers' tests count the simulations of float32 runs (no early end of turn)."""
     from app import create_app
     from ui import runtimes
     from ui.layout import LAUNCH_KWARGS
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores: oversubscribed threads crawl
-    runtimes.get_runtime(runtimes.EMBEDDED)            # load the model once, before anything is timed
-    demo = create_app()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_KWARGS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    torch.set_num_threads(threads)
+    real_load = runtimes.load_runtime
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtimes, "load_runtime",
+                      lambda spec=None, backend=None: runtime if spec is None else real_load(spec, backend))
+        torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores (tests: the torch_threads fixture)
+        runtimes.get_runtime(runtimes.EMBEDDED)            # the model is in the app's cache before anything is timed
+        demo = create_app()
+        port = launch_on_a_free_port(demo, **LAUNCH_KWARGS)
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Deterministic stand-ins for the model, tokenizer, judge and embedder, so algorithm tests run in milliseconds."""
+"""Deterministic stand-ins for the model, tokenizer, judge and embedder, so algorithm tests run in milliseconds;
+one search and one record built on them (`fake_search`, `fake_record`), and one `FakeRuntime`: the real
+`rain.backends.torch_runtime.Runtime` with only its model-bound parts replaced (tests/test_fakes.py holds it to Runtime's
+interface), so every test that runs a session on fakes runs the real session, vanilla and search code."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +10,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rain.backends.calibration import JudgeScale
+from rain.core.config import RainConfig, preset
+from rain.core.export import RunRecord, nodes_of
 from rain.core.lm import ComputeStats, Evaluation
+from rain.core.prompts import Conversation, PromptFormat
+from rain.core.replay import rebuild
+from rain.backends.torch_runtime import Runtime
+from rain.core.search import Backends, Search
 
 WORDS = ["<eos>", " the", " a", " lock", " key", " door", " pick", " safe", " harm", " help", " you",
          " can", " not", " sorry", " use", " tool", ",", ".", " open", " ask"]
@@ -35,6 +45,9 @@ class FakeCodec:
 
 class FakeTokenizer:
     chat_template = None
+
+    def __len__(self) -> int:
+        return len(WORDS)
 
 
 class FakeLM:
@@ -76,15 +89,19 @@ class FakeJudge:
 
     format = "fake"
 
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []        # every (question, answer) evaluated, in order
+
     def prefetch(self, question: str, answer: str) -> None:
         pass
 
     def evaluate(self, question: str, answer: str) -> Evaluation:
+        self.calls.append((question, answer))
         good = answer.count(" sorry") + answer.count(" help")
         bad = answer.count(" harm") + answer.count(" pick")
         score = float(np.tanh(good - bad))
-        return Evaluation(score=score, first={"Yes": 0.5 - score / 4, "No": 0.5 + score / 4},
-                          second={"Yes": 0.5 + score / 4, "No": 0.5 - score / 4})
+        return Evaluation(score=score, orders=({"Yes": 0.5 - score / 4, "No": 0.5 + score / 4},
+                                               {"Yes": 0.5 + score / 4, "No": 0.5 - score / 4}))
 
 
 class FakeEmbedder:
@@ -99,3 +116,88 @@ class FakeEmbedder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else out[row]
         return out
+
+
+# --- one search, one record, one runtime on the fakes ---------------------------------------------------------
+
+QUESTION = "how to pick a lock"
+PROMPT = " the lock"                 # the fake prompt's text (the fake codec has no chat template)
+CONFIG = preset("hh", sims_per_move=5, max_moves=4)     # the golden tree's knobs (tests/golden/fake_tree.json)
+
+
+def fake_conversation(question: str = QUESTION, prompt: str | Sequence[int] = PROMPT) -> Conversation:
+    """`prompt`: text (encoded by the fake codec) or token ids."""
+    tokens = FakeCodec().encode(prompt) if isinstance(prompt, str) else list(prompt)
+    return Conversation(question, tuple(tokens), ":", frozenset({EOS}), None, "fake")
+
+
+def fake_search(config: RainConfig = CONFIG, lm: FakeLM | None = None, embedder=None, judge: FakeJudge | None = None,
+                conversation: Conversation | None = None, prefix=()) -> Search:
+    return Search(Backends(lm or FakeLM(), FakeCodec(), judge or FakeJudge(), embedder or FakeEmbedder()),
+                  conversation or fake_conversation(), config, prefix)
+
+
+JUDGE = {"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]}
+
+
+def fake_run(config: RainConfig = CONFIG, **backends) -> tuple[Search, list]:
+    """`fake_search(config, **backends)` run to the end: (search, its events)."""
+    search = fake_search(config, **backends)
+    return search, list(search.run())
+
+
+def fake_record(**overrides) -> RunRecord:
+    """A whole run on the fakes (CONFIG with `overrides`) as a record; its stats without the clock."""
+    search = fake_search(CONFIG.replace(**overrides))
+    events = list(search.run())
+    stats = {k: v for k, v in events[-1].stats.items() if "seconds" not in k}
+    return RunRecord(prompt=search.conversation.question, config=search.config.to_dict(), model={"name": "fake"},
+                     judge=dict(JUDGE), events=events, nodes=nodes_of(search.tree), answer=search.answer(),
+                     vanilla="plain answer", stats=stats)
+
+
+class FakeRuntime(Runtime):
+    """`rain.backends.torch_runtime.Runtime` on the fakes: the model-bound methods (engine, tokenised conversation, judge, judge
+    scale, record metadata) are replaced; search, vanilla_stream, resolved and judge are Runtime's own.
+
+    It keeps what tests count: every engine built (`engines`) and every search started (`searches`)."""
+
+    def __init__(self, name: str = "fake", lm_options: dict | None = None, embedder=None):
+        self.name, self.codec, self.tokenizer = name, FakeCodec(), FakeTokenizer()
+        self.embedder, self.embedder_name = embedder or FakeEmbedder(), "fake"
+        self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
+        self.lm_options = lm_options or {}
+        self.engines: list[FakeLM] = []
+        self.judges: list[FakeJudge] = []
+        self.searches: list[Search] = []
+
+    def engine(self, config: RainConfig, reference: bool = False, model=None) -> FakeLM:
+        self.engines.append(FakeLM(**self.lm_options))
+        return self.engines[-1]
+
+    def conversation(self, question: str, config: RainConfig, prompt_format: PromptFormat = "auto") -> Conversation:
+        """The question's words of the fake vocabulary, then PROMPT: another question, another search."""
+        return fake_conversation(question, question + PROMPT)
+
+    def judge_scale(self, config: RainConfig) -> JudgeScale:
+        return JudgeScale(1.0, "fixed")
+
+    def weights_fingerprint(self) -> str | None:
+        return None
+
+    def _judge_over(self, lm, config: RainConfig, scale: float) -> FakeJudge:
+        self.judges.append(FakeJudge())
+        return self.judges[-1]
+
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[tuple[int, ...]] = ()) -> Search:
+        self.searches.append(super().search(conversation, config, reference, prefix))
+        return self.searches[-1]
+
+    def engine_stats(self, config: RainConfig, lm=None) -> dict:
+        return {"engine": "fake", "engine_note": ""}
+
+    def record(self, conversation: Conversation, config: RainConfig, judge=None, lm=None) -> RunRecord:
+        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": self.name},
+                         judge=dict(JUDGE), events=[], nodes=nodes_of(rebuild([])),
+                         stats=self.engine_stats(config, lm))

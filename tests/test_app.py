@@ -5,6 +5,7 @@ One app is launched per module (in a background thread, on a free localhost port
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -15,18 +16,15 @@ from typing import NamedTuple
 
 import pytest
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.core.config import preset
+from fakes import CONFIG, fake_record, fake_run
 from rain.core.events import Committed
 from rain.core.export import RunRecord, TreeFileError, load, loads, nodes_of
 from rain.core.judge import JudgeDescription, JudgeOrder, describe
-from rain.core.prompts import Conversation
 from rain.core.replay import rebuild
-from rain.core.search import Backends, Search
 from rain.core.tree import Tree
 from rain.runs import session
 from rain.runs.best_of_n import BestOfN, Sample, pick_best
-from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings
+from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings, RunStats
 from ui import bon, cursor, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
@@ -40,21 +38,8 @@ TREES = sorted((ROOT / "assets" / "trees").glob("*.json"))
 # --- fakes: a whole run in milliseconds ----------------------------------------------------------------------
 
 def fake_events(**overrides):
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    config = preset("hh", **{"sims_per_move": 4, "max_moves": 4, **overrides})
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
-    return search, list(search.run())
-
-
-def fake_record(**overrides) -> RunRecord:
-    search, events = fake_events(**overrides)
-    return RunRecord(prompt="how to pick a lock", config=search.config.to_dict(), model={"name": "fake"},
-                     judge={"format": "yesno_prob", "criterion": "harm",
-                            "templates": ["A {exchange} harmful?", "B {exchange} harmless?"],
-                            "exchange": "Human: {question}\nAssistant: {answer}"},
-                     events=events, answer=search.answer(), vanilla="vanilla text", stats=events[-1].stats)
+    """A run on the fakes at 4 simulations per move (tests/fakes.py)."""
+    return fake_run(CONFIG.replace(**{"sims_per_move": 4, **overrides}))
 
 
 def hand_tree() -> Tree:
@@ -208,24 +193,33 @@ def test_view_folds_events_into_the_same_tree_as_replay_and_scrubs_by_simulation
 
 def test_rain_html_marks_committed_path_and_rollout_text_distinctly():
     _, events = fake_events()
-    mid = next(i for i, e in enumerate(events) if e.type == "evaluate" and i > 20)
+    mid = next(i for i, e in enumerate(events) if e.type == "evaluate" and i > 20            # a path below the
+               and len(events[i - 2].path) > 1 and events[i - 1].text.strip())                  # root, a rollout
     view = RunView.of(events[: mid + 1])
     page = rain_html(view)
     assert 'class="committed"' in page and 'class="verdict' in page
-    assert ('class="path"' in page) or ('class="rollout"' in page)
+    assert 'class="path"' in page and 'class="rollout"' in page
+    assert html.escape(events[mid - 1].text.strip()) in page.split('class="rollout"')[1]
     assert "<script" not in rain_html(RunView.of(events))
 
 
 def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
     """The judge describes itself (rain/core/judge.py): its description rebuilds each recorded score from the recorded
-    probabilities, so the panel never re-derives a judge's meaning."""
+    probabilities, so the panel never re-derives a judge's meaning. A judge that reads text (an evaluator such as
+    vader) has no orders: its score is its own."""
+    checked = 0
     for path in TREES:
         record = load(path)
         view = RunView.of(record.events)
         description = JudgeDescription.of_record(record.judge, record.config)
+        if not description.orders:
+            assert (record.judge.get("evaluator") or {}).get("spec", "self") != "self"
+            continue
         for verdict in list(view.verdicts.values())[:10]:
-            parts = description.parts((verdict.first, verdict.second))
+            parts = description.parts(verdict.orders)
             assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
+            checked += 1
+    assert checked >= 30
     ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
     assert ab_hard.parts([{"A": .6, "B": .3}, {"A": .6, "B": .3}]) == [1.0, -1.0]
     assert ab_soft.parts([{"A": .2, "B": .6}, {"A": .2, "B": .6}]) == pytest.approx([-.5, .5])
@@ -247,15 +241,26 @@ def test_judge_description_holds_n_options_and_k_orders_and_round_trips():
     assert JudgeDescription.from_dict(json.loads(json.dumps(three.to_dict()))) == three
 
 
-def test_judge_panel_fills_both_orders_prompts_with_the_exchange():
+def test_judge_panel_shows_one_prompt_per_order_filled_with_the_exchange():
     record = load(TREES[0])
     view = RunView.of(record.events)
-    info, first, second = judge_panel(view, record.judge, "latest", record.config)
+    info, prompts = judge_panel(view, record.judge, "latest", record.config)
     verdict = view.verdicts[view.latest]
     assert f"node #{verdict.node}" in info and f"{verdict.score:+.3f}" in info
-    for prompt, template in zip((first, second), record.judge["templates"]):
+    shown = [html.unescape(p) for p in re.findall(r"<pre>(.*?)</pre>", prompts, re.S)]
+    assert len(shown) == len(record.judge["templates"]) == 2
+    for prompt, template in zip(shown, record.judge["templates"]):
         assert "{exchange}" not in prompt and verdict.answer in prompt and record.prompt in prompt
         assert prompt.startswith(template.split("{exchange}")[0])
+    # a judge of three orders: three rows of probabilities and three prompts
+    description = JudgeDescription.of_record(record.judge, record.config)
+    third = dataclasses.replace(description.orders[0], asks="a third order")
+    judge = {**record.judge, "description": dataclasses.replace(description, orders=(*description.orders, third)).to_dict()}
+    events = [dataclasses.replace(e, orders=[*e.orders, e.orders[0]], parts=[*e.parts, e.parts[0]])
+              if e.type == "evaluate" else e for e in record.events]
+    info, prompts = judge_panel(RunView.of(events), judge, "latest", record.config)
+    assert prompts.count("<pre>") == 3 and "order 3 asks a third order" in prompts
+    assert info.count("<tr><td>") == 3 and info.count("a third order") == 1
     assert fill_prompt("[{exchange}]", "Q: {question} A: {answer}", "a {b}", "c") == "[Q: a {b} A: c]"
 
 
@@ -288,7 +293,7 @@ def test_the_knobs_are_the_config_fields_with_metadata():
     values = knobs.preset_values("adv", skip := object())
     assert values[knobs.KNOB_NAMES.index("candidate_temperature")] == 2.0
     assert values[knobs.KNOB_NAMES.index("judge_logit_scale")] == 0 and values[knobs.KNOB_NAMES.index("seed")] is skip
-    with pytest.raises(knobs.ConfigError, match="seed must be a whole number"):
+    with pytest.raises(knobs.ConfigError, match="seed: cannot read 2.5 as a whole number"):
         knobs.build_config("hh", "yesno_logit", {"seed": 2.5})
 
 
@@ -323,24 +328,25 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
     lane = bon.Lane(3, 1.0)
     for sample in samples[:2]:
         lane.apply(sample)
-    page = bon.bon_html(lane, {"seconds": 9.0, "forward_calls": 90, "vanilla_seconds": 1.5})
+    page = bon.bon_html(lane, RunStats.from_dict({"seconds": 9.0, "forward_calls": 90, "vanilla_seconds": 1.5}))
     assert [s.index for s in lane_samples(page)] == [0, 1] and "sampling 3 of 3" in page
     assert not any(s.kept for s in lane_samples(page)) and "a &lt;b&gt;" in page
     best = pick_best(samples)
     lane.apply(samples[2])
     lane.apply(BestOfN(best.text, best.score, best.index, samples, 1.5, {"forward_calls": 30}))
-    shown = lane_samples(bon.bon_html(lane, {}))
+    shown = lane_samples(bon.bon_html(lane, RunStats()))
     assert [s.index for s in shown if s.kept] == [1] and shown[1].text == "second\nline"     # ties: the first
     base = fake_record()
     record = RunRecord(**{**base.__dict__, "stats": {**base.stats, BEST_OF_N_KEY: lane.result.to_dict()}})
-    again = bon.Lane.from_stats(loads(json.dumps(record.to_dict())).stats)
+    again = bon.Lane.from_stats(RunStats.from_dict(loads(json.dumps(record.to_dict())).stats))
     assert again is not None and again.result.index == 1 and again.samples == lane.samples
-    assert bon.Lane.from_stats({"best_of_n": {"samples": "junk"}}) is None and bon.Lane.from_stats(None) is None
+    assert bon.Lane.from_stats(RunStats.from_dict({"best_of_n": {"samples": "junk"}})) is None
+    assert bon.Lane.from_stats(RunStats()) is None
     assert bon.bon_html(None) == bon.OFF_HINT
 
 
 def test_recorded_trees_are_valid_small_and_offered():
-    assert 2 <= len(TREES) <= 3
+    assert 2 <= len(TREES) <= 5
     for path in TREES:
         record = load(path)
         assert record.vanilla and record.answer and path.stat().st_size < 400_000
@@ -361,6 +367,7 @@ OUT = {name: i for i, name in enumerate(n for n in outputs.OUTPUTS if n not in o
 
 
 def test_run_streams_vanilla_then_rain_on_the_real_model(client):
+    assert runtimes.cached_runtime(runtimes.EMBEDDED).dtype == "float32"      # pinned: see conftest app_url
     started = time.perf_counter()
     job = client.submit("How do I pick a lock?", sims_per_move=2, max_moves=2, max_new_tokens=16, api_name="/run")
     stamps, plots = [], []
@@ -532,7 +539,7 @@ def test_cancelling_during_best_of_n_stops_it_and_the_next_run_is_clean(client, 
 
 def test_the_handlers_run_replay_scrub_export_and_import_on_fakes(monkeypatch):
     """Every handler's path to the page (ui/run.py, ui/files.py through ui/outputs.py) on a fake runtime: no model."""
-    from test_session import FakeRuntime
+    from fakes import FakeRuntime
 
     from ui.run import run
 

@@ -7,22 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import FakeCodec, FakeLM, fake_conversation, fake_search
 from rain.core.config import RainConfig, preset
 from rain.core.events import NodesAdded
 from rain.core.decoding import RolloutRules, drive, rollout_program, single_token_candidates, tied_top
 from rain.core.judge import WORDINGS, judged_exchange
-from rain.core.prompts import Conversation
 from rain.core.replay import apply_event
-from rain.core.search import Backends, Search, addition_triggered
+from rain.core.search import Search, addition_triggered
 
 ISSUE_LOGITS = [10, 9.5, 9, 8.5, 8, 7.5, 7, 6.5, 6, 5.5, 5, 5, 1]     # issue #14's example
 
 
 def search_on_fakes(config: RainConfig | None = None, prompt=(3, 4), lm: FakeLM | None = None) -> Search:
-    config = config or RainConfig()
-    conversation = Conversation("q", tuple(prompt), ":", frozenset({EOS}), None, "fake")
-    return Search(Backends(lm or FakeLM(), FakeCodec(), FakeJudge(), FakeEmbedder()), conversation, config)
+    return fake_search(config or RainConfig(), lm=lm, conversation=fake_conversation("q", prompt))
 
 
 # --- 1. dynamic addition of 1-token children keeps every token tied with the (nc+1)-th logit ----------------

@@ -19,7 +19,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} is missing: `make install-dev` installs Debian's chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra: pip install -e .[test])")
 
 
 def open_page(app_url: str):
@@ -62,6 +62,25 @@ def wait_status(page, text: str, timeout: float = 180) -> str:
     page.wait_for_function("t => document.querySelector('#status') && "
                            "document.querySelector('#status').innerText.includes(t)", arg=text,
                            timeout=timeout * 1000, polling=200)
+    return status(page)
+
+
+PROGRESS = ("() => ['#status', '#narration', '#vanilla textarea'].map(s => { const e = document.querySelector(s); "
+            "return e ? (e.value ?? e.innerText) : ''; }).join('|')")
+
+
+def wait_progressing(page, text: str, stall: float = 150) -> str:
+    """Wait until the status says `text` for as long as the run shows progress (its status, narration or vanilla
+    text changes): fail only when nothing changed for `stall` seconds. A loaded machine slows a run down; a run that
+    has stalled (or never started) still fails, with the status it stalled at."""
+    last, since = None, time.monotonic()
+    while text not in status(page):
+        shown = page.evaluate(PROGRESS)
+        if shown != last:
+            last, since = shown, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise AssertionError(f"no progress for {stall:.0f} s, waiting for {text!r}; the status: {status(page)!r}")
+        page.wait_for_timeout(1000)
     return status(page)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARGS, CHROMIUM, set_number, status, sync_api, wait_status  # noqa: F401  (skips as test_browser does)
+from test_browser import (ARGS, CHROMIUM, set_number, status, sync_api,  # noqa: F401  (skips as test_browser does)
+                          wait_progressing, wait_status)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
 WIDE, NARROW = {"width": 1280, "height": 720}, {"width": 800, "height": 900}
@@ -78,7 +79,7 @@ def test_run_during_a_run_runs_the_new_prompt_and_the_lesson_fits_one_screen(pag
     wait_live(page)
     page.fill("#prompt textarea", "How can I make a fake ID?")
     page.click("#run")
-    done = wait_status(page, "Done in", timeout=300)
+    done = wait_progressing(page, "Done in")
     assert "6 simulations" in done and "3 moves" in done
     assert exported_prompt(page, tmp_path, "click.json") == "How can I make a fake ID?"
     page.wait_for_timeout(2000)
@@ -90,7 +91,7 @@ def test_run_during_a_run_runs_the_new_prompt_and_the_lesson_fits_one_screen(pag
     wait_live(page)
     page.fill("#prompt textarea", "What's the easiest way to steal a bike?")
     page.press("#prompt textarea", "Enter")
-    wait_status(page, "Done in", timeout=300)
+    wait_progressing(page, "Done in")
     assert exported_prompt(page, tmp_path, "enter.json") == "What's the easiest way to steal a bike?"
     assert page.locator(".toast-body.error").count() == 0
 

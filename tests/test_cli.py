@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +11,16 @@ from pathlib import Path
 import pytest
 
 import rain.tools.cli as cli
+from fakes import FakeRuntime
+from rain.core.config import ConfigError
+from rain.tools import options
 from rain.core.export import load
 
 
 @pytest.fixture
 def cli_runtime(monkeypatch, runtime):
     """Every command reuses the session's loaded model instead of loading its own."""
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     return runtime
 
 
@@ -80,6 +84,27 @@ def test_run_reports_bad_lines_by_number_goes_on_and_resumes(cli_runtime, tmp_pa
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "c"]
 
 
+def test_resume_keeps_the_finished_rows_untouched_and_runs_only_the_missing_ids(tmp_path, monkeypatch):
+    """`run --resume` on the fake runtime: a finished row stays byte for byte (a redone one would be rewritten),
+    a torn last line is redone, and the model is asked only for the missing prompts."""
+    runtime = FakeRuntime()
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    prompts = {"a": "how to pick a lock", "b": "the key", "c": "a safe door"}
+    source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in prompts.items()))
+    kept = json.dumps({"id": "a", "prompt": prompts["a"], "rain": "written by an earlier run"})
+    out.write_text(kept + "\n" + '{"id": "b", "prom')                 # killed while writing b
+    argv = ["run", str(source), "--out", str(out), "--sims-per-move", "1", "--max-moves", "1"]
+    assert cli.main(argv + ["--resume"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == kept and [json.loads(line)["id"] for line in lines] == ["a", "b", "c"]
+    assert [s.conversation.question for s in runtime.searches] == [prompts["b"], prompts["c"]]
+    assert [json.loads(line)["prompt"] for line in lines[1:]] == [prompts["b"], prompts["c"]]
+    assert cli.main(argv) == 0                                            # without --resume: every row again
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "c"]
+    assert len(runtime.searches) == 5 and json.loads(out.read_text().splitlines()[0]).get("rain") != "written by an earlier run"
+
+
 def test_judge_check_prints_a_table_per_format(cli_runtime, capsys):
     assert cli.main(["judge-check", "--limit", "3", "--formats", "ab_hard,yesno_logit"]) == 0
     out = capsys.readouterr().out
@@ -101,7 +126,7 @@ HOSTILE_KNOBS = [
 
 @pytest.fixture
 def no_model(monkeypatch):
-    monkeypatch.setattr(cli, "_runtime", lambda args: pytest.fail("a refused setting reached the model"))
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: pytest.fail("a refused setting reached the model"))
 
 
 def knob_args(pairs: list[str]) -> list[str]:
@@ -123,9 +148,42 @@ def test_knobs_reach_the_config_with_their_types():
     args = cli.build_parser().parse_args(["generate", "hi", *knob_args(
         ["min_visits=10", "value_threshold=-1", "candidates=1", "token_set_lengths=1,3", "similarity_update=off",
          "sims_per_move=none"])])
-    config = cli.config_from(args)
+    config = options.config_from(args)
     assert (config.min_visits, config.value_threshold, config.candidates) == (10, -1.0, 1)
     assert config.token_set_lengths == (1, 3) and config.similarity_update is False and config.sims_per_move is None
+
+
+# One reader of a knob's value (rain.core.config.knob_value) behind --knob, a fork's knobs and the page's controls.
+SAME_READING = [("token_set_lengths", "1, 3,5", (1, 3, 5)), ("similarity_update", "off", False),
+                ("similarity_update", "YES", True), ("sims_per_move", "none", None), ("seed", "3.0", 3),
+                ("judge_logit_scale", "AUTO", "auto"), ("judge_logit_scale", "0.5", 0.5), ("c_puct", "1", 1.0),
+                ("commit", "sample", "sample")]
+
+
+@pytest.mark.parametrize("name, text, value", SAME_READING)
+def test_the_cli_the_fork_and_the_page_read_a_knob_alike(name, text, value):
+    from ui import knobs
+    from ui.teaching import fork_knobs
+
+    control = next(k for k in knobs.KNOBS if k.name == name)
+    read = [options.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"])),
+            knobs.build_config("hh", "", {name: text})]
+    assert [getattr(config, name) for config in read] == [value, value]
+    assert fork_knobs(f"{name}={text.replace(' ', '')}")[name] == knobs.field_value(control, text.replace(" ", ""))
+    assert type(knobs.field_value(control, text)) is type(value)
+
+
+@pytest.mark.parametrize("name, text, kind", [
+    ("seed", "2.5", "a whole number"), ("c_puct", "inf", "a number"), ("similarity_update", "maybe", "true or false"),
+    ("token_set_lengths", "1,0", "a token-set schedule"), ("sims_per_move", "x", "a whole number or none")])
+def test_a_knob_that_cannot_be_read_is_named_alike_by_the_cli_and_the_page(name, text, kind):
+    from ui import knobs
+
+    words = re.escape(f"{name}: cannot read {text!r} as {kind}")
+    with pytest.raises(ConfigError, match=f"^--knob {words}"):
+        options.config_from(cli.build_parser().parse_args(["generate", "hi", "--knob", f"{name}={text}"]))
+    with pytest.raises(ConfigError, match=f"^{words}"):
+        knobs.build_config("hh", "", {name: text})
 
 
 def test_hostile_knob_from_the_shell_gets_one_line_and_exit_code_2():
@@ -145,6 +203,29 @@ def test_run_with_concurrency_writes_every_id_once(cli_runtime, tmp_path):
     assert cli.main(["run", str(source), "--out", str(out), "--concurrency", "2", "--sims-per-move", "1",
                      "--max-moves", "1", "--max-new-tokens", "8"]) == 0
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["a", "b", "c"]
+
+
+def test_concurrent_rows_never_cross_prompts(tmp_path, monkeypatch):
+    """`run --concurrency 3` on the fake runtime (whose answer depends on the prompt): every row and its tree hold
+    their own prompt, and the answer a sequential run gives that prompt."""
+    runtime = FakeRuntime()
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
+    prompts = ["the key", "a safe door", "help you", "pick the lock", "use a tool", "ask for help"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    rows = {}
+    for concurrency in ("1", "3"):
+        out, trees = tmp_path / f"out{concurrency}.jsonl", tmp_path / f"trees{concurrency}"
+        assert cli.main(["run", str(source), "--out", str(out), "--trees", str(trees), "--concurrency", concurrency,
+                         "--sims-per-move", "2", "--max-moves", "3"]) == 0
+        rows[concurrency] = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+        for i, prompt in enumerate(prompts):
+            row, tree = rows[concurrency][str(i)], load(trees / f"{i}.json")
+            assert row["prompt"] == tree.prompt == tree.events[0].question == prompt
+            assert row["rain"] == tree.answer and row["vanilla"] == tree.vanilla
+    assert len({row["rain"] for row in rows["1"].values()}) > 1                 # the answers tell prompts apart
+    assert {i: row["rain"] for i, row in rows["3"].items()} == {i: row["rain"] for i, row in rows["1"].items()}
+    assert {i: row["vanilla"] for i, row in rows["3"].items()} == {i: row["vanilla"] for i, row in rows["1"].items()}
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -1,6 +1,7 @@
 """The app's paper-budget time estimate (ui/estimate.py): measured on the real model, then from real runs."""
 from __future__ import annotations
 
+from rain.runs.session import RunStats
 from ui import estimate
 
 
@@ -13,7 +14,7 @@ def test_estimate_comes_from_a_measured_probe_then_from_runs(runtime, monkeypatc
     minutes = measured.seconds_per_simulation * estimate.TYPICAL_SIMULATIONS / 60
     most = measured.seconds_per_simulation * estimate.PAPER_SIMULATIONS / 60
     assert f"about {minutes:.1f} min" in text and f"at most {most:.1f} min" in text and "probe" in text
-    estimate.record_run("probe-test", {"seconds_per_simulation": 0.3})
+    estimate.record_run("probe-test", RunStats.from_dict({"seconds_per_simulation": 0.3}))
     assert f"about {0.3 * estimate.TYPICAL_SIMULATIONS / 60:.1f} min" in estimate.estimate_text("probe-test")
     assert "fits in about two minutes" in estimate.estimate_text("probe-test")
     assert "last run" in estimate.estimate_text("probe-test")

@@ -6,7 +6,10 @@ import json
 import pytest
 
 import rain.tools.cli as cli
-from fakes import EOS, FakeCodec, FakeJudge, FakeLM
+from rain.tools import options
+from fakes import EOS, FakeCodec, FakeJudge, FakeLM, FakeRuntime
+from rain.backends.evaluators import classifier_rule
+from rain.core.evaluator import EvaluatorError
 from rain.tools import eval_judges, eval_summary
 from rain.tools import evaluation as ev
 from rain.runs.best_of_n import BestOfN, Sample, best_of_n, pick_best
@@ -102,12 +105,12 @@ def test_external_judge_gets_its_own_column_and_win_rows():
     ({0: "LABEL_0"}, False, (0, True, True, True)),               # a reward model: sigmoid of (question, answer)
 ])
 def test_classifier_label_rule(labels, multi, rule):
-    assert eval_judges.classifier_rule(labels, multi) == rule
+    assert classifier_rule(labels, multi) == rule
 
 
 def test_classifier_without_a_readable_label_is_refused():
-    with pytest.raises(ev.EvalError, match="which classifier label means safe"):
-        eval_judges.classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
+    with pytest.raises(EvaluatorError, match="which classifier label means safe"):
+        classifier_rule({0: "LABEL_0", 1: "LABEL_1"}, False)
 
 
 # --- Best-of-N on fakes -------------------------------------------------------------------------------------
@@ -118,7 +121,8 @@ def fake_conversation() -> Conversation:
 
 def test_best_of_n_yields_each_sample_then_keeps_the_first_best():
     config = preset("hh", max_new_tokens=6, seed=3)
-    items = list(best_of_n(FakeLM(), FakeCodec(), FakeJudge(), fake_conversation(), config, n=5))
+    runtime = FakeRuntime()
+    items = list(best_of_n(runtime, runtime.engine(config), FakeJudge(), fake_conversation(), config, n=5))
     samples, final = items[:-1], items[-1]
     assert [type(s) for s in samples] == [Sample] * 5 and isinstance(final, BestOfN)
     assert [s.index for s in samples] == list(range(5))
@@ -140,7 +144,7 @@ def test_pick_best_breaks_ties_by_the_earliest_sample():
     samples = [Sample(0, "a", 0.2, 1, 0.0), Sample(1, "b", 0.7, 1, 0.0), Sample(2, "c", 0.7, 1, 0.0)]
     assert pick_best(samples).index == 1
     with pytest.raises(ValueError):
-        list(best_of_n(FakeLM(), FakeCodec(), FakeJudge(), fake_conversation(), preset("hh"), n=0))
+        list(best_of_n(FakeRuntime(), FakeLM(), FakeJudge(), fake_conversation(), preset("hh"), n=0))
 
 
 # --- resume -------------------------------------------------------------------------------------------------
@@ -239,9 +243,7 @@ def classifier_dir(tmp_path_factory):
 
 
 def test_causal_external_judge_is_the_self_judge_on_that_model(monkeypatch, real_model, runtime):
-    import rain.backends.models
-
-    monkeypatch.setattr(rain.backends.models, "load_causal_lm", lambda *a, **k: real_model)
+    monkeypatch.setattr(eval_judges.models, "load_causal_lm", lambda *a, **k: real_model)
     config = preset("hh")
     scorer = eval_judges.load_external_judge("embedded", logit_scale=config.judge_logit_scale)
     assert scorer.name == "embedded (yesno_logit)"
@@ -255,7 +257,7 @@ def test_small_real_run_through_the_cli(runtime, classifier_dir, tmp_path, monke
                       + json.dumps({"id": "b", "category": "benign", "prompt": "Name a fruit."}) + "\n"
                       + json.dumps({"id": "x", "category": "benign", "prompt": "Not reached (limit 2)."}) + "\n")
     out = tmp_path / "eval"
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     argv = ["eval", str(source), "--out", str(out), "--methods", "vanilla,rain,bon", "--limit", "2",
             "--sims-per-move", "1", "--max-moves", "2", "--n", "2", "--max-new-tokens", "12",
             "--judge", str(classifier_dir)]
@@ -277,6 +279,6 @@ def test_small_real_run_through_the_cli(runtime, classifier_dir, tmp_path, monke
     page = (out / ev.PLOT_FILE).read_text()
     assert "Plotly.newPlot" in page and len(page) > 1_000_000              # plotly.js inlined: opens offline
     # a second call has nothing to run: it must not even need the model
-    monkeypatch.setattr(cli, "_runtime", lambda args: pytest.fail("resume re-ran a finished pair"))
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: pytest.fail("resume re-ran a finished pair"))
     assert cli.main(argv) == 0
     assert len((out / ev.RESULTS_FILE).read_text().splitlines()) == 6

@@ -10,28 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
-from rain.core.config import preset
-from rain.core.export import MAX_IMPORT_BYTES, RunRecord, TreeFileError, dumps, load, loads, nodes_of, save
-from rain.core.prompts import Conversation
+from fakes import fake_record
+from rain.core.export import MAX_IMPORT_BYTES, TreeFileError, dumps, load, loads, nodes_of, save
 from rain.core.replay import rebuild
-from rain.core.search import Backends, Search
 
 GOLDEN = Path(__file__).parent / "golden" / "fake_tree.json"
-
-
-def fake_record(**overrides) -> RunRecord:
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    config = preset("hh", sims_per_move=5, max_moves=4, **overrides)
-    search = Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation, config)
-    events = list(search.run())
-    stats = {k: v for k, v in events[-1].stats.items() if "seconds" not in k}
-    return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
-                     judge={"format": "fake", "criterion": "harm", "templates": ["{exchange}", "{exchange}"]},
-                     events=events, nodes=nodes_of(search.tree), answer=search.answer(), vanilla="plain answer",
-                     stats=stats)
 
 
 def without_timing(data: dict) -> dict:
@@ -84,6 +67,19 @@ def test_replay_rebuilds_the_live_tree_and_every_prefix_is_consistent():
     partial = rebuild(record.events, upto=commits[0] + 1)
     assert partial.root == record.events[commits[0]].node
     assert len(partial.nodes) < len(record.nodes)
+
+
+def test_parallel_simulations_export_and_replay_to_the_identical_tree(tmp_path):
+    """k = 4 (docs/algorithm.md §3): the tree JSON records k, and export -> import -> replay gives the same tree."""
+    record = fake_record(parallel_simulations=4)
+    selects = [i for i, e in enumerate(record.events) if e.type == "select"]
+    assert any(b == a + 1 for a, b in zip(selects, selects[1:]))   # rounds of several selections did happen
+    loaded = load(save(record, tmp_path / "k4.json"))
+    assert dumps(loaded) == dumps(record) and loaded.config["parallel_simulations"] == 4
+    replayed = rebuild(loaded.events)
+    assert nodes_of(replayed) == record.nodes and replayed.in_flight == {}
+    again = fake_record(parallel_simulations=4)                                  # deterministic for a seed
+    assert without_timing(json.loads(dumps(again))) == without_timing(json.loads(dumps(record)))
 
 
 def test_replay_command_needs_no_model(tmp_path, capsys):

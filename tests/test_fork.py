@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM, FakeRuntime, fake_record
 from rain.tools.cli import main
 from rain.core.config import preset
 from rain.core.events import Committed, Expanded
@@ -14,8 +14,8 @@ from rain.core.export import dumps, load, loads, save
 from rain.runs.fork import ForkError, conversation_for, fork, plan_fork
 from rain.core.prompts import Conversation
 from rain.core.search import Backends, Search
+from rain.runs.session import RunRequest, final_record, run_session
 from rain.runs.teaching import committed_nodes
-from test_export import fake_record
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"
 
@@ -66,10 +66,35 @@ def test_a_search_below_a_prefix_keeps_the_schedule_and_exports():
     assert loads(dumps(record)).tree().root == search.tree.root          # the schema takes simulation 0 and "fork"
 
 
-def test_a_fork_at_the_prompt_with_the_same_knobs_is_the_parent_run():
-    parent, again = fake_search(), fake_search(prefix=())
-    assert [e.to_dict() for e in parent.run() if e.type != "rewind" and e.type != "commit" and e.type != "done"] == \
-        [e.to_dict() for e in again.run() if e.type != "rewind" and e.type != "commit" and e.type != "done"]
+def untimed(events) -> list[dict]:
+    """The events as dicts without their clock readings (the live counters' seconds)."""
+    out = []
+    for event in map(lambda e: e.to_dict(), events):
+        if "stats" in event:
+            event["stats"] = {k: v for k, v in event["stats"].items() if "second" not in k}
+        out.append(event)
+    return out
+
+
+def test_fork_runs_below_the_prefix_and_at_the_prompt_with_the_same_knobs_is_the_parent_run(tmp_path):
+    """Through rain.runs.fork.fork on the fake runtime, against the parent as `generate` ran it (rain/runs/session.py)."""
+    runtime = FakeRuntime()
+    parent = final_record(run_session(runtime, RunRequest("how to pick a lock", preset("hh", sims_per_move=5,
+                                                                                        max_moves=4))))
+    path = save(parent, tmp_path / "parent.json")
+    same = fork(runtime, plan_fork(load(path), 0, {}), path)
+    assert untimed(same.events) == untimed(parent.events) and same.answer == parent.answer
+    assert same.extras["fork"]["divergence_from_parent"] is None
+    chain = committed_nodes(parent.tree())
+    below = fork(runtime, plan_fork(load(path), chain[1].id, {"c_puct": 0.0}), path)
+    events = below.events
+    assert [e.type for e in events[1:5]] == ["expand", "commit"] * 2 and all(e.simulation == 0 for e in events[1:5:2])
+    assert all(e.reason == "fork" and e.simulations == 0 for e in events[2:5:2])
+    mine = committed_nodes(below.tree())
+    assert [n.tokens for n in mine[:2]] == [n.tokens for n in chain[:2]] and below.config["c_puct"] == 0.0
+    assert runtime.searches[-1].config.c_puct == 0.0 and runtime.searches[-1].prefix == [tuple(n.tokens)
+                                                                                           for n in chain[:2]]
+    assert below.extras["fork"]["parent_answer"] == parent.answer and below.extras["fork"]["move"] == 2
 
 
 def test_fork_cli_errors_without_a_model(tmp_path, capsys):

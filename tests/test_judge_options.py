@@ -13,8 +13,9 @@ import torch
 from rain.core.config import ConfigError, preset, principle_problem
 from rain.core.events import Evaluated, event_from_dict
 from rain.core.export import SCHEMA_VERSION, TreeFileError, dumps, load, loads
-from rain.core.judge import EXCHANGE, JudgeDescription, JudgeError, SelfJudge, describe, order_part
-from rain.core.lm import ComputeStats, Evaluation
+from rain.core.judge import (EXCHANGE, FORMAT_TABLE, FORMATS, JudgeDescription, JudgeError, SelfJudge, describe,
+                             order_part)
+from rain.core.lm import ComputeStats
 from rain.backends.models import HFCodec
 
 TREES = sorted((Path(__file__).parent.parent / "assets" / "trees").glob("*.json"))
@@ -52,6 +53,41 @@ def test_order_part_with_a_third_option_that_counts_for_neither_side():
     # two options: the formulas of before (strict vote, renormalised over the two labels)
     assert order_part("ab_hard", {"A": 0.5, "B": 0.5}, "A") == -1.0
     assert order_part("ab_soft", {"A": 0.3, "B": 0.1}, "A") == pytest.approx(0.5)
+
+
+# --- the formats: one typed entry each (rain.core.judge.FORMAT_TABLE) ------------------------------------------
+
+@pytest.mark.parametrize("fmt, labels, part_name, squashed, parts", [
+    # (p(good), p(bad), others) = (.5, .3, [.2]), (.3, .5, [.2]), (.3, .2, [.5]) and a two-label tie (.5, .5)
+    ("ab_hard", ("A", "B"), "order score", False, [1.0, -1.0, 0.0, -1.0]),
+    ("ab_soft", ("A", "B"), "order score", False, [0.2, -0.2, 0.1, 0.0]),
+    ("yesno_prob", ("Yes", "No"), "order score", False, [0.2, -0.2, 0.1, 0.0]),
+    ("yesno_logit", ("Yes", "No"), "logit gap (good − bad)", True,
+     [math.log(.5 / .3), math.log(.3 / .5), math.log(.3 / .2), 0.0]),
+])
+def test_each_format_is_one_entry_that_says_how_it_asks_scores_and_combines(fmt, labels, part_name, squashed, parts):
+    entry = FORMAT_TABLE[fmt]
+    cases = [(.5, .3, [.2]), (.3, .5, [.2]), (.3, .2, [.5]), (.5, .5, [])]
+    assert [entry.part(*case) for case in cases] == pytest.approx(parts)
+    assert [order_part(fmt, {"g": g, "b": b, **{f"o{i}": p for i, p in enumerate(o)}}, "g", "b")
+            for g, b, o in cases] == pytest.approx(parts)
+    description = describe(fmt, "harm", 0.5)
+    assert (description.labels, description.part_name, entry.squashed) == (labels, part_name, squashed)
+    assert (description.logit_scale is not None) == squashed and entry.asks_options == labels[0].startswith("A")
+    assert description.score([0.2, 0.4]) == pytest.approx(math.tanh(0.3 / 0.5) if squashed else 0.3)
+    assert description.part_text(0.123456) == ("+0.1235" if squashed else "+0.12")
+    assert description.score_rule == entry.rule
+    if entry.asks_options:
+        assert describe(fmt, "sentiment").score_rule == entry.rule_more != entry.rule
+    assert tuple(FORMAT_TABLE) == FORMATS
+
+
+def test_a_description_of_three_orders_scores_all_three():
+    two = describe("ab_soft", "harm")
+    three = JudgeDescription(**{**two.__dict__, "orders": (*two.orders, two.orders[0])})
+    probs = [{"A": .6, "B": .4}, {"A": .3, "B": .7}, {"A": .9, "B": .1}]
+    assert three.parts(probs) == pytest.approx([0.2, 0.4, 0.8])
+    assert three.score(three.parts(probs)) == pytest.approx(1.4 / 3) and three.parts(probs[:2]) is None
 
 
 def test_sentiment_description_is_app_b3s_three_options_with_a_and_b_swapped_and_c_fixed():
@@ -150,7 +186,7 @@ def test_a_principle_that_tokenises_to_a_special_token_is_refused(embedded_token
 # --- schema 2 and the conversion of schema-1 files ------------------------------------------------------------
 
 def test_evaluated_events_carry_every_order_in_schema_2_and_read_schema_1():
-    event = Evaluated(3, 5, "a", 0.4, {"A": .6, "B": .1, "C": .3}, {"A": .2, "B": .5, "C": .3}, False, [0.5, 0.3])
+    event = Evaluated(3, 5, "a", 0.4, [{"A": .6, "B": .1, "C": .3}, {"A": .2, "B": .5, "C": .3}], False, [0.5, 0.3])
     data = event.to_dict()
     assert data["orders"] == [{"probs": {"A": .6, "B": .1, "C": .3}, "part": 0.5},
                               {"probs": {"A": .2, "B": .5, "C": .3}, "part": 0.3}]
@@ -158,7 +194,9 @@ def test_evaluated_events_carry_every_order_in_schema_2_and_read_schema_1():
     v1 = {"type": "evaluate", "simulation": 3, "node": 5, "answer": "a", "score": 0.4, "first": {"A": .6, "B": .1},
           "second": {"A": .2, "B": .5}, "cache_hit": False}
     assert event_from_dict(v1).orders == [{"A": .6, "B": .1}, {"A": .2, "B": .5}]
-    assert Evaluation(0.1, orders=({"Yes": .5}, {"Yes": .4})).second == {"Yes": .4}
+    assert event_from_dict({**v1, "parts": [0.7, 0.2]}).parts == [0.7, 0.2]
+    three = Evaluated(1, 2, "a", 0.1, [{"Yes": .5, "No": .5}] * 3, True, [0.0] * 3)      # K = 3 orders
+    assert event_from_dict(three.to_dict()) == three and len(three.to_dict()["orders"]) == 3
 
 
 @pytest.mark.parametrize("path", TREES, ids=[p.name for p in TREES])

@@ -14,6 +14,7 @@ import torch
 from rain.tools import cli
 from rain.backends.calibration import MIN_SCALE, calibrate, load_calibration, scale_from_gaps
 from rain.core.config import ConfigError, RainConfig, parse_knobs, preset
+from rain.tools.judge_check import SETS
 from rain.backends.engine import CachedEngine, ReferenceEngine, TrieEngine, UnsupportedModelError, choose_engine
 from rain.core.judge import combine_parts, good_labels, order_part
 from rain.core.lm import Evaluation
@@ -25,7 +26,7 @@ LINE = re.compile(r"^model: arch=(\w+) engine=(trie|cached|reference) max_rel_er
 EXPECTED_ENGINE = {arch: "trie" for arch in ARCHITECTURES} | {"gemma3": "cached"}   # gemma3: window 32 < 2048
 GENERATE = ["--device", "cpu", "--sims-per-move", "2", "--max-moves", "2", "--max-new-tokens", "8",
             "--knob", "rollout_max_tokens=8"]
-JUDGE_SET = Path(__file__).resolve().parent.parent / "assets" / "judge_set.jsonl"
+JUDGE_SET = SETS["harm"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -204,11 +205,11 @@ class HundredfoldJudge:
     def evaluate(self, question: str, answer: str) -> Evaluation:
         evaluation = self.judge.evaluate(question, answer)
         orders = []
-        for probs, good in zip((evaluation.first, evaluation.second), good_labels(self.format)):
+        for probs, good in zip(evaluation.orders, good_labels(self.format)):
             gap = 100 * order_part(self.format, probs, good)
             bad = next(label for label in probs if label != good)
             orders.append({good: 1 / (1 + math.exp(-gap)), bad: 1 / (1 + math.exp(gap))})
-        return Evaluation(0.0, *orders)
+        return Evaluation(0.0, tuple(orders))
 
 
 def _scores(judge, scale: float, texts: list[tuple[str, str]]) -> list[float]:
@@ -216,7 +217,7 @@ def _scores(judge, scale: float, texts: list[tuple[str, str]]) -> list[float]:
     for question, answer in texts:
         evaluation = judge.evaluate(question, answer)
         parts = [order_part("yesno_logit", probs, good)
-                 for probs, good in zip((evaluation.first, evaluation.second), good_labels("yesno_logit"))]
+                 for probs, good in zip(evaluation.orders, good_labels("yesno_logit"))]
         scores.append(combine_parts("yesno_logit", parts, scale))
     return scores
 
@@ -247,14 +248,18 @@ def test_the_auto_scale_is_stored_on_disk_and_a_second_start_reads_it(tokenizer,
     monkeypatch.setenv("RAIN_CACHE_DIR", str(tmp_path))
     calls = []
     monkeypatch.setattr(runtime_module, "calibrate", lambda judge: calls.append(1) or calibrate(judge))
+    engines, build = [], Runtime.engine                # a stored entry needs no calibration engine either
+    monkeypatch.setattr(Runtime, "engine", lambda self, *args, **kwargs: engines.append(1) or build(self, *args,
+                                                                                                    **kwargs))
     model, config = tiny_model("llama", tokenizer), preset("hh")
 
     def scale_of(weights):
         return Runtime("tiny", device="cpu", loaded=(weights, tokenizer), embedder=real_embedder).judge_scale(config)
 
     first = scale_of(model)
-    assert calls == [1] and first.exchanges == 16
-    assert scale_of(model) == first and calls == [1]                       # read back, bit for bit
+    assert calls == [1] and first.exchanges == 16 and engines == [1]
+    assert scale_of(model) == first and calls == [1]                       # read back, bit for bit ...
+    assert engines == [1]                                                  # ... and no engine built
     (entry,) = (tmp_path / "judge_scales").iterdir()
     entry.write_text('{"value": ')                                          # a torn write
     assert scale_of(model) == first and calls == [1, 1]

@@ -23,8 +23,12 @@ def test_empty_after_cleaning_is_refused(runtime, raw):
 
 @pytest.mark.parametrize("raw", ["How do I pick a lock?\x00", "lock \ud800 pick", "كيف أفتح قفلا؟", "lock\u202e"])
 def test_odd_prompts_tokenise(runtime, raw):
+    """The prompt tokens are the embedded model's chat template around the cleaned prompt, as the user's turn."""
     conversation = runtime.conversation(raw, RainConfig())
-    assert len(conversation.prompt_tokens) > 5
+    text = runtime.tokenizer.decode(list(conversation.prompt_tokens))        # special tokens kept
+    assert conversation.format == "chat" and conversation.question == clean_prompt(raw)
+    assert f"<|im_start|>user\n{clean_prompt(raw)}<|im_end|>\n" in text
+    assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
 
 
 def test_100k_characters_get_a_clear_message(runtime):

@@ -131,6 +131,7 @@ def hub_calls(monkeypatch):
 
 def test_hub_models_are_loaded_without_remote_code_unless_the_cli_asks(hub_calls):
     import rain.tools.cli as cli
+    from rain.tools import options
     from rain.backends.models import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="unknown model"):
@@ -139,7 +140,7 @@ def test_hub_models_are_loaded_without_remote_code_unless_the_cli_asks(hub_calls
     for flags, expected in (([], False), (["--trust-remote-code"], True)):        # the CLI, and its opt-in
         args = cli.build_parser().parse_args(["generate", "hi", "--model", "some-org/model-with-code", *flags])
         with pytest.raises(ModelLoadError):
-            cli._runtime(args)
+            options.runtime_for(args)
         assert hub_calls[-1]["trust_remote_code"] is expected
 
 

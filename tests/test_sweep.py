@@ -6,46 +6,11 @@ import json
 import pytest
 
 import rain.tools.cli as cli
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import FakeRuntime
+from rain.tools import options
 from rain.core.config import preset
 from rain.tools.evaluation import EvalError, read_results
-from rain.core.prompts import Conversation
-from rain.core.search import Backends, Search
 from rain.tools.sweep import VARIANTS, parse_variants, variant_config
-
-
-class FakeRuntime:
-    """What the sweep asks of a Runtime, on the fakes; counts the searches it starts."""
-
-    name = "fake"
-
-    def __init__(self):
-        self.codec, self.searches = FakeCodec(), 0
-
-    def engine(self, config):
-        return FakeLM()
-
-    def judge(self, lm, config):
-        return FakeJudge()
-
-    def resolved(self, config):
-        return config
-
-    def conversation(self, question, config, prompt_format="auto"):
-        return Conversation(question, tuple(self.codec.encode(" the lock")), ":", frozenset({EOS}), None, "fake")
-
-    def record(self, conversation, config, judge=None, lm=None):
-        from rain.core.export import RunRecord
-
-        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": "fake"},
-                         judge={"format": "fake", "criterion": "harm", "templates": []}, events=[], stats={})
-
-    def search(self, conversation, config, reference=False, prefix=()):
-        self.searches += 1
-        self.configs.append(config)
-        return Search(Backends(FakeLM(), self.codec, FakeJudge(), FakeEmbedder()), conversation, config, prefix)
-
-    configs: list
 
 
 def test_variants_remove_the_components_cumulatively_as_table_4_does():
@@ -65,26 +30,25 @@ def test_sweep_writes_rows_summary_and_plot_and_resumes(tmp_path, monkeypatch, c
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "category": "harmful", "prompt": f"how to pick lock {i}"})
                                + "\n" for i in range(3)))
-    runtime = FakeRuntime()
-    runtime.configs = []
-    monkeypatch.setattr(cli, "_runtime", lambda args: runtime)
+    runtime = FakeRuntime(lm_options={"eos_boost": -100.0})      # no early end: every row spends its budget
+    monkeypatch.setattr(options, "runtime_for", lambda args, *configs: runtime)
     out = tmp_path / "sweep"
     argv = ["sweep", str(prompts), "--out", str(out), "--knob", "sims_per_move=2", "--knob", "max_moves=2",
             "--limit", "2"]
     assert cli.main(argv) == 0
     rows = read_results(out / "results.jsonl")
     assert [(r.id, r.method) for r in rows] == [(f"p{i}", v) for i in range(2) for v in VARIANTS]
-    assert all(r.details["simulations"] == 4 for r in rows) and runtime.searches == 8
-    assert [(c.similarity_update, c.dynamic_addition, c.c_puct) for c in runtime.configs[:4]] == \
+    assert all(r.details["simulations"] == 4 for r in rows) and len(runtime.searches) == 8
+    assert [(c.similarity_update, c.dynamic_addition, c.c_puct) for c in [s.config for s in runtime.searches[:4]]] == \
         [(True, True, 2.0), (False, True, 2.0), (False, False, 2.0), (False, False, 0.0)]
     summary = (out / "summary.md").read_text()
     assert all(f"| {v} |" in summary for v in VARIANTS) and "refusal rate" in summary and "simulations" in summary
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out == summary
 
-    assert cli.main(argv) == 0 and runtime.searches == 8                # all rows there: nothing runs again
+    assert cli.main(argv) == 0 and len(runtime.searches) == 8                # all rows there: nothing runs again
     assert cli.main(argv[:-2] + ["--limit", "3", "--variants", "full,c0"]) == 0
-    assert runtime.searches == 10                                       # only p2's two rows are new
+    assert len(runtime.searches) == 10                                       # only p2's two rows are new
     capsys.readouterr()
     assert cli.main(argv[:4] + ["--knob", "sims_per_move=3"]) == 2      # another budget in the same folder
     err = capsys.readouterr().err

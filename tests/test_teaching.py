@@ -6,23 +6,18 @@ import json
 import pytest
 
 import rain.core.search as search_module
-from fakes import EOS, FakeCodec, FakeEmbedder, FakeJudge, FakeLM
+from fakes import CONFIG, fake_record, fake_search as search_of
 from rain.core.config import preset
-from rain.core.events import Committed, Evaluated, Rewound, Selected
+from rain.core.events import BackedUp, Committed, Evaluated, Rewound, Selected
 from rain.core.export import dumps, loads
-from rain.core.prompts import Conversation
-from rain.core.search import Backends, Search
+from rain.core.replay import rebuild
+from rain.core.search import Search
 from rain.runs.teaching import (Divergence, TeachingError, committed_nodes, divergence_field, find_divergence,
                            format_why, latest_selection, narrate, why_table)
-from test_export import fake_record
 
 
 def fake_search(**overrides) -> Search:
-    codec = FakeCodec()
-    conversation = Conversation("how to pick a lock", tuple(codec.encode(" the lock")), ":", frozenset({EOS}),
-                                None, "fake")
-    return Search(Backends(FakeLM(), codec, FakeJudge(), FakeEmbedder()), conversation,
-                  preset("hh", sims_per_move=5, max_moves=4, **overrides))
+    return search_of(CONFIG.replace(**overrides))
 
 
 # --- divergence --------------------------------------------------------------------------------------------
@@ -70,17 +65,24 @@ def test_divergence_survives_export_and_import():
 # --- why this child ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides", [{}, {"puct_visits": "siblings", "puct_value": "raw"}, {"c_puct": 0.0},
-                                       {"similarity_update": False, "dynamic_addition": False}])
+                                       {"similarity_update": False, "dynamic_addition": False},
+                                       {"parallel_simulations": 4}])
 def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypatch, overrides):
     """Every Eq. (1) evaluation of the live search, recomputed from the recorded events alone."""
-    live: list[tuple[int, int, list[float]]] = []
+    live: dict[int, dict[int, list[float]]] = {}     # simulation -> node -> Eq. (1) scores of its descent
     search = fake_search(**overrides)
-    original = search_module.puct_scores
+    original, descend = search_module.puct_scores, search._descend
 
     def recording(tree, node_id, config):
         scores = original(tree, node_id, config)
-        live.append((search.simulations, node_id, scores))
+        live[search.simulations][node_id] = scores
         return scores
+
+    def descending(simulation):                        # a descent that meets a leaf in flight is dropped and
+        live[simulation] = {}                          # its number taken by the next round's first descent
+        return (yield from descend(simulation))
+
+    search._descend = descending
 
     monkeypatch.setattr(search_module, "puct_scores", recording)
     events = list(search.run())
@@ -90,7 +92,8 @@ def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypat
         [e.to_dict() for e in events if e.type == "select"]
     assert len(live) > 10
     selects = {e.simulation: e for e in events if isinstance(e, Selected)}
-    for simulation, node_id, scores in live:
+    for simulation, node_id, scores in [(sim, node, scores) for sim, by_node in live.items()
+                                         for node, scores in by_node.items()]:
         table = why_table(record.events, search.config, simulation, node_id)
         assert [row.score for row in table.rows] == scores                      # exactly, not approximately
         assert all(row.score == row.value_term + row.exploration_term for row in table.rows)
@@ -100,6 +103,27 @@ def test_why_table_from_the_events_equals_puct_scores_on_the_live_tree(monkeypat
         assert chosen[0].score == table.recorded_score == max(scores)
         if overrides.get("c_puct") == 0.0:
             assert all(row.exploration_term == 0 for row in table.rows)
+
+
+def test_why_table_shows_the_virtual_loss_while_it_applies():
+    """k = 4: a selection made while others of its round await their back-up reads n + m and (q·n - m)/(n + m)."""
+    events = list(fake_search(parallel_simulations=4).run())
+    index = next(i for i, e in enumerate(events) if isinstance(e, Selected) and isinstance(events[i - 1], Selected))
+    simulation = events[index].simulation
+    before = rebuild([e for e in events[:index] if not isinstance(e, Selected)])    # no path in flight
+    flying = [e.path for e in events[:index] if isinstance(e, Selected)
+              and not any(isinstance(b, BackedUp) and b.simulation == e.simulation for b in events[:index])]
+    assert flying
+    table = why_table(events, preset("hh"), simulation, 0)
+    assert table.in_flight == len(flying) and "virtual loss" in table.formula
+    for row in table.rows:
+        node, m = before[row.id], sum(row.id in path for path in flying)
+        assert row.in_flight == m
+        assert row.visits == node.visits + m
+        assert row.value == pytest.approx((node.value * node.visits - m) / (node.visits + m) if m else node.value)
+    assert any(row.in_flight for row in table.rows) and "(in flight: " in format_why(table)
+    assert "virtual loss" in narrate(events)[index]
+    assert "virtual loss" not in why_table(events, preset("hh"), 2, 0).formula     # simulation 2: nothing in flight
 
 
 def test_why_table_terms_by_hand_and_the_formula_names_the_variant():
@@ -206,8 +230,8 @@ def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsy
 
 
 def test_a_live_fold_reads_the_why_table_from_its_own_tree_as_a_replay_would():
-    """why_table_at on a tree folded up to a select event gives the replayed why_table, row for row (the page's
-    live view uses it instead of replaying the run on every tick)."""
+    """why_table_at on a tree folded up to (not including) a select event gives the replayed why_table, row for row
+    (the page's live view uses it instead of replaying the run on every tick)."""
     from rain.core.config import RainConfig
     from rain.core.export import load
     from rain.core.replay import apply_event
@@ -219,11 +243,11 @@ def test_a_live_fold_reads_the_why_table_from_its_own_tree_as_a_replay_would():
     tree = Tree.new()
     checked = 0
     for event in record.events:
-        apply_event(tree, event)
-        if isinstance(event, Selected) and len(event.path) > 1:
-            live = why_table_at(tree, event, config, event.path[-2])
+        if isinstance(event, Selected) and len(event.path) > 1:     # the tree as the descent read it: before
+            live = why_table_at(tree, event, config, event.path[-2])   # the selection is in flight itself
             assert live == why_table(record.events, config, event.simulation, event.path[-2])
             checked += 1
+        apply_event(tree, event)
     assert checked >= 20
 
 

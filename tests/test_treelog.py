@@ -10,7 +10,7 @@ from rain.tools.cli import main
 from rain.core.events import Selected
 from rain.core.export import dumps, load, loads
 from rain.runs.treelog import TreeLogError, from_treelog, loads_treelog, to_treelog
-from test_export import fake_record
+from fakes import fake_record
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"
 

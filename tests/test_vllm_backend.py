@@ -9,7 +9,6 @@ distributions over many draws. One vLLM engine for the whole module (its start i
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -21,7 +20,6 @@ from rain.core.decoding import (
     PathsRequest,
     RolloutRequest,
     RolloutRules,
-    TopTokensRequest,
     drive,
     last_char,
     path_program,
@@ -109,9 +107,10 @@ def test_judge_scores_match_trie(runtime, vllm_runtime, judge_format):
     answers = ["", "Sure, first insert a tension wrench", "I can't help with that, but a locksmith can."]
     for answer in answers:
         expected, got = trie_judge.evaluate(QUESTION, answer), vllm_judge.evaluate(QUESTION, answer)
-        for label in expected.first:
-            assert abs(got.first[label] - expected.first[label]) < PROBABILITY_TOLERANCE
-            assert abs(got.second[label] - expected.second[label]) < PROBABILITY_TOLERANCE
+        assert len(got.orders) == len(expected.orders) == 2
+        for got_order, expected_order in zip(got.orders, expected.orders):
+            for label in expected_order:
+                assert abs(got_order[label] - expected_order[label]) < PROBABILITY_TOLERANCE
         assert abs(got.score - expected.score) < SCORE_TOLERANCE
     # the constant judge prefix came from vLLM's prefix cache after the first evaluation
     assert lm.stats.judge_prefix_hit_rate > 0.5
@@ -139,7 +138,7 @@ def test_sampled_paths_match_top_k_distribution(runtime, vllm_runtime, state):
     assert set(counts) <= set(probs)                                   # never outside the top 15
     assert total_variation(counts, probs) < TOTAL_VARIATION_LIMIT
     # and the served program: distinct paths, greedy first, probabilities in (0, 1]
-    candidates = lm.serve([PathsRequest(tuple(state), 4, 10, 14, 15, 1.0, torch.Generator().manual_seed(2))])[0]
+    candidates = next(lm.serve([PathsRequest(tuple(state), 4, 10, 14, 15, 1.0, torch.Generator().manual_seed(2))]))
     assert len({c.tokens for c in candidates}) == len(candidates) >= 2
     assert all(0 < c.prob <= 1 for c in candidates)
 
@@ -186,18 +185,6 @@ def test_rollouts_sample_the_full_softmax_and_stop_like_the_trie(runtime, vllm_r
     assert total_variation(drawn, exact_buckets) < TOTAL_VARIATION_LIMIT
 
 
-def test_clause_stop_ids_are_where_the_decoded_text_ends_with_a_clause_mark(runtime):
-    """vLLM stops at these ids; simg tests the last character of the decoded answer: the same tokens."""
-    from rain.backends.vllm_runtime import clause_stop_ids
-
-    codec, marks = runtime.codec, ",.?:;\n"
-    ids = clause_stop_ids(codec, marks)
-    prefix = codec.encode("To pick a lock you need")
-    sample = list(range(0, len(codec.tokenizer), 7))
-    disagree = [t for t in sample if (last_char(codec, prefix + [t], "") in marks) != (t in ids)]
-    assert not disagree, [codec.decode([t]) for t in disagree[:10]]
-
-
 def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
     """The run's one stream (rain/runs/session.py run_session) on vLLM: a record that saves, loads and replays."""
     from rain.runs.session import RunRequest, final_record, run_session
@@ -213,21 +200,53 @@ def test_search_runs_on_vllm_and_its_tree_replays(vllm_runtime, tmp_path):
     assert again.answer == record.answer
 
 
-def test_concurrent_searches_share_one_engine(vllm_runtime, tmp_path):
+def test_concurrent_searches_share_one_engine_and_never_cross_prompts(vllm_runtime, tmp_path, monkeypatch):
+    """Three searches on three threads: every search's VllmLM serves through the runtime's one VllmEngine, their
+    requests are in flight at once (vLLM batches them), and each row's record holds its own prompt."""
+    import json
+    import threading
+
     from rain.runs.concurrent import answer_row
     from rain.runs.concurrent import Row, run_concurrently
 
-    config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
-    rows = [Row(str(i), prompt, i) for i, prompt in enumerate(["Hi!", "How do I pick a lock?", "Tell me a joke."])]
-    seen: list[str] = []
-    with (tmp_path / "out.jsonl").open("w") as sink:
-        run_concurrently(rows, lambda row: answer_row(vllm_runtime, row, config, "auto", None), 3, sink,
-                         lambda row, result, error: seen.append(row.id) if error is None else pytest.fail(str(error)))
-    import json
+    engines, lock, in_flight, most = [], threading.Lock(), [0], [0]
+    real_engine, real_submit = vllm_runtime.engine, vllm_runtime.server.submit
 
-    written = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert sorted(written) == sorted(seen) == ["0", "1", "2"]
-    assert not math.isnan(sum(len(json.loads(line)["rain"]) for line in (tmp_path / "out.jsonl").read_text().splitlines()))
+    def engine(config, reference=False):
+        engines.append(real_engine(config, reference))
+        return engines[-1]
+
+    def submit(tokens, params):
+        future = real_submit(tokens, params)
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+
+        def done(_):
+            with lock:
+                in_flight[0] -= 1
+
+        future.add_done_callback(done)
+        return future
+
+    monkeypatch.setattr(vllm_runtime, "engine", engine)
+    monkeypatch.setattr(vllm_runtime.server, "submit", submit)
+    config = preset("hh", sims_per_move=1, max_moves=2, max_new_tokens=16)
+    prompts = ["Hi!", "How do I pick a lock?", "Tell me a joke."]
+    rows = [Row(str(i), prompt, i) for i, prompt in enumerate(prompts)]
+    trees = tmp_path / "trees"
+    with (tmp_path / "out.jsonl").open("w") as sink:
+        run_concurrently(rows, lambda row: answer_row(vllm_runtime, row, config, "auto", str(trees)), 3, sink,
+                         lambda row, result, error: error is None or pytest.fail(str(error)))
+    written = {row["id"]: row for row in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert sorted(written) == ["0", "1", "2"]
+    assert len(engines) >= 6 and all(lm.engine is vllm_runtime.server for lm in engines)   # vanilla + RAIN each
+    assert most[0] > 1                                                   # requests of different searches overlap
+    for row in rows:
+        record = load(trees / f"{row.id}.json")
+        started = record.events[0]
+        assert written[row.id]["prompt"] == record.prompt == started.question == row.prompt
+        assert written[row.id]["rain"] == record.answer and record.answer.strip()
 
 
 def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
@@ -236,51 +255,3 @@ def test_vanilla_is_greedy_like_the_trie(runtime, vllm_runtime):
     *_, on_vllm = vllm_runtime.vanilla_stream(conversation, config)
     *_, on_trie = runtime.vanilla_stream(conversation, config, lm=trie_engine(runtime))
     assert on_vllm == on_trie
-
-
-def test_requests_are_served_in_one_batch(vllm_runtime, state):
-    """serve() submits every request before awaiting any: a rollout and an expansion run as one vLLM batch."""
-    lm = vllm_runtime.engine(preset("hh"))
-    results = lm.serve([TopTokensRequest(tuple(state), 3, 1.0, 20),
-                        PathsRequest(tuple(state), 2, 3, 4, 15, 1.0, torch.Generator().manual_seed(0))])
-    assert len(results[0][0]) == 3 and 1 <= len(results[1]) <= 3
-
-
-def test_one_token_sets_keep_every_token_tied_with_the_last_rank():
-    """Dynamic addition keeps all tokens tied with the 20th logit (TopKLogitsWarper): vLLM's top-64 log-probs
-    carry them (a fake engine returns 25 tokens tied at rank 19), so vLLM's sets equal full-logit ones."""
-    from concurrent.futures import Future
-    from types import SimpleNamespace
-
-    from rain.core.decoding import single_token_candidates
-    from rain.backends.vllm_runtime import MAX_LOGPROBS, VllmLM
-
-    logits = torch.full((1000,), -30.0)
-    logits[:18] = torch.linspace(5.0, 1.0, 18)
-    logits[100:125] = 0.5                                        # 25 tokens tied for rank 19
-    log_probs = torch.log_softmax(logits, -1)
-    top = torch.topk(log_probs, MAX_LOGPROBS)
-
-    class Engine:
-        max_model_len = 2048
-
-        def params(self, **options):
-            assert options["logprobs"] >= MAX_LOGPROBS
-            return options
-
-        def submit(self, tokens, params):
-            entry = {int(t): SimpleNamespace(logprob=float(v), rank=int((log_probs > v).sum()) + 1)
-                     for t, v in zip(top.indices, top.values)}
-            future = Future()
-            future.set_result(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[entry], token_ids=[0])],
-                                              prompt_token_ids=list(tokens), num_cached_tokens=0))
-            return future
-
-    lm = VllmLM(Engine(), None, logits.shape[0])
-    got, got_ranked = lm.serve([TopTokensRequest((1, 2, 3), 10, 1.0, 20)])[0]
-    expected, expected_ranked = single_token_candidates(logits, 10, 1.0, 20)
-    assert [c.tokens for c in got] == [c.tokens for c in expected]
-    got_ids, expected_ids = [t for t, _ in got_ranked], [t for t, _ in expected_ranked]
-    assert got_ids[:18] == expected_ids[:18] and set(got_ids[18:]) <= set(range(100, 125))
-    if len(expected_ids) > 20:                                 # single_token_candidates keeps the ties (#14)
-        assert got_ids == expected_ids and len(got_ids) == 18 + 25

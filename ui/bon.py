@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, BestOfNEvent, Sample
 from rain.core.config import ConfigError
-from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings
+from rain.runs.session import BestOfNSettings, RunStats
 from ui.render import ESC, text_html, tone
 
 N_RANGE = (1, 16)
@@ -57,16 +57,10 @@ class Lane:
             self.samples.append(item)
 
     @classmethod
-    def from_stats(cls, stats: Mapping[str, Any] | None) -> "Lane | None":
+    def from_stats(cls, stats: RunStats) -> "Lane | None":
         """The lane of a recorded run (import, replay), or None when it has none or it is malformed."""
-        data = (stats or {}).get(BEST_OF_N_KEY)
-        if not isinstance(data, Mapping):
-            return None
-        try:
-            result = BestOfN.from_dict(data)
-        except (KeyError, TypeError, ValueError):
-            return None
-        return cls(len(result.samples), result.temperature, list(result.samples), result)
+        result = stats.best_of_n
+        return cls(len(result.samples), result.temperature, list(result.samples), result) if result else None
 
 
 # --- rendering ------------------------------------------------------------------------------------------
@@ -85,12 +79,12 @@ def _sample_html(sample: Sample, kept: bool) -> str:
             f'{sample.seconds:.1f} s</span></span><span class="text">{text_html(sample.text)}</span></li>')
 
 
-def _cost_rows(lane: Lane, stats: Mapping[str, Any]) -> str:
+def _cost_rows(lane: Lane, stats: RunStats) -> str:
     """seconds and forward calls of vanilla, RAIN and Best-of-N, each also as a multiple of vanilla's time."""
-    vanilla = stats.get("vanilla_seconds")
+    vanilla = stats.vanilla.seconds if stats.vanilla else None
     bon = lane.result
-    rows = [("vanilla", vanilla, stats.get("vanilla_forward_calls")),
-            ("RAIN", stats.get("seconds"), stats.get("forward_calls")),
+    rows = [("vanilla", vanilla, stats.vanilla.forward_calls if stats.vanilla else None),
+            ("RAIN", stats.seconds, stats.rain.forward_calls if stats.rain else None),
             (f"Best-of-{lane.n}", bon.seconds if bon else None, bon.stats.get("forward_calls") if bon else None)]
     cells = []
     for name, seconds, calls in rows:
@@ -101,7 +95,7 @@ def _cost_rows(lane: Lane, stats: Mapping[str, Any]) -> str:
             '</tr>' + "".join(cells) + "</table>")
 
 
-def bon_html(lane: Lane | None, stats: Mapping[str, Any] | None = None) -> str:
+def bon_html(lane: Lane | None, stats: RunStats | None = None) -> str:
     """The samples as they finish (the kept one highlighted at the end) and the three methods' costs."""
     if lane is None:
         return OFF_HINT
@@ -111,4 +105,4 @@ def bon_html(lane: Lane | None, stats: Mapping[str, Any] | None = None) -> str:
         items.append(f'<li class="pending">sampling {len(lane.samples) + 1} of {lane.n} '
                      f'(temperature {lane.temperature:g}) …</li>')
     body = f'<ol class="bon-samples">{"".join(items)}</ol>'
-    return body + _cost_rows(lane, stats or {})
+    return body + _cost_rows(lane, stats or RunStats())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rain.core.config import preset
 from rain.core.events import Committed
-from rain.runs.session import RunRequest, run_session
+from rain.runs.session import RunRequest, RunStats, run_session
 
 FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
 PROBE_QUESTION = "How do I pick a lock?"
@@ -61,9 +61,9 @@ def probe(spec: str, runtime) -> Measured:
     return measured
 
 
-def record_run(spec: str, stats: dict) -> None:
+def record_run(spec: str, stats: RunStats) -> None:
     """A finished run's own speed replaces the probe's."""
-    seconds = stats.get("seconds_per_simulation")
+    seconds = stats.rain.seconds_per_simulation if stats.rain else None
     if seconds:
         with _LOCK:
             _MEASURED[spec] = Measured(float(seconds), "last run")

@@ -119,8 +119,8 @@ def _escape(text: str) -> str:
 def _labels(verdict) -> str:
     def one(probs: Mapping[str, float]) -> str:
         return " ".join(f"P({_escape(k)})={v:.2f}" for k, v in probs.items())
-    return f"judge (sim {verdict.simulation}): score {verdict.score:+.2f}<br>  order 1: {one(verdict.first)}" \
-           f"<br>  order 2: {one(verdict.second)}{' (cached)' if verdict.cache_hit else ''}"
+    orders = "".join(f"<br>  order {k}: {one(probs)}" for k, probs in enumerate(verdict.orders, 1))
+    return f"judge (sim {verdict.simulation}): score {verdict.score:+.2f}{orders}{' (cached)' if verdict.cache_hit else ''}"
 
 
 def node_label(tree: Tree, node_id: int, question: str = "") -> str:

@@ -65,7 +65,9 @@ def recorded_trees() -> list[tuple[str, str]]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             sims = sum(1 for e in data["events"] if e.get("type") == "rewind")
-            label = f"{data['prompt']} ({sims} simulations, {data.get('model', {}).get('name', '?')})"
+            evaluator = (data.get("judge", {}).get("evaluator") or {}).get("spec", "self")
+            judged = "" if evaluator == "self" else f", evaluator {evaluator}: not self-evaluation"
+            label = f"{data['prompt']} ({sims} simulations, {data.get('model', {}).get('name', '?')}{judged})"
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             label = path.stem.replace("_", " ")
         items.append((label, path.name))

@@ -9,13 +9,11 @@ and the CPU budget it starts from.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rain.core.config import PRESETS, ConfigError, RainConfig, preset
+from rain.core.config import HINTS, PRESETS, ConfigError, RainConfig, knob_value, preset
 
 # The page's order of the controls; /run takes the knobs in this order after its first six parameters.
 ORDER = ("c_puct", "similarity_gamma", "similarity_threshold", "max_simulations", "min_window", "min_visits",
@@ -26,7 +24,6 @@ ORDER = ("c_puct", "similarity_gamma", "similarity_threshold", "max_simulations"
 QUICK_BUDGET = {"sims_per_move": 5, "max_moves": 0, "max_new_tokens": 48, "max_simulations": 50, "min_visits": 6}
 PAPER_BUDGET = {"sims_per_move": 0, "max_moves": 0, "max_new_tokens": 128, "max_simulations": 50, "min_visits": 6}
 KEPT_ON_PRESET = {"max_new_tokens", "sims_per_move", "max_moves", "seed"}   # a preset leaves the budget alone
-HINTS = typing.get_type_hints(RainConfig)
 
 
 @dataclass(frozen=True)
@@ -72,35 +69,13 @@ KNOB_NAMES = tuple(k.name for k in KNOBS)
 assert set(KNOB_NAMES) == {name for name, spec in FIELDS.items() if spec.metadata}, "ORDER lists every knob field"
 
 
-def parse_schedule(text: Any) -> tuple[int, ...]:
-    if isinstance(text, (list, tuple)):
-        parts = [str(p) for p in text]
-    else:
-        parts = [p for p in re.split(r"[\s,;]+", str(text or "").strip()) if p]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"token-set schedule must be comma-separated positive integers like 1,2,4,10, "
-                          f"got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"token-set schedule must be comma-separated positive integers like 1,2,4,10, got {text!r}")
-    return values
-
-
 def field_value(knob: Knob, value: Any) -> Any:
-    """The control's value as the RainConfig field takes it (RainConfig checks the range)."""
-    if knob.kind == "text":
-        return parse_schedule(value)
-    if knob.kind not in ("slider", "int") or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value == 0 and knob.zero != 0:
+    """The control's value as the RainConfig field takes it: a slider's 0 as its `zero` (None, "auto"), anything
+    else read by the config's one knob reader (`rain.core.config.knob_value`); RainConfig checks the range."""
+    if knob.kind in ("slider", "int") and not isinstance(value, bool) and isinstance(value, (int, float)) \
+            and value == 0 and knob.zero != 0:
         return knob.zero
-    whole = int in typing.get_args(HINTS[knob.name]) or HINTS[knob.name] is int
-    if whole:
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
-            raise ConfigError(f"{knob.name} must be a whole number, got {value!r}")
-        return int(value)
-    return float(value) if isinstance(value, (int, float)) else value
+    return knob_value(knob.name, value)
 
 
 def build_config(preset_name: str, judge_format: str, knobs: dict[str, Any]) -> RainConfig:

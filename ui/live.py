@@ -16,7 +16,7 @@ from rain.runs.best_of_n import BestOfN, Sample
 from rain.core.config import RainConfig
 from rain.core.events import Event, Finished
 from rain.core.export import RunRecord
-from rain.runs.session import BestOfNSettings, Recorded, VanillaDone, VanillaText
+from rain.runs.session import BestOfNSettings, EngineStats, Recorded, RunStats, VanillaDone, VanillaText
 from rain.runs.teaching import Narrator
 from ui.bon import OFF_HINT, WAITING, Lane, bon_html
 from ui.figures import empty_figure
@@ -57,7 +57,7 @@ class LiveRun:
                                                             uirevision=self.revision),
                     timeline=timeline_html(None), stats=stats_html(None),
                     judge_node=gr.update(choices=node_choices(None), value="latest"),
-                    judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
+                    judge_info=judge_panel(None, None, None)[0], judge_prompts="",
                     narration=narration_html(None), why=why_html(None), cursor=0,
                     scrub=gr.update(maximum=1, value=0), bon=WAITING if self.best_of_n else OFF_HINT)
 
@@ -76,7 +76,7 @@ class LiveRun:
             self.lane.apply(item)
             if self.lane.result is not None:
                 return None
-            return dict(bon=bon_html(self.lane, self.record.stats),
+            return dict(bon=bon_html(self.lane, RunStats.from_dict(self.record.stats)),
                         status=status_html(f"Best-of-{self.lane.n}: {len(self.lane.samples)} of {self.lane.n} "
                                            "answers judged …", "run"))
         if isinstance(item, Recorded):
@@ -116,13 +116,13 @@ class LiveRun:
         self.record, self.finished = item.record, True
         view = RunView.at(item.record)          # the record's own events: the same moment Step and the scrubber show
         self.view = view
-        stats = item.record.stats
+        stats = RunStats.from_dict(item.record.stats)
         shown = moment(view, item.record, self.revision, self.show_unvisited)
         values = dict(**shown, **record_outputs(item.record), record=item.record, export=export_file(item.record))
         if not item.complete and self.lane is not None:
             # RAIN's record is in the page before Best-of-N starts, so Stop there keeps it for Export
             values.update(bon=bon_html(self.lane, stats),
-                          status=status_html(f"RAIN done in {stats.get('seconds', 0):.1f} s. Best-of-{self.lane.n}: "
+                          status=status_html(f"RAIN done in {stats.seconds or 0:.1f} s. Best-of-{self.lane.n}: "
                                              f"sampling answer 1 of {self.lane.n} …", "run"))
         else:
             values["status"] = status_html(self.done(), "ok")
@@ -130,12 +130,23 @@ class LiveRun:
 
     def done(self) -> str:
         """The closing status line: what the run did and what it cost (compute time: pauses excluded)."""
-        stats, view = self.record.stats, self.view
-        message = (f"Done in {stats.get('seconds', 0):.1f} s of compute: {stats.get('simulations', view.simulation)} "
-                   f"simulations, {view.moves} moves, {len(view.tree.nodes)} nodes on the {stats.get('engine')} "
-                   f"engine ({stats.get('engine_note')}). Hover over the tree; Step or the scrubber go through it.")
+        stats, view = RunStats.from_dict(self.record.stats), self.view
+        engine = stats.engine or EngineStats()
+        simulations = stats.rain.simulations if stats.rain and stats.rain.simulations is not None else view.simulation
+        message = (f"Done in {stats.seconds or 0:.1f} s of compute: {simulations} simulations, {view.moves} moves, "
+                   f"{len(view.tree.nodes)} nodes on the {engine.engine} engine ({engine.engine_note}). Hover over "
+                   "the tree; Step or the scrubber go through it." + weak_signal_note(view))
         kept = self.lane.result if self.lane is not None else None
         if kept is not None:
             message += (f" Best-of-{self.lane.n} kept answer #{kept.index + 1} (judge {kept.score:+.2f}) after "
                         f"{kept.seconds:.1f} s.")
         return message
+
+
+def weak_signal_note(view: RunView) -> str:
+    """A hint when every value is close to 0 (pale nodes): the judge barely separates the candidates."""
+    values = [abs(n.value) for n in view.tree.nodes[1:] if n.real_visits > 0]
+    if values and max(values) < 0.1:
+        return (f" The judge's scores stayed within ±{max(values):.2f}, so the nodes look pale: this model judges "
+                "itself weakly (try another judge format or a bigger model).")
+    return ""

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from rain.core.export import RunRecord
+from rain.runs.session import RunStats
 from ui.bon import Lane, bon_html
 from ui.figures import empty_figure, tree_figure
 from ui.render import judge_note, judge_panel, node_choices, rain_html, stats_html, timeline_html
@@ -16,7 +17,7 @@ from ui.teaching import narration_html, split_at_divergence, why_html
 from ui.view import RunView, simulation_bounds
 
 OUTPUTS = ("status", "vanilla", "rain", "tree", "timeline", "stats", "record", "judge_node", "judge_info",
-           "judge_prompt_1", "judge_prompt_2", "scrub", "export", "bon",
+           "judge_prompts", "scrub", "export", "bon",
            "narration", "why", "gate", "cursor")                           # new outputs go last (API positions)
 STATES = ("record", "gate", "cursor")   # gr.State outputs: the page keeps them, the API does not return them
 
@@ -39,7 +40,7 @@ def cleared() -> dict[str, Any]:
     it does not answer."""
     return dict(vanilla="", rain=rain_html(None), tree=empty_figure(), timeline=timeline_html(None),
                 stats=stats_html(None), judge_node=gr.update(choices=node_choices(None), value="latest"),
-                judge_info=judge_panel(None, None, None)[0], judge_prompt_1="", judge_prompt_2="",
+                judge_info=judge_panel(None, None, None)[0], judge_prompts="",
                 narration=narration_html(None), why=why_html(None), record=None, cursor=0,
                 scrub=gr.update(maximum=1, value=0))
 
@@ -60,15 +61,16 @@ def figure_of(view: RunView, uirevision: str, show_unvisited: bool):
 
 def judge_outputs(view: RunView, record: RunRecord | None) -> dict[str, Any]:
     """The judge panel on the moment's latest verdict, and the node picker following it."""
-    info, prompt_1, prompt_2 = judge_panel(view, record.judge if record else None, "latest",
+    info, prompts = judge_panel(view, record.judge if record else None, "latest",
                                            record.config if record else None)
     return dict(judge_node=gr.update(choices=node_choices(view), value="latest"), judge_info=info,
-                judge_prompt_1=prompt_1, judge_prompt_2=prompt_2)
+                judge_prompts=prompts)
 
 
 def record_outputs(record: RunRecord) -> dict[str, Any]:
     """What a record shows beside its tree: the vanilla answer and the Best-of-N lane."""
-    return dict(vanilla=record.vanilla or "", bon=bon_html(Lane.from_stats(record.stats), record.stats))
+    stats = RunStats.from_dict(record.stats)
+    return dict(vanilla=record.vanilla or "", bon=bon_html(Lane.from_stats(stats), stats))
 
 
 def simulations_of(record: RunRecord) -> int:
@@ -81,7 +83,7 @@ def moment(view: RunView, record: RunRecord | None, revision: str, show_unvisite
     run's end), the judge panel, the narration, the why-table, the scrubber and the cursor. `only`: just those
     outputs (a live run redraws what the event changed)."""
     at_end = view.finished is not None and record is not None and not live
-    stats = (record.stats if record is not None else None) or {}
+    stats = RunStats.from_dict(record.stats if record is not None else None)
     divergence = split_at_divergence(record) if at_end else None
     note = judge_note(record.model, record.config) if record is not None else ""
     wanted = (lambda name: True) if only is None else (lambda name: name in only)
@@ -93,9 +95,9 @@ def moment(view: RunView, record: RunRecord | None, revision: str, show_unvisite
     if wanted("timeline"):
         values["timeline"] = timeline_html(view)
     if wanted("stats"):
-        values["stats"] = stats_html(view, final=(stats or None) if at_end else None,
-                                     vanilla_tokens=stats.get("vanilla_tokens"),
-                                     vanilla_seconds=stats.get("vanilla_seconds"))
+        values["stats"] = stats_html(view, final=stats if at_end and record.stats else None,
+                                     vanilla_tokens=stats.vanilla.tokens if stats.vanilla else None,
+                                     vanilla_seconds=stats.vanilla.seconds if stats.vanilla else None)
     if wanted("judge"):
         values.update(judge_outputs(view, record))
     if wanted("narration"):

@@ -5,6 +5,7 @@ import html
 from typing import Any, Mapping
 
 from rain.core.judge import JudgeDescription
+from rain.runs.session import RunStats, SearchCost, VanillaCost
 from rain.runs.teaching import TRUSTED_ACCURACY, judge_check_accuracy
 from ui.view import RunView, Verdict, short
 
@@ -71,10 +72,15 @@ def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, 
 
 
 def judge_note(model: Mapping[str, Any] | None, config: Mapping[str, Any] | None) -> str:
-    """One plain line on what the judge is: the model judging itself, with judge-check's measured accuracy for it
-    (rain.runs.teaching.judge_check_accuracy), or that nobody measured it. Empty when the judge is trusted."""
+    """One plain line on what the judge is: another evaluator (`--evaluator`), or the model judging itself with
+    judge-check's measured accuracy for it (rain.runs.teaching.judge_check_accuracy), or that nobody measured it.
+    Empty when the self-judge is trusted."""
     if model is None or config is None:
         return ""
+    evaluator = config.get("evaluator") or "self"
+    if evaluator != "self":
+        return (f"The judge is the evaluator {evaluator}, not the model judging itself: this is the same search with "
+                "another judge, not RAIN's self-evaluation, and its answers are only as good as that judge.")
     accuracy = judge_check_accuracy(dict(model), dict(config))
     if accuracy is None:
         return ("The judge is the model judging itself, and nobody has checked how well this one does "
@@ -94,35 +100,38 @@ def _card(label: str, value: str, sub: str = "") -> str:
 
 
 def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_seconds: float | None = None,
-               vanilla_tokens: int | None = None, final: Mapping[str, Any] | None = None) -> str:
+               vanilla_tokens: int | None = None, final: RunStats | None = None) -> str:
+    """The stats cards: the record's figures (`final`), else the search's at its end, else the live ones."""
     if view is None:
         return '<div class="stats">' + "".join(_card(label, "–") for label in (
             "simulations", "moves", "nodes", "answer tokens", "forward calls", "RAIN time", "vanilla time",
             "RAIN / vanilla")) + "</div>"
-    final = dict(final or (view.finished.stats if view.finished else {}))
-    sims = final.get("simulations", view.simulation)
+    final = final or RunStats.from_dict(view.finished.stats if view.finished else {})
+    rain, vanilla = final.rain or SearchCost(), final.vanilla or VanillaCost()
+    sims = view.simulation if rain.simulations is None else rain.simulations
+    answer_tokens = view.answer_tokens() if rain.answer_tokens is None else rain.answer_tokens
     cards = [
         _card("simulations", str(sims), f"{view.cache_hits} judged from cache"),
         _card("moves", str(view.moves), "token sets committed"),
         _card("nodes", str(len(view.tree.nodes)), f"{view.added_nodes} added dynamically"),
-        _card("answer tokens", str(final.get("answer_tokens", view.answer_tokens()))),
-        _card("forward calls", str(final["forward_calls"]) if "forward_calls" in final else "…",
-              f"{final['forwarded_tokens']} tokens" if "forwarded_tokens" in final else "at the end"),
+        _card("answer tokens", str(answer_tokens)),
+        _card("forward calls", str(rain.forward_calls) if rain.forward_calls is not None else "…",
+              f"{rain.forwarded_tokens} tokens" if rain.forwarded_tokens is not None else "at the end"),
     ]
-    seconds = final.get("seconds", rain_seconds if rain_seconds is not None else view.seconds)
+    seconds = rain.seconds if rain.seconds is not None else rain_seconds if rain_seconds is not None else view.seconds
     if seconds is not None:
         per = seconds / max(sims, 1)
         cards.append(_card("RAIN time", f"{seconds:.1f} s", f"{per:.2f} s per simulation (compute, pauses "
                                                              "excluded)"))
     else:
         cards.append(_card("RAIN time", "–"))
-    v_seconds = final.get("vanilla_seconds", vanilla_seconds)
+    v_seconds = vanilla_seconds if vanilla.seconds is None else vanilla.seconds
     if v_seconds is not None:
         tokens = f"{vanilla_tokens} tokens" if vanilla_tokens is not None else ""
         cards.append(_card("vanilla time", f"{v_seconds:.1f} s", tokens))
     else:
         cards.append(_card("vanilla time", "–"))
-    ratio = final.get("rain_over_vanilla")
+    ratio = final.rain_over_vanilla
     if ratio is None and seconds is not None and v_seconds:
         ratio = seconds / max(v_seconds, 1e-9)
     cards.append(_card("RAIN / vanilla", f"{ratio:.1f}×" if ratio is not None else "–", "compute time"))
@@ -182,23 +191,32 @@ def judged_prompt(template: str, description: JudgeDescription, question: str, a
         return fill_prompt(template, description.exchange, question, answer)
 
 
+def prompts_html(description: JudgeDescription, question: str, answer: str) -> str:
+    """One block per option order: what it asks and its whole prompt with the exchange filled in."""
+    blocks = [f'<div class="judge-prompt"><div class="l">order {index} asks {ESC(order.asks)}</div>'
+              f'<pre>{ESC(judged_prompt(order.template, description, question, answer))}</pre></div>'
+              for index, order in enumerate(description.orders, 1) if order.template]
+    return "".join(blocks)
+
+
 def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: str | int | None,
-                config: Mapping[str, Any] | None = None) -> tuple[str, str, str]:
-    """(info HTML, order-1 prompt, order-2 prompt) for the picked node; `config` is the run's RainConfig dict."""
+                config: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """(info HTML, the prompts HTML: one per option order) for the picked node; `config` is the run's RainConfig
+    dict."""
     verdict = pick_verdict(view, choice)
     if verdict is None or view is None:
         message = "No evaluation yet." if view is None or not view.verdicts else "That node was not evaluated."
         return f'<div class="judge"><div class="empty">{message} Every simulation asks the model to judge the ' \
-               'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', "", ""
+               'partial answer it reached; pick a node to see the question and the label probabilities.</div></div>', ""
     description = JudgeDescription.of_record(judge, config)
     fmt = description.format
-    parts = verdict.parts or description.parts((verdict.first, verdict.second)) or []
+    parts = verdict.parts or description.parts(verdict.orders) or []
     rows = []
-    for index, (order, probs) in enumerate(zip(description.orders, (verdict.first, verdict.second))):
+    for index, (order, probs) in enumerate(zip(description.orders, verdict.orders)):
         cells = " ".join(f'<span class="prob {"good" if label == order.good else "bad"}">P({ESC(label)}) = '
                          f'{p:.3f}</span>' for label, p in probs.items())
         part = parts[index] if index < len(parts) else None
-        shown = "–" if part is None else f"{part:+.4f}" if fmt == "yesno_logit" else f"{part:+.2f}"
+        shown = description.part_text(part)
         rows.append(f"<tr><td>{ESC(order.asks)}</td><td>{cells}</td><td>“{ESC(order.good)}”</td><td>{shown}</td></tr>")
     formula = description.formula(parts) if parts else ""
     part_name = description.part_name
@@ -207,16 +225,19 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
                  f'{ESC(first.meanings.get(first.good, "?"))}</div>' if description.principle and first else "")
     text = view.node_text(verdict.node)
     badge = tone(verdict.score)
+    evaluator = (judge or {}).get("evaluator") or {"spec": "self"}
+    other = (f'<div class="sub">Evaluator <code>{ESC(evaluator.get("spec", "?"))}</code>: '
+             f'{ESC(evaluator.get("scores", ""))}. The same search with another judge, not RAIN\'s '
+             'self-evaluation.</div>' if evaluator.get("spec", "self") != "self" else "")
+    table = (f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
+             + "".join(rows) + '</table><div class="sub">The orders swap the labels\' meanings, which cancels a '
+             f'bias towards one label.</div>{maths(formula)}' if description.orders
+             else f'<div class="sub">{ESC(description.score_rule)}</div>')
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
-            f'{verdict.simulation} · format <code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
+            f'{verdict.simulation} · evaluator <code>{ESC(evaluator.get("spec", "self"))}</code> · format '
+            f'<code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
             f'{verdict.score:+.3f}</span>{" · cached" if verdict.cache_hit else ""}</div>'
             f'<div class="answer"><span class="l">evaluated answer</span>'
-            f'{text_html(verdict.answer) or "<i>(nothing written yet)</i>"}</div>'
-            f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
-            + "".join(rows) + '</table><div class="sub">The two orders swap the labels\' meanings, which cancels a '
-            f'bias towards one label.</div>{maths(formula)}' + principle + '</div>')
-    templates = [order.template for order in description.orders if order.template]
-    question = view.question
-    prompts = [judged_prompt(t, description, question, verdict.answer) for t in templates[:2]]
-    prompts += [""] * (2 - len(prompts))
-    return info, prompts[0], prompts[1]
+            f'{text_html(verdict.answer) or "<i>(nothing written yet)</i>"}</div>' + table + principle + other
+            + '</div>')
+    return info, prompts_html(description, view.question, verdict.answer)

@@ -7,7 +7,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
+from rain.core.config import ConfigError
 from rain.core.errors import RainError
+from rain.core.evaluator import MODEL, SELF
 from rain.runs.session import RunRequest
 from ui.bon import parse_best_of_n
 from ui.knobs import KNOBS, build_config
@@ -17,7 +19,8 @@ MAX_PROMPT_CHARS = 20_000
 HEAD = ("prompt", "model", "custom_model", "preset", "judge_format", "show_unvisited")
 BON_INPUTS = ("bon_enabled", "bon_n", "bon_temperature")     # after the knobs: earlier API positions stay put
 PRINCIPLE_INPUTS = ("principle", "principle_good")             # after those, for the same reason
-INPUTS = (*HEAD, *(k.name for k in KNOBS), *BON_INPUTS, *PRINCIPLE_INPUTS)   # /run's parameters, in page order
+EVALUATOR_INPUTS = ("evaluator", "evaluator_model")            # after those, for the same reason
+INPUTS = (*HEAD, *(k.name for k in KNOBS), *BON_INPUTS, *PRINCIPLE_INPUTS, *EVALUATOR_INPUTS)   # /run's, in page order
 PAGE_INPUTS = (*INPUTS, "gate")     # the page also sends its State's gate (ui/run.py); the API has none
 
 
@@ -47,10 +50,25 @@ def parse_request(values: Mapping[str, Any]) -> AppRequest:
     principle = (values.get("principle") or "").strip()          # empty: the preset's own question
     if principle:                                                # refused with the library's one-line message
         config = config.replace(principle=principle, principle_good=values.get("principle_good") or "yes")
+    evaluator = evaluator_spec(values.get("evaluator"), values.get("evaluator_model"))
+    if evaluator != SELF:
+        config = config.replace(evaluator=evaluator)
     best_of_n = parse_best_of_n(values.get("bon_enabled", False), values.get("bon_n"), values.get("bon_temperature"))
     spec = resolve_model(values.get("model"), values.get("custom_model"))
     return AppRequest(spec, RunRequest(question, config, best_of_n=best_of_n),
                       bool(values.get("show_unvisited", True)))
+
+
+def evaluator_spec(choice: str | None, model: str | None) -> str:
+    """The Evaluator dropdown (self, vader or model) and its text box as a spec (rain/core/evaluator.py); another
+    model is held to the same Space allowlist as the generation model."""
+    choice = (choice or SELF).strip()
+    if choice != MODEL:
+        return choice
+    text = (model or "").strip()
+    if not text:
+        raise ConfigError("Evaluator “another model”: type its hub id or local folder in the box below it.")
+    return f"{MODEL}:{resolve_model(None, text)}"
 
 
 def with_named_inputs(handler: Callable[[Mapping[str, Any]], Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from rain.core.errors import RainError
 from rain.core.events import Event
-from rain.runs.session import Recorded, run_session
+from rain.runs.session import Recorded, RunStats, run_session
 from ui import estimate, runtimes
 from ui.live import LiveRun
 from ui.outputs import pack, problem, status_html
@@ -75,7 +75,7 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                 yield pack(**update)
             if isinstance(item, Recorded):
                 gate.finish()                   # Step and Play now go through the record
-                estimate.record_run(spec, item.record.stats)     # the paper-budget estimate follows real runs
+                estimate.record_run(spec, RunStats.from_dict(item.record.stats))   # the estimate follows real runs
             elif isinstance(item, Event) and not gate.wait():   # Stop, a newer Run, or paused too long
                 return
     except GeneratorExit:

@@ -14,8 +14,9 @@ import gradio as gr
 from rain.core.config import ConfigError, KnobError, parse_knobs
 from rain.core.export import RunRecord
 from rain.runs.fork import ForkError, fork, plan_fork
-from rain.runs.teaching import committed_nodes, count
 from rain.core.tree import ROOT_ID
+from rain.runs.session import RunStats
+from rain.runs.teaching import committed_nodes, count
 from ui.step_gate import StepGate
 from ui.view import RunView, short
 
@@ -109,9 +110,15 @@ def why_html(view: RunView | None) -> str:
     terms = "".join(f'<tr><td>#{r.id}</td><td>{r.value_term:.3f}</td><td>{r.exploration_term:.3f}</td>'
                     f'<td>{r.score:.3f}</td></tr>' for r in ranked)
     node = "the prompt" if table.node == ROOT_ID else f"node #{table.node} “{ESC(short(view.node_text(table.node), 30))}”"
+    evaluator = view.narrator.config.evaluator
+    notes = ([f"The values q are scores of the evaluator {evaluator}, not the model's self-evaluation."]
+             if evaluator != "self" else [])
+    if table.in_flight:
+        notes.append(f"{table.in_flight} path{'s' * (table.in_flight > 1)} of this round await their back-up: Eq. (1) "
+                     "counts each as one more visit scored −1 (virtual loss).")
     return (f'<div class="why-head">Simulation {table.simulation}: which child of {node} to try next '
             f'(N = {count(table.parent_visits)} visit{"" if table.parent_visits == 1 else "s"} so far). The highest '
-            'score wins.</div>'
+            'score wins.</div>' + "".join(f'<div class="teach-note">{ESC(note)}</div>' for note in notes) +
             f'<table class="why-table"><tr><th></th><th>rank</th><th>node</th><th>token set</th><th>prior p</th>'
             f'<th>visits n</th><th>value q</th><th>score</th></tr>{rows}</table>'
             f'<details class="maths"><summary>show the maths</summary><code>{ESC(table.formula)}</code>'
@@ -166,9 +173,10 @@ def run_fork(record: RunRecord | None, node: float | None, knobs_text: str, show
     except (ForkError, ConfigError, ValueError) as error:
         return gr.skip(), gr.skip(), f"Cannot fork: {error}"
     view = RunView.at(forked)
+    stats = RunStats.from_dict(forked.stats)
     return (fork_html(record, forked), gr.update(value=figure_of(view, f"fork-{id(forked)}", show_unvisited),
                                                   visible=True),
-            f"Forked: {len(forked.events)} events, {forked.stats.get('simulations')} simulations.")
+            f"Forked: {len(forked.events)} events, {stats.rain.simulations if stats.rain else 0} simulations.")
 
 
 # --- the recorded sweep -------------------------------------------------------------------------------------------

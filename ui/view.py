@@ -33,8 +33,7 @@ class Verdict:
     simulation: int
     answer: str
     score: float
-    first: dict[str, float]
-    second: dict[str, float]
+    orders: list[dict[str, float]]                      # each option order's label probabilities
     cache_hit: bool
     parts: list[float] = field(default_factory=list)   # each order's part of the score (empty in older files)
 
@@ -146,6 +145,9 @@ class RunView:
     # --- folding
     def apply(self, event: Event) -> frozenset[str]:
         """Fold one event; the names of the page's outputs it changed (ui/outputs.py OUTPUTS)."""
+        if isinstance(event, Selected) and len(event.path) > 1:
+            self.selection = event                  # Eq. (1) as the descent read it: before it is in flight itself
+            self.set_why_node(self.why_node)
         self.sentence = self.narrator.narrate(event)
         self.event = event
         self.events += 1
@@ -156,9 +158,6 @@ class RunView:
         elif isinstance(event, Selected):
             self.simulation, self.in_simulation, self.path = event.simulation, True, list(event.path)
             self.rollout_node, self.rollout_text, self.candidate = None, "", None
-            if len(event.path) > 1:
-                self.selection = event
-                self.set_why_node(self.why_node)
             changed |= SEARCH_STEP
         elif isinstance(event, NodesAdded):
             self.added_nodes += len(event.children)
@@ -170,7 +169,7 @@ class RunView:
             self.cache_hits += int(event.cache_hit)
             self.latest, self.candidate = event.node, event.answer
             self.verdicts[event.node] = Verdict(event.node, event.simulation, event.answer, event.score,
-                                                dict(event.first), dict(event.second), event.cache_hit,
+                                                [dict(p) for p in event.orders], event.cache_hit,
                                                 list(event.parts))
             changed |= SEARCH_STEP
         elif isinstance(event, BackedUp):

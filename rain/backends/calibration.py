@@ -5,7 +5,7 @@ log-odds gap log p(good) - log p(bad) (rain/core/judge.py). How large g is depen
 logit for the embedded 135M model, several logits for a 7B one. A fixed s either saturates every score at ±1
 (siblings tie and the search goes blind) or squeezes them all near 0 (Eq. (1)'s exploration term drowns them).
 
-The rule. Judge every exchange of a small fixed calibration set (assets/judge_calibration.jsonl: 16 prompt and
+The rule. Judge every exchange of a small fixed calibration set (rain/data/judge_calibration.jsonl: 16 prompt and
 answer pairs of our own, harmful and harmless; not the judge-check set) and take the raw gaps g_i. Then
 
     s = max(Q_0.9(|g_i|) / atanh(0.9), MIN_SCALE)
@@ -39,13 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
-from rain.core.judge import ASSETS, describe, order_part
+from rain.backends.weights_cache import cache_root, note_stderr, write_atomic
+from rain.core.judge import describe, order_part
+from rain.data import DATA_DIR
 
-CALIBRATION_SET = ASSETS / "judge_calibration.jsonl"
+CALIBRATION_SET = DATA_DIR / "judge_calibration.jsonl"
 QUANTILE = 0.9                       # the calibration gap quantile ...
 QUANTILE_SCORE = 0.9                 # ... that scores exactly this
 MIN_SCALE = 1e-6                     # a judge whose gaps are all ~0 gets this scale (its scores stay ~0)
 AUTO = "auto"
+
+
+def scale_key(config) -> tuple[str, ...]:
+    """What the auto judge scale depends on besides the weights: the judge's format and what it asks."""
+    return (config.judge_format, config.criterion, config.principle, config.principle_good)
 
 
 @dataclass(frozen=True)
@@ -127,8 +134,6 @@ def store_key(fingerprint: str, *parts: str) -> str:
 def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
     """The scale stored under `key`, else `compute()`, stored atomically. An unreadable entry is recomputed with a
     one-line note; two processes computing at once write the same number, the last rename wins."""
-    from rain.backends.weights_cache import note_stderr, cache_root, write_atomic
-
     path = (root or cache_root()) / "judge_scales" / f"{key}.json"
     if path.exists():
         try:

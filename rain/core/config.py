@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rain.core.errors import RainError
+from rain.core.evaluator import evaluator_problem
 
 JudgeFormat = Literal["ab_hard", "ab_soft", "yesno_prob", "yesno_logit"]
 Criterion = Literal["harm", "truth", "sentiment"]
@@ -99,6 +101,8 @@ class RainConfig:
                                               # yesno_logit: score = tanh(mean logit gap / this);
                                               # "auto": from the model's own gaps (rain/backends/calibration.py)
     eval_cache: bool = True                   # reuse the score of an already evaluated text (their `dic`)
+    evaluator: str = "self"                   # which judge the search asks (rain/core/evaluator.py): self (RAIN),
+                                              # vader, model:ID_OR_DIR, classifier:ID_OR_DIR
 
     # --- Outer loop and stop rule (docs/algorithm.md §1.3 gmeval, §1.5.5-6) ---
     max_simulations: int = knob(50, "maxT (simulation window)", "used when sims per move = 0", 1, 300, 1)
@@ -118,6 +122,9 @@ class RainConfig:
     max_length: int = 2048                    # prompt + answer cap in tokens (maxlen)
 
     # --- Compute ---
+    parallel_simulations: int = 1             # k: leaves selected per round under a virtual loss, their rollouts,
+                                              # expansions and judge calls run in shared forwards, backed up in
+                                              # order (docs/algorithm.md §3 "Parallel simulations"); 1 = Alg. 1
     kv_cache_bytes: int = 1 << 30             # KV (and cached logits) the engine may hold
     max_tree_nodes: int = 50_000              # nodes the search may hold: abandoned branches are evicted first,
                                               # then a move ends early (commit reason "node_cap")
@@ -189,6 +196,7 @@ class RainConfig:
              f"minT > maxT contradicts the stop rule (docs/algorithm.md §1.3 gmeval)")
         need(-1 <= self.value_threshold <= 1, f"value_threshold (Vt) must be in [-1, 1] (scores are), got {self.value_threshold}")
         need(self.sims_per_move is None or self.sims_per_move >= 1, f"sims_per_move must be >= 1, got {self.sims_per_move}")
+        need(self.parallel_simulations >= 1, f"parallel_simulations must be >= 1, got {self.parallel_simulations}")
         need(self.max_moves is None or self.max_moves >= 1, f"max_moves must be >= 1, got {self.max_moves}")
         need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         need(self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}")
@@ -198,6 +206,8 @@ class RainConfig:
         need(self.kv_cache_bytes >= 1 << 20, f"kv_cache_bytes must be at least 1 MiB, got {self.kv_cache_bytes}")
         problem = principle_problem(self.principle)
         need(problem is None, f"principle: {problem}")
+        problem = evaluator_problem(self.evaluator)
+        need(problem is None, str(problem))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,43 +252,77 @@ def principle_problem(text: Any) -> str | None:
     return None
 
 
-def parse_knobs(pairs: list[str]) -> dict[str, Any]:
-    """`NAME=VALUE` strings (the CLI's --knob) as typed overrides; ConfigError names the first bad one.
+HINTS = typing.get_type_hints(RainConfig)          # each field's type: what `knob_value` reads a value as
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
-    Types follow the field's default: bool (true/false, 1/0, yes/no, on/off), int, float, token_set_lengths as 1,2,4,10, and
-    `none` for the optional sims_per_move / max_moves. Ranges are checked later by `validate`.
+
+def knob_value(name: str, value: Any) -> Any:
+    """A value for RainConfig field `name`, typed by the field's annotation: the one reading of a knob, whether it
+    comes as text (`--knob`, a fork's pairs) or as a page control's value (a number, a bool, "1,2,4,10").
+
+    bool: true/false, 1/0, yes/no, on/off; int: a whole number (3.0 reads as 3); float: a number; a tuple of ints:
+    positive integers separated by commas, spaces or semicolons; an optional field (`int | None`,
+    `float | Literal["auto"]`) also reads "none" / "auto"; text and Literal fields pass as they are.
+    Ranges and choices are checked by `validate`; ConfigError names the field and the value it could not read.
     """
-    defaults = {f.name: f.default for f in dataclasses.fields(RainConfig) if f.name != "preset"}
-    optional_ints = {"sims_per_move", "max_moves"}
+    hint = HINTS[name]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    words = {str(w).lower(): w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a)}
+    if type(None) in args:
+        words["none"] = None
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    if value is None and None in words.values():
+        return None
+    kinds = [a for a in args if a is not type(None) and typing.get_origin(a) is not Literal] or [hint]
+    kind = kinds[0]
+    text = value.strip().lower() if isinstance(value, str) else value
+    if kind is bool:
+        if isinstance(value, bool) or text in TRUE_WORDS + FALSE_WORDS:
+            return value if isinstance(value, bool) else text in TRUE_WORDS
+        raise ConfigError(f"{name}: cannot read {value!r} as true or false")
+    if kind is int or kind is float:
+        try:
+            number = float(text) if isinstance(text, str) else text
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{name}: cannot read {value!r} as a {'whole ' if kind is int else ''}number"
+                              f"{' or ' + ' or '.join(map(str, words)) if words else ''}") from None
+        if kind is float:
+            return float(number)
+        if number != int(number):
+            raise ConfigError(f"{name}: cannot read {value!r} as a whole number")
+        return int(number)
+    if typing.get_origin(kind) is tuple:
+        parts = [str(p) for p in value] if isinstance(value, (list, tuple)) else \
+            [p for p in re.split(r"[\s,;]+", str(value or "").strip()) if p]
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            values = ()
+        if not values or any(v < 1 for v in values):
+            raise ConfigError(f"{name}: cannot read {value!r} as a token-set schedule (comma-separated positive "
+                              f"integers like 1,2,4,10)")
+        return values
+    return value
+
+
+def parse_knobs(pairs: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` strings (the CLI's --knob, a fork's knobs) as typed overrides (`knob_value`); ConfigError
+    names the first bad one."""
+    names = [f.name for f in dataclasses.fields(RainConfig) if f.name != "preset"]
     overrides: dict[str, Any] = {}
     for pair in pairs:
         name, separator, text = pair.partition("=")
         name, text = name.strip().replace("-", "_"), text.strip()
-        if not separator or name not in defaults:
-            raise KnobError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(defaults))}), "
+        if not separator or name not in names:
+            raise KnobError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(names))}), "
                             f"got {pair!r}", pair, None)
-        default = defaults[name]
         try:
-            if name in optional_ints:
-                value: Any = None if text.lower() == "none" else int(text)
-            elif name == "judge_logit_scale":
-                value = "auto" if text.lower() == "auto" else float(text)
-            elif isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise ValueError
-                value = text.lower() in ("true", "1", "yes", "on")
-            elif isinstance(default, int):
-                value = int(float(text)) if float(text).is_integer() else int(text)
-            elif isinstance(default, float):
-                value = float(text)
-            elif isinstance(default, tuple):
-                value = tuple(int(part) for part in text.split(","))
-            else:
-                value = text
-        except ValueError:
-            kind = "int" if default is None else type(default).__name__
-            raise KnobError(f"--knob {name}: cannot read {text!r} as {kind}", pair, name, text) from None
-        overrides[name] = value
+            overrides[name] = knob_value(name, text)
+        except ConfigError as error:
+            raise KnobError(f"--knob {error}", pair, name, text) from None
     return overrides
 
 

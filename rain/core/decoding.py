@@ -20,7 +20,9 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 
 import torch
 
+from rain.core.config import RainConfig
 from rain.core.lm import LanguageModel, TextCodec
+from rain.core.prompts import Conversation
 
 TokenSet = tuple[int, ...]
 Program = Generator[Any, Any, Any]   # yields a request then states, receives None/the result then logits, returns
@@ -70,8 +72,9 @@ def drive(lm: LanguageModel, programs: Sequence[Program],
     """Run `programs` in lockstep; each round is ONE next_logits call for every program's pending states.
 
     Requests (see the module docstring) go first, all of a round in one `lm.serve` call when the engine has
-    one. Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes (the
-    search uses it to queue the judge while the expansion still runs).
+    one; its answers may come one at a time as they arrive, and each program is advanced as soon as its own is
+    taken. Returns each program's return value; `on_done(i, value)` is called as soon as program i finishes,
+    before later answers are awaited (the search uses it to queue the judge while the expansion still runs).
     """
     results: list[Any] = [None] * len(programs)
     pending: dict[int, Any] = {}
@@ -312,3 +315,19 @@ def vanilla_tokens(lm: LanguageModel, state: Sequence[int], max_new_tokens: int,
         yield token
         if token in eos_ids or turn_ended(state[answer_start:]):
             return
+
+
+def vanilla_stream(lm: LanguageModel, codec: TextCodec, conversation: Conversation, config: RainConfig,
+                   temperature: float = 0.0, token_ids: list[int] | None = None) -> Iterator[str]:
+    """The vanilla answer's text, growing token by token: `vanilla_tokens` on the conversation's prompt with the
+    search's stop rules, sampled (temperature > 0) from a generator seeded with `config.seed`. Each token id is also
+    appended to `token_ids` when given. Every runtime's `vanilla_stream` is this on its engine."""
+    generator = torch.Generator(device=lm.device).manual_seed(config.seed)
+    answer: list[int] = []
+    for token in vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens,
+                                min(config.max_length, lm.max_length), conversation.stop_ids,
+                                lambda a: conversation.turn_ended(codec, a), temperature, generator):
+        answer.append(token)
+        if token_ids is not None:
+            token_ids.append(token)
+        yield conversation.answer_text(codec, answer)

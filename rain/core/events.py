@@ -98,9 +98,9 @@ class Evaluated(Event):
     """Self-evaluation of the exchange: every option order's label probabilities, each order's part, the score.
 
     `orders` holds each order's label probabilities (N labels, K orders, as the record's judge description lists
-    them); `first` and `second` are its first two (a caller may give those alone); `parts` each order's part of
-    the score. In the tree JSON (schema 2) they are one list, `orders`: [{"probs": {label: p}, "part": x}, ...];
-    schema-1 files (`first`, `second`, maybe `parts`) are read as well (rain/core/export.py converts them).
+    them); `parts` each order's part of the score. In the tree JSON (schema 2) they are one list, `orders`:
+    [{"probs": {label: p}, "part": x}, ...]; schema-1 events (`first`, `second`, maybe `parts`) are read as well
+    (rain/core/export.py `upgrade_v1` converts whole files).
     """
 
     type: ClassVar[str] = "evaluate"
@@ -108,15 +108,9 @@ class Evaluated(Event):
     node: int
     answer: str                     # the evaluated answer text (committed + path + rollout)
     score: float
-    first: dict[str, float]
-    second: dict[str, float]
+    orders: list[dict[str, float]]
     cache_hit: bool
     parts: list[float] = field(default_factory=list)
-    orders: list[dict[str, float]] = field(default_factory=list)
-
-    def __post_init__(self):
-        if not self.orders:
-            object.__setattr__(self, "orders", [dict(p) for p in (self.first, self.second) if p])
 
     def to_dict(self) -> dict[str, Any]:
         parts = list(self.parts) + [None] * (len(self.orders) - len(self.parts))
@@ -127,14 +121,13 @@ class Evaluated(Event):
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Evaluated":
         """From schema 2 (`orders`) or schema 1 (`first`, `second`, optional `parts`)."""
+        rest = {k: v for k, v in values.items() if k not in ("orders", "first", "second")}
         if "orders" not in values:
-            return cls(**values)
+            return cls(**rest, orders=[dict(values[k]) for k in ("first", "second") if values.get(k)])
         orders = [dict(order["probs"]) for order in values["orders"]]
         parts = [order.get("part") for order in values["orders"]]
         parts = [float(p) for p in parts] if all(isinstance(p, (int, float)) for p in parts) else []
-        rest = {k: v for k, v in values.items() if k != "orders"}
-        return cls(**rest, first=orders[0] if orders else {}, second=orders[1] if len(orders) > 1 else {},
-                   parts=parts, orders=orders)
+        return cls(**{**rest, "parts": parts}, orders=orders)
 
 
 @dataclass(frozen=True)

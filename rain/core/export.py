@@ -13,6 +13,7 @@ from typing import Any
 
 from rain.core.errors import RainError
 from rain.core.events import Event, event_from_dict
+from rain.core.judge import JudgeDescription
 from rain.core.replay import ReplayError, rebuild
 from rain.core.tree import Node, Tree
 
@@ -105,8 +106,6 @@ def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
 
     Best effort on a well-formed file: anything malformed is left for the schema check to name.
     """
-    from rain.core.judge import JudgeDescription
-
     try:
         judge, config = data.get("judge"), data.get("config")
         description = JudgeDescription.of_record(judge if isinstance(judge, dict) else None,

@@ -1,8 +1,9 @@
 """Self-evaluation (docs/algorithm.md §1.2 "Self-evaluation", §1.3 getv, §2): the model judges its own partial answer.
 
 A judge asks K option orders of one question with N options (labels read as next-token probabilities) and
-combines the orders' parts, as the paper does to cancel a bias towards one label. Our formats all ask K = 2
-orders whose good and bad meanings are swapped:
+combines the orders' parts, as the paper does to cancel a bias towards one label. Each format is one entry of
+`FORMAT_TABLE` (how it asks, one order's part, whether the mean part is squashed); ours all ask K = 2 orders
+whose good and bad meanings are swapped:
 - `ab_hard`: the authors' few-shot multiple choice "(A)/(B)", one hard vote per order: score in {-1, 0, 1}.
 - `ab_soft`: the same prompt, each order scored by its label probabilities.
 - `yesno_prob`, `yesno_logit`: a chat-template question answered "Yes"/"No" at the next position; the two
@@ -18,6 +19,8 @@ replaces the criterion's question in both orders. `JudgeDescription` says all of
 their meanings, the label token ids, the good and bad label and the score rule.
 All scores lie in [-1, 1] (docs/algorithm.md §1.5.2: the PUCT normalisation assumes that). The prompt texts are ours.
 Label ids come from the model's own tokenizer; a label that is not one token is refused.
+One file, over 400 lines: the description the page shows and the judge that reads the model are built from the
+same wordings and order plans. It imports no torch (the judge's logits arrive as tensors), so the page can read it.
 """
 from __future__ import annotations
 
@@ -26,48 +29,84 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import torch
+from typing import Any, Callable, Mapping, Sequence
 
 from rain.core.config import JudgeFormat
 from rain.core.errors import RainError
 from rain.core.lm import Evaluation, LanguageModel, TextCodec
+from rain.data import DATA_DIR
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 FORMATS: tuple[str, ...] = typing.get_args(JudgeFormat)    # the config's Literal: one list of the formats
 EXCHANGE = "{exchange}"              # placeholder in the prompt templates shown to people
 TINY = 1e-45                         # a label probability that underflowed float32 counts as this
 
 
-def order_part(judge_format: str, probs: Mapping[str, float], good_label: str, bad_label: str | None = None) -> float:
-    """One order's contribution from its label probabilities; options other than good and bad (App. B.3's
-    "neutral") count for neither side.
+def hard_vote(good: float, bad: float, others: Sequence[float]) -> float:
+    """+1 if p(good) is above every other label's, -1 if p(bad) is at least every other label's, else 0 (another
+    option wins); with two labels +1 if p(good) > p(bad) else -1, strict as getv."""
+    if good > max([bad, *others]):
+        return 1.0
+    return -1.0 if bad >= max([good, *others]) else 0.0
 
-    ab_hard: +1 if p(good) is above every other label's, -1 if p(bad) is at least every other label's (two
-    labels: +1 if p(good) > p(bad) else -1, strict as getv), else 0 (another option wins); ab_soft, yesno_prob:
-    (p(good) - p(bad)) / (sum of all labels' p), with two labels (p(good) - p(bad)) / (p(good) + p(bad));
-    yesno_logit: the logit gap log p(good) - log p(bad) (both labels share one softmax, so this equals the
-    difference of their logits). With two options `bad_label` defaults to the other one.
-    """
-    if bad_label is None:
-        bad_label = next(label for label in probs if label != good_label)
-    good, bad = probs[good_label], probs[bad_label]
-    others = [p for label, p in probs.items() if label not in (good_label, bad_label)]
-    if judge_format == "ab_hard":
-        if good > max([bad, *others]):
-            return 1.0
-        return -1.0 if bad >= max([good, *others]) else 0.0
-    if judge_format == "yesno_logit":
-        return math.log(max(good, TINY)) - math.log(max(bad, TINY))
+
+def soft_share(good: float, bad: float, others: Sequence[float]) -> float:
+    """(p(good) - p(bad)) / (sum of all labels' p); two labels: (p(good) - p(bad)) / (p(good) + p(bad))."""
     return (good - bad) / max(good + bad + sum(others), 1e-12)
 
 
+def logit_gap(good: float, bad: float, others: Sequence[float]) -> float:
+    """log p(good) - log p(bad): both labels share one softmax, so this is the difference of their logits."""
+    return math.log(max(good, TINY)) - math.log(max(bad, TINY))
+
+
+@dataclass(frozen=True)
+class Format:
+    """One judge format: how its orders are asked, what one order's part is, and how the parts make the score."""
+
+    name: str
+    asks_options: bool               # True: few-shot multiple choice "(A)/(B)"; False: a yes/no chat question
+    part: Callable[[float, float, Sequence[float]], float]   # (p(good), p(bad), the other labels' p) -> part
+    squashed: bool                   # score = tanh(mean part / logit_scale); else the mean part
+    part_name: str                   # what a part is, for people
+    rule: str                        # how the parts become the score, in words (two labels)
+    rule_more: str                   # ... with more labels (App. B.3's neutral option)
+    digits: int                      # decimals a part is shown with
+
+
+SOFT_RULE = "score = mean over the orders of (p(good) - p(bad)) / (sum of the labels' p)"
+FORMAT_TABLE: dict[str, Format] = {f.name: f for f in (
+    Format("ab_hard", True, hard_vote, False, "order score",
+           "score = mean over the orders of hard votes (+1 if p(good) > p(bad), else -1)",
+           "score = mean over the orders of hard votes (+1 if good is the most likely label, -1 if bad is, 0 if "
+           "another is)", 2),
+    Format("ab_soft", True, soft_share, False, "order score", SOFT_RULE,
+           SOFT_RULE + " (the other option counts for neither)", 2),
+    Format("yesno_prob", False, soft_share, False, "order score", SOFT_RULE,
+           SOFT_RULE + " (the other option counts for neither)", 2),
+    Format("yesno_logit", False, logit_gap, True, "logit gap (good − bad)", "score = tanh(mean logit gap / scale)",
+           "score = tanh(mean logit gap / scale)", 4),
+)}
+assert tuple(FORMAT_TABLE) == FORMATS, "FORMAT_TABLE holds one entry per JudgeFormat, in its order"
+
+
+def format_of(name: str) -> Format:
+    """The format's entry; a name this version does not know (a file's) reads as a yes/no question, soft-scored."""
+    return FORMAT_TABLE.get(name, FORMAT_TABLE["yesno_prob"])
+
+
+def order_part(judge_format: str, probs: Mapping[str, float], good_label: str, bad_label: str | None = None) -> float:
+    """One order's contribution from its label probabilities (the format's `part`); options other than good and
+    bad (App. B.3's "neutral") count for neither side. With two options `bad_label` defaults to the other one."""
+    if bad_label is None:
+        bad_label = next(label for label in probs if label != good_label)
+    others = [p for label, p in probs.items() if label not in (good_label, bad_label)]
+    return format_of(judge_format).part(probs[good_label], probs[bad_label], others)
+
+
 def combine_parts(judge_format: str, parts: Sequence[float], logit_scale: float) -> float:
-    """The score in [-1, 1]: the mean of the orders' parts; yesno_logit squashes the mean gap: tanh(mean / scale)."""
+    """The score in [-1, 1]: the mean of the orders' parts; a squashed format (yesno_logit): tanh(mean / scale)."""
     mean = sum(parts) / len(parts)
-    return math.tanh(mean / logit_scale) if judge_format == "yesno_logit" else mean
+    return math.tanh(mean / logit_scale) if format_of(judge_format).squashed else mean
 
 
 # --- what each criterion asks ----------------------------------------------------------------------------
@@ -159,7 +198,7 @@ class JudgeDescription:
 
     def parts(self, probs: Sequence[Mapping[str, float]]) -> list[float] | None:
         """Each order's part from its label probabilities; None when they do not name this judge's labels."""
-        if len(probs) != len(self.orders) or self.format not in FORMATS:
+        if len(probs) != len(self.orders) or self.format not in FORMAT_TABLE:
             return None
         if any(order.good not in p or order.bad not in p for order, p in zip(self.orders, probs)):
             return None
@@ -167,16 +206,20 @@ class JudgeDescription:
 
     def score(self, parts: Sequence[float]) -> float | None:
         """The score from the orders' parts; None for a yes/no logit judge whose scale was not recorded."""
-        if self.format == "yesno_logit" and self.logit_scale is None:
+        if format_of(self.format).squashed and self.logit_scale is None:
             return None
         return combine_parts(self.format, parts, self.logit_scale or 1.0)
 
     def formula(self, parts: Sequence[float]) -> str:
         """The score rule with these parts' numbers filled in."""
-        if self.format == "yesno_logit":
+        if format_of(self.format).squashed:
             scale = "scale (not recorded)" if self.logit_scale is None else f"scale {self.logit_scale:g}"
             return f"score = tanh(mean logit gap {sum(parts) / len(parts):+.4f} / {scale})"
         return self.score_rule
+
+    def part_text(self, part: float | None) -> str:
+        """One order's part as the panel shows it ("–" when not recorded)."""
+        return "–" if part is None else f"{part:+.{format_of(self.format).digits}f}"
 
     def exchange_text(self, question: str, answer: str) -> str:
         """The exchange as this judge read it (`judged_exchange`)."""
@@ -228,7 +271,7 @@ def plan_orders(judge_format: str, criterion: str, principle: str = "",
     "good?"; sentiment's A/B orders add (C) neutral, fixed; a principle asks its question with the yes/no
     labels' meanings swapped between the orders."""
     wording = WORDINGS.get(criterion, WORDINGS["harm"])
-    ab = judge_format.startswith("ab")
+    ab = format_of(judge_format).asks_options
     if principle:
         other = "no" if principle_good == "yes" else "yes"
         if ab:
@@ -261,30 +304,20 @@ def describe(judge_format: str, criterion: str, logit_scale: float | None = None
              principle: str = "", principle_good: str = "yes") -> JudgeDescription:
     """The description of one of our formats (`plan_orders`), with the score rule in words."""
     labels, plans = plan_orders(judge_format, criterion, principle, principle_good)
-    wording = WORDINGS.get(criterion, WORDINGS["harm"])
+    wording, spec = WORDINGS.get(criterion, WORDINGS["harm"]), format_of(judge_format)
     templates = list(templates) + [""] * (len(plans) - len(templates))
     orders = []
     for plan, template in zip(plans, templates):
         meanings = {label: meaning for label, meaning, _ in plan.options}
-        if judge_format.startswith("ab"):
+        if spec.asks_options:
             asks = ", ".join(f"({label}) {meaning}" for label, meaning, _ in plan.options)
             asks = f"“{principle}” {asks}" if principle else asks
         else:
             asks = f"“{plan.question}”" if principle else f"“{meanings['Yes']}?”"
         orders.append(JudgeOrder(asks, meanings, plan.good, plan.bad, template))
-    others = " (the other option counts for neither)" if len(labels) > 2 else ""
-    if judge_format == "yesno_logit":
-        part_name, rule = "logit gap (good − bad)", "score = tanh(mean logit gap / scale)"
-    elif judge_format == "ab_hard":
-        part_name = "order score"
-        rule = ("score = mean over the orders of hard votes (+1 if p(good) > p(bad), else -1)" if len(labels) == 2
-                else "score = mean over the orders of hard votes (+1 if good is the most likely label, -1 if bad "
-                     "is, 0 if another is)")
-    else:
-        part_name = "order score"
-        rule = f"score = mean over the orders of (p(good) - p(bad)) / (sum of the labels' p){others}"
-    return JudgeDescription(judge_format, criterion, labels, tuple(label_ids), tuple(orders), part_name, rule,
-                            logit_scale if judge_format == "yesno_logit" else None,
+    return JudgeDescription(judge_format, criterion, labels, tuple(label_ids), tuple(orders), spec.part_name,
+                            spec.rule if len(labels) == 2 else spec.rule_more,
+                            logit_scale if spec.squashed else None,
                             exchange or wording.exchange, principle,
                             wording.cut_after_last)
 
@@ -321,7 +354,7 @@ class SelfJudge:
     def __init__(self, lm: LanguageModel, codec: TextCodec, tokenizer, judge_format: str = "yesno_logit",
                  criterion: str = "harm", logit_scale: float = 0.05, principle: str = "",
                  principle_good: str = "yes"):
-        if judge_format not in FORMATS:
+        if judge_format not in FORMAT_TABLE:
             raise JudgeError(f"unknown judge format {judge_format!r}; choose one of {', '.join(FORMATS)}")
         if criterion not in WORDINGS:
             raise JudgeError(f"unknown judge criterion {criterion!r}; choose one of {', '.join(WORDINGS)}")
@@ -331,7 +364,7 @@ class SelfJudge:
         self.principle, self.principle_good = principle, principle_good
         self._refuse_special_tokens(tokenizer, principle)
         self.labels, self.plans = plan_orders(judge_format, criterion, principle, principle_good)
-        if judge_format.startswith("ab"):
+        if FORMAT_TABLE[judge_format].asks_options:
             self.prompt = self._ab_prompt()
         else:
             if not getattr(tokenizer, "chat_template", None):
@@ -352,7 +385,7 @@ class SelfJudge:
         self._logit_scale = value
         if hasattr(self, "description"):
             self.description = dataclasses.replace(
-                self.description, logit_scale=value if self.format == "yesno_logit" else None)
+                self.description, logit_scale=value if FORMAT_TABLE[self.format].squashed else None)
 
     def _refuse_special_tokens(self, tokenizer, principle: str) -> None:
         """A principle that tokenises to a special token (a chat-template marker) could end the judge's turn."""
@@ -364,7 +397,7 @@ class SelfJudge:
     def _fewshot(self) -> dict:
         if self.principle:                      # a user's question: zero-shot, the few-shot examples judge another one
             return {"instruction": PRINCIPLE_INSTRUCTION.format(subject=self.wording.subject), "examples": []}
-        return json.loads((ASSETS / self.wording.fewshot_file).read_text())
+        return json.loads((DATA_DIR / self.wording.fewshot_file).read_text())
 
     @staticmethod
     def _ab_options(plan: OrderPlan) -> str:
@@ -375,9 +408,8 @@ class SelfJudge:
     def _ab_prompt(self) -> JudgePrompt:
         shots = self._fewshot()
         blocks = [shots["instruction"]]
-        good_first, bad_first = self.plans
         for i, ex in enumerate(shots["examples"]):
-            plan = bad_first if i % 2 == 0 else good_first       # the examples alternate the two orders
+            plan = self.plans[(i + 1) % len(self.plans)]         # the examples cycle the orders, the last first
             harmful = ex["label"] == "harmful"
             label = plan.bad if harmful else plan.good
             chosen = self.wording.bad if harmful else self.wording.good
@@ -418,8 +450,8 @@ class SelfJudge:
     def evaluate(self, question: str, answer: str) -> Evaluation:
         states = self.states(question, answer)
         logits = self.lm.judge_logits(states, shared_prefix=len(self.prompt.prefix))
-        values = torch.softmax(logits.float(), dim=-1)[:, list(self.label_ids)].tolist()   # [K orders, N labels]
+        values = logits.float().softmax(dim=-1)[:, list(self.label_ids)].tolist()   # [K orders, N labels]; no torch
+        # import here: the page reads this module's description (JudgeDescription, FORMATS) without loading torch
         orders = tuple(dict(zip(self.labels, row)) for row in values)
         parts = self.description.parts(orders)
-        return Evaluation(score=self.description.score(parts), first=orders[0], second=orders[1],
-                          parts=tuple(parts), orders=orders)
+        return Evaluation(score=self.description.score(parts), orders=orders, parts=tuple(parts))

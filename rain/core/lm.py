@@ -7,11 +7,13 @@ rain/backends/engine/, rain/core/judge.py, rain/backends/embedder.py and rain/ba
 """
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
-from typing import Protocol, Sequence
+from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:                   # annotations only: the page imports these protocols without loading torch
+    import torch
 
 TokenState = Sequence[int]
 
@@ -117,23 +119,14 @@ class Evaluation:
     """One self-evaluation of an exchange (docs/algorithm.md §1.3 getv).
 
     `score` is in [-1, 1]: -1 harmful (or untruthful, negative), +1 harmless. `orders` holds the judge's label
-    probabilities for each option order, e.g. ({"A": 0.61, "B": 0.39}, {"A": 0.45, "B": 0.55}); `first` and
-    `second` are its first two (either may be given instead); `parts` each order's part of the score as the
-    judge's description (rain/core/judge.py `JudgeDescription`) defines it (empty when a judge has none).
+    probabilities for each of its K option orders, e.g. ({"A": 0.61, "B": 0.39}, {"A": 0.45, "B": 0.55});
+    `parts` each order's part of the score as the judge's description (rain/core/judge.py `JudgeDescription`)
+    defines it (empty when a judge has none).
     """
 
     score: float
-    first: dict[str, float] = field(default_factory=dict)
-    second: dict[str, float] = field(default_factory=dict)
-    parts: tuple[float, ...] = ()
     orders: tuple[dict[str, float], ...] = ()
-
-    def __post_init__(self):
-        if not self.orders:
-            object.__setattr__(self, "orders", tuple(p for p in (self.first, self.second) if p))
-        elif not self.first:
-            object.__setattr__(self, "first", dict(self.orders[0]))
-            object.__setattr__(self, "second", dict(self.orders[1]) if len(self.orders) > 1 else {})
+    parts: tuple[float, ...] = ()
 
 
 class Judge(Protocol):

@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Sequence
 
 from rain.core.errors import RainError
 from rain.core.lm import TextCodec
+from rain.data import DATA_DIR
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-FEWSHOT_FILE = ASSETS / "fewshot_generation.txt"
+FEWSHOT_FILE = DATA_DIR / "fewshot_generation.txt"
 TURN_MARKER = "Human:"              # a new human turn in a few-shot answer ends it (the authors' >5 "Human:")
 TAIL_TOKENS = 12                    # decode this many trailing tokens to look for the marker
 

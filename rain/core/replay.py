@@ -1,14 +1,16 @@
 """Rebuild the search tree from its events alone: replay needs no model.
 
 Folding every event of a run over `Tree.new()` gives the same nodes (ids, tokens, priors, visits, values,
-flags) as the live search; stopping early gives the tree as it stood after that event.
+flags) as the live search; stopping early gives the tree as it stood after that event, the paths in flight
+included (a select event until its simulation's back-up: what parallel simulations' virtual loss counts,
+docs/algorithm.md §3).
 """
 from __future__ import annotations
 
 from typing import Iterable, Iterator
 
 from rain.core.errors import RainError
-from rain.core.events import (BackedUp, Committed, Event, Expanded, NewNode, NodesAdded, Started)
+from rain.core.events import BackedUp, Committed, Event, Expanded, NewNode, NodesAdded, Selected, Started
 from rain.core.tree import Tree
 
 
@@ -37,10 +39,13 @@ def apply_event(tree: Tree, event: Event) -> None:
     """Apply one event's state change to `tree` in place."""
     if isinstance(event, Started):
         tree[tree.root].text = event.root_text
+    elif isinstance(event, Selected):                # in flight until its back-up: the virtual loss applies
+        tree.in_flight[event.simulation] = list(event.path)
     elif isinstance(event, (Expanded, NodesAdded)):
         for new in event.children:
             _add(tree, new, added=isinstance(event, NodesAdded))
     elif isinstance(event, BackedUp):
+        tree.in_flight.pop(event.simulation, None)
         for stats in event.path:
             _set(tree, stats.id, stats.visits, stats.value, stats.real_visits)
             tree.min_value = min(tree.min_value, stats.value) if stats.id != tree.root else tree.min_value

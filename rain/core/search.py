@@ -14,8 +14,7 @@ never read again). The search is one file, over 400 lines, because it reads top-
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -23,16 +22,38 @@ import torch
 
 from rain.core.clock import ComputeClock, timed
 from rain.core.config import RainConfig
-from rain.core.decoding import (Program, RolloutRules, drive, path_program, rollout_program, sample, single_token_program,
-                           tied_top)
-from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NewNode, NodesAdded,
-                         NodeStats, RolledOut, Rewound, Selected, SimilarityShare, Started)
+from rain.core.decoding import (
+    Program,
+    RolloutRules,
+    drive,
+    path_program,
+    rollout_program,
+    sample,
+    single_token_program,
+    tied_top,
+)
+from rain.core.events import (
+    BackedUp,
+    Committed,
+    Evaluated,
+    Event,
+    Expanded,
+    Finished,
+    NewNode,
+    NodesAdded,
+    NodeStats,
+    Rewound,
+    RolledOut,
+    Selected,
+    SimilarityShare,
+    Started,
+)
 from rain.core.lm import Embedder, Evaluation, Judge, LanguageModel, TextCodec
 from rain.core.prompts import Conversation
+from rain.core.puct import puct_scores
 from rain.core.replay import apply_event
 from rain.core.tree import Node, TokenSet, Tree
 
-VALUE_RANGE_EPSILON = 1e-5          # getqu: (q - min) / (max - min + 1e-5)
 ROLLOUT_SEED_OFFSET = 1             # rollouts draw from their own generator, seeded with seed + 1
 
 
@@ -47,32 +68,6 @@ class Backends:
 
 
 # --- Pure functions on the tree --------------------------------------------------------------------------
-
-def puct_terms(tree: Tree, node_id: int, config: RainConfig) -> list[tuple[float, float]]:
-    """Eq. (1)'s two terms for every child of `node_id`: (value term, exploration term c · p · sqrt(N) / (1 + n)).
-
-    Code variant (default, §1.3 getqu): value = (q - min)/(max - min + 1e-5), 0 for an unvisited child, and
-    N = the parent's n. Paper variants (§1.5.1-2): raw q, and N = the sum of the siblings' n.
-    """
-    children = tree.children(node_id)
-    total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
-    exploration = config.c_puct * math.sqrt(total)
-    terms = []
-    for child in children:
-        if config.puct_value == "raw":
-            value = child.value
-        elif child.visits == 0:
-            value = 0.0
-        else:
-            value = (child.value - tree.min_value) / (tree.max_value - tree.min_value + VALUE_RANGE_EPSILON)
-        terms.append((value, exploration * child.prior / (1 + child.visits)))
-    return terms
-
-
-def puct_scores(tree: Tree, node_id: int, config: RainConfig) -> list[float]:
-    """Eq. (1) for every child of `node_id`: value + c · p · sqrt(N) / (1 + n) (terms: `puct_terms`)."""
-    return [value + exploration for value, exploration in puct_terms(tree, node_id, config)]
-
 
 def select_child(tree: Tree, node_id: int, config: RainConfig) -> tuple[Node, float]:
     """argmax of Eq. (1); the first child wins a tie (Python's max over the children dict)."""
@@ -166,6 +161,18 @@ def reroot_priors(tree: Tree, child_id: int, config: RainConfig) -> dict[int, fl
 
 
 # --- The search -----------------------------------------------------------------------------------------
+
+@dataclass
+class Selection:
+    """One simulation of a round, from its select event to its back-up."""
+
+    simulation: int
+    path: list[int]                 # node ids, root first
+    state: list[int]                # the root's state plus the path's tokens
+    terminal: bool                  # evaluated, never expanded (Search._is_terminal)
+    sampled: list[int] = field(default_factory=list)    # the rollout's tokens
+    expansion: tuple | None = None  # (candidates, ranked logits or None), Search._candidates_program's result
+
 
 class Search:
     """One RAIN generation for one prompt. Iterate `run()` for events; `tree` is readable at any time."""
@@ -279,79 +286,115 @@ class Search:
         self.evaluations[answer] = evaluation
         return evaluation, False
 
-    def _path_embeddings(self, path: list[int], rollout_tokens: list[int]) -> dict[int, np.ndarray] | None:
-        """Embedding of the text from each path node to the end of the rollout, in one batch (§1.3 backup)."""
+    def _path_embeddings(self, selections: Sequence[Selection]) -> list[dict[int, np.ndarray] | None]:
+        """For each simulation, the embedding of the text from each path node to the end of its rollout (§1.3
+        backup); all of a round in one batch."""
         if not (self.config.similarity_update or self.config.dynamic_addition):
-            return None
-        codec, ids, texts = self.backends.codec, [], []
-        suffix = list(rollout_tokens)
-        for node_id in reversed(path):
-            if node_id == self.tree.root:
-                break
-            suffix = list(self.tree[node_id].tokens) + suffix
-            ids.append(node_id)
-            texts.append(codec.decode(suffix))
-        if not ids:
-            return {}
-        vectors = self.backends.embedder.embed(texts)
-        return {i: np.asarray(v, dtype=np.float64) for i, v in zip(ids, vectors)}
+            return [None] * len(selections)
+        codec, ids_of, texts = self.backends.codec, [], []
+        for selection in selections:
+            ids, suffix = [], list(selection.sampled)
+            for node_id in reversed(selection.path):
+                if node_id == self.tree.root:
+                    break
+                suffix = list(self.tree[node_id].tokens) + suffix
+                ids.append(node_id)
+                texts.append(codec.decode(suffix))
+            ids_of.append(ids)
+        vectors = iter(self.backends.embedder.embed(texts) if texts else [])
+        return [{i: np.asarray(next(vectors), dtype=np.float64) for i in ids} for ids in ids_of]
 
-    def simulate(self) -> Iterator[Event]:
-        """One inner-loop iteration: select, roll out, evaluate, expand, back up, rewind (Alg. 1 lines 5-11)."""
-        self.simulations += 1
-        sim, tree, config = self.simulations, self.tree, self.config
+    def _descend(self, simulation: int) -> Iterator[Event]:
+        """The forward step (Alg. 1 line 5): Eq. (1) from the root to a leaf, adding nodes where checkadd says so.
+
+        Yields the node additions; returns (path, Eq. (1) scores, the leaf's state)."""
+        tree, config = self.tree, self.config
         node, state = tree[tree.root], list(self.root_state)
         path, scores = [node.id], []
-        while node.children:                                          # forward step
+        while node.children:
             if config.dynamic_addition and addition_triggered(tree, node.id, config, self.embeddings):
                 added = self._additions(node, state)
                 if added:
-                    yield self._apply(NodesAdded(sim, node.id, added))
+                    yield self._apply(NodesAdded(simulation, node.id, added))
             node, score = select_child(tree, node.id, config)
             state.extend(node.tokens)
             path.append(node.id)
             scores.append(score)
-        yield Selected(sim, path, scores)
+        return path, scores, state
 
-        terminal = self._is_terminal(node, state)                   # BackedUp marks the leaf
-        answer_tokens = self._answer_tokens(state)
-        codec = self.backends.codec
+    def simulate(self, size: int = 1) -> Iterator[Event]:
+        """Up to `size` inner-loop iterations sharing forwards (Alg. 1 lines 5-11; size > 1: docs/algorithm.md §3
+        "Parallel simulations"); returns how many ran.
+
+        Each leaf is selected by Eq. (1) under the virtual loss of the paths already selected this round (a
+        select event puts its path in flight, its back-up takes it out: rain/core/replay.py). All rollouts and
+        expansions then run in lockstep, one forward per step for all, the judge's prompts riding along; then each
+        simulation in order is evaluated, expanded, backed up and rewound, exactly as on its own. The round ends
+        early when a descent reaches a leaf already in flight (it is not selected twice) or the node cap leaves
+        no room."""
+        tree, config, codec = self.tree, self.config, self.backends.codec
+        selections: list[Selection] = []
+        while len(selections) < size and self._room_for_simulation(len(selections)):
+            self.simulations += 1
+            simulation = self.simulations
+            path, scores, state = yield from self._descend(simulation)
+            if any(path[-1] == other.path[-1] for other in selections):
+                self.simulations -= 1          # not run: the next round's first descent takes its number
+                break
+            yield self._apply(Selected(simulation, path, scores))
+            selections.append(Selection(simulation, path, state, self._is_terminal(tree[path[-1]], state)))
+
+        growing = [s for s in selections if not s.terminal]   # a terminal leaf is evaluated, never expanded
+        programs: list[Program] = []
+        for selection in growing:        # each rollout and expansion starts at its leaf: all run in lockstep
+            programs.append(rollout_program(codec, selection.state, len(self.conversation.prompt_tokens),
+                                            self.conversation.prompt_last_char, self.rollout_rules,
+                                            self.rollout_generator, self._turn_ended))
+            programs.append(self._candidates_program(tree[selection.path[-1]], selection.state, config.candidates))
 
         def rolled_out(program: int, tokens: list[int]) -> None:
-            """As soon as the rollout ends, queue the judge's prompts: they ride on the expansion's next forward."""
-            if program != 0:
-                return
-            answer = self.conversation.answer_text(codec, answer_tokens + tokens)
-            if not (config.eval_cache and answer in self.evaluations):
-                self.backends.judge.prefetch(self.conversation.question, answer)
+            """As soon as a rollout ends, queue the judge's prompts: they ride on the next shared forward."""
+            if program % 2 == 0:
+                self._prefetch_judge(growing[program // 2].state, tokens)
 
-        sampled: list[int] = []
-        expansion = None
-        if not terminal:      # the rollout and the expansion both start at the leaf: run them in lockstep
-            roll = rollout_program(codec, state, len(self.conversation.prompt_tokens),
-                                   self.conversation.prompt_last_char, self.rollout_rules, self.rollout_generator,
-                                   self._turn_ended)
-            expand = self._candidates_program(node, state, config.candidates)
-            sampled, expansion = drive(self.backends.lm, [roll, expand], on_done=rolled_out)
-        yield RolledOut(sim, node.id, len(sampled), codec.decode(sampled))
+        results = drive(self.backends.lm, programs, on_done=rolled_out) if programs else []
+        for selection, sampled, expansion in zip(growing, results[0::2], results[1::2]):
+            selection.sampled, selection.expansion = sampled, expansion
+        for selection in selections:
+            if selection.terminal:
+                self._prefetch_judge(selection.state, [])
+        for selection, embeddings in zip(selections, self._path_embeddings(selections)):
+            yield from self._finish(selection, embeddings)
+        return len(selections)
 
-        answer = self.conversation.answer_text(codec, answer_tokens + sampled)
+    def _prefetch_judge(self, state: list[int], rollout: list[int]) -> None:
+        answer = self.conversation.answer_text(self.backends.codec, self._answer_tokens(state) + rollout)
+        if not (self.config.eval_cache and answer in self.evaluations):
+            self.backends.judge.prefetch(self.conversation.question, answer)
+
+    def _finish(self, selection: Selection, embeddings: dict[int, np.ndarray] | None) -> Iterator[Event]:
+        """One simulation after its rollout: evaluate, expand, back up, rewind (Alg. 1 lines 7-11)."""
+        tree, codec, simulation = self.tree, self.backends.codec, selection.simulation
+        node, sampled = tree[selection.path[-1]], selection.sampled
+        yield RolledOut(simulation, node.id, len(sampled), codec.decode(sampled))
+
+        answer = self.conversation.answer_text(codec, self._answer_tokens(selection.state) + sampled)
         evaluation, hit = self._evaluate(answer)
-        yield Evaluated(sim, node.id, answer, evaluation.score, evaluation.first, evaluation.second, hit,
-                        list(evaluation.parts), [dict(p) for p in evaluation.orders])
-        if expansion is not None:
-            yield self._apply(Expanded(sim, node.id, self._expansion(node, *expansion)))
+        yield Evaluated(simulation, node.id, answer, evaluation.score, [dict(p) for p in evaluation.orders], hit,
+                        list(evaluation.parts))
+        if selection.expansion is not None:
+            yield self._apply(Expanded(simulation, node.id, self._expansion(node, *selection.expansion)))
 
-        stats, shares = backup(tree, path, evaluation.score, self._path_embeddings(path, sampled), config,
-                               self.embeddings)
-        yield self._apply(BackedUp(sim, evaluation.score, stats, shares, terminal))
-        yield Rewound(sim, tree.root, self.live_stats())
+        stats, shares = backup(tree, selection.path, evaluation.score, embeddings, self.config, self.embeddings)
+        yield self._apply(BackedUp(simulation, evaluation.score, stats, shares, selection.terminal))
+        yield Rewound(simulation, tree.root, self.live_stats())
 
-    def _room_for_simulation(self) -> bool:
-        """Room under `max_tree_nodes` for one more simulation's nodes: one expansion plus one added node per
-        level of the longest possible path. Abandoned branches are evicted before the answer is no."""
+    def _room_for_simulation(self, in_flight: int = 0) -> bool:
+        """Room under `max_tree_nodes` for one more simulation's nodes, besides the `in_flight` ones of this round:
+        one expansion plus one added node per level of the longest possible path each. Abandoned branches are
+        evicted before the answer is no."""
         tree, config = self.tree, self.config
-        needed = config.candidates + (tree.deepest_step - tree[tree.root].step + 1)
+        needed = (config.candidates + (tree.deepest_step - tree[tree.root].step + 1)) * (in_flight + 1)
         if tree.size + needed <= config.max_tree_nodes:
             return True
         if tree.evict_abandoned():                               # the one change to the tree outside an event
@@ -416,14 +459,14 @@ class Search:
                                         self.live_stats()))
         while True:
             window, spent, why = self._window(), 0, "budget"
-            for _ in range(window):
-                if not self._room_for_simulation():
+            while spent < window:         # rounds of k simulations, the last one cut to the window
+                ran = yield from self.simulate(min(config.parallel_simulations, window - spent))
+                if ran == 0:
                     why = "node_cap"
                     break
-                yield from self.simulate()
-                spent += 1
+                spent += ran
                 if config.sims_per_move is None and config.early_stop and stop_rule_met(tree, config):
-                    why = "threshold"
+                    why = "threshold"       # tested after each round: its simulations all count
                     break
             if config.sims_per_move is not None and why != "node_cap":
                 why = "fixed"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 NO_PARENT = -1
 ROOT_ID = 0      # the original root: the prompt
 
@@ -47,6 +46,8 @@ class Tree:
     max_value: float = 1.0         # root.maxqn
     evicted: int = 0               # nodes freed by evict_abandoned
     deepest_step: int = 0          # largest step of any node created (bounds a simulation's path length)
+    in_flight: dict[int, list[int]] = field(default_factory=dict)   # simulation -> its selected path, from its
+                                   # select event to its back-up: what the virtual loss counts (parallel_simulations)
 
     @classmethod
     def new(cls, prompt_text: str = "") -> "Tree":
@@ -95,6 +96,10 @@ class Tree:
             node.children = {tokens: child for tokens, child in node.children.items() if child in keep}
         self.evicted += freed
         return freed
+
+    def in_flight_through(self, node_id: int) -> int:
+        """How many selected paths awaiting their back-up pass through `node_id` (0 in the sequential search)."""
+        return sum(node_id in path for path in self.in_flight.values())
 
     def most_visited_child(self, node_id: int) -> Node | None:
         """get_max_n_action: argmax n (similarity mass included); ties go to the higher q, then dict order."""

@@ -5,20 +5,21 @@ answer with the same `SelfJudge` RAIN uses, keep the best (ties: the first). It 
 judge as RAIN but never rewinds, so it isolates what RAIN's search adds over plain rejection sampling.
 
 `best_of_n` is a generator so callers (CLI, app) can show progress: it yields one `Sample` per answer, then
-the `BestOfN` result (also its return value).
+the `BestOfN` result (also its return value). Each sample is the runtime's own vanilla decoder
+(`vanilla_stream`, rain/core/decoding.py) at the lane's temperature, so this module, and the session that runs
+it, import no torch.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generator, Mapping, Union
 
-import torch
-
 from rain.core.config import RainConfig
-from rain.core.decoding import vanilla_tokens
-from rain.core.lm import Judge, LanguageModel, TextCodec
+from rain.core.lm import Judge, LanguageModel
 from rain.core.prompts import Conversation
+from rain.runs.runtimes import Runtime
 
 DEFAULT_N = 4
 DEFAULT_TEMPERATURE = 1.0
@@ -78,24 +79,25 @@ def pick_best(samples: list[Sample]) -> Sample:
     return max(samples, key=lambda s: s.score)          # max keeps the first of equal keys
 
 
-def best_of_n(lm: LanguageModel, codec: TextCodec, judge: Judge, conversation: Conversation, config: RainConfig,
+def best_of_n(runtime: Runtime, lm: LanguageModel, judge: Judge, conversation: Conversation, config: RainConfig,
               n: int = DEFAULT_N, temperature: float = DEFAULT_TEMPERATURE
               ) -> Generator[BestOfNEvent, None, BestOfN]:
-    """Yield each `Sample` as it is judged, then the `BestOfN`; `lm` should be fresh so its stats are this run's."""
+    """Yield each `Sample` as it is judged, then the `BestOfN`; `lm` should be fresh so its stats are this run's.
+
+    Sample i is `runtime.vanilla_stream` on `lm` at `temperature` with seed config.seed + i."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
     started = time.perf_counter()
-    max_length = min(config.max_length, lm.max_length)
     samples: list[Sample] = []
     for index in range(n):
         began = time.perf_counter()
-        generator = torch.Generator(device=lm.device).manual_seed(config.seed + index)
-        tokens = list(vanilla_tokens(lm, conversation.prompt_tokens, config.max_new_tokens, max_length,
-                                     conversation.stop_ids, lambda a: conversation.turn_ended(codec, a),
-                                     temperature, generator))
-        text = conversation.answer_text(codec, tokens)
+        tokens: list[int] = []
+        seeded = dataclasses.replace(config, seed=config.seed + index)
+        for _ in runtime.vanilla_stream(conversation, seeded, temperature, lm=lm, token_ids=tokens):
+            pass
+        text = conversation.answer_text(runtime.codec, tokens)
         score = judge.evaluate(conversation.question, text).score
         sample = Sample(index, text, score, len(tokens), time.perf_counter() - began)
         samples.append(sample)

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from rain.core.config import RainConfig
 from rain.core.export import save
+from rain.runs.runtimes import Runtime
 from rain.runs.session import RunRequest, final_record, run_session
 
 
@@ -28,7 +29,7 @@ class Row:
     line: int
 
 
-def answer_row(runtime, row: Row, config: RainConfig, prompt_format: str, trees: str | None) -> dict:
+def answer_row(runtime: Runtime, row: Row, config: RainConfig, prompt_format: str, trees: str | None) -> dict:
     """One output row of `run` from the run's session record (rain/runs/session.py), the same for sequential,
     concurrent and Ray runs; the tree goes to TREES/<id>.json when asked."""
     record = final_record(run_session(runtime, RunRequest(row.prompt, config, prompt_format)))

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rain.core.errors import RainError
 from rain.core.config import ConfigError, RainConfig
+from rain.core.errors import RainError
 from rain.core.events import Event
 from rain.core.export import RunRecord, nodes_of
 from rain.core.replay import rebuild
-from rain.runs.teaching import committed_nodes, find_divergence
 from rain.core.tree import ROOT_ID, TokenSet, Tree
+from rain.runs.runtimes import Runtime
+from rain.runs.teaching import committed_nodes, find_divergence
 
 PROMPT_FORMATS = ("auto", "chat", "fewshot")
 
@@ -61,7 +62,7 @@ def plan_fork(record: RunRecord, node_id: int, knobs: dict[str, Any]) -> ForkPla
                     dict(knobs))
 
 
-def conversation_for(runtime, plan: ForkPlan):
+def conversation_for(runtime: Runtime, plan: ForkPlan):
     """The parent's conversation rebuilt on this model, or ForkError when the tree is another model's."""
     started = next((e for e in plan.record.events if e.type == "started"), None)
     for prompt_format in PROMPT_FORMATS:
@@ -79,7 +80,7 @@ def conversation_for(runtime, plan: ForkPlan):
     return conversation
 
 
-def fork(runtime, plan: ForkPlan, parent_file: str | Path) -> RunRecord:
+def fork(runtime: Runtime, plan: ForkPlan, parent_file: str | Path) -> RunRecord:
     """Run the fork on `runtime` (which must hold the tree's model) and return its record."""
     conversation = conversation_for(runtime, plan)
     search = runtime.search(conversation, plan.config, prefix=plan.prefix)

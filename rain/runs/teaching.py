@@ -10,12 +10,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from rain.core.errors import RainError
 from rain.core.config import RainConfig
-from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut, Rewound,
-                         Selected, Started)
+from rain.core.errors import RainError
+from rain.core.events import (
+    BackedUp,
+    Committed,
+    Evaluated,
+    Event,
+    Expanded,
+    Finished,
+    NodesAdded,
+    Rewound,
+    RolledOut,
+    Selected,
+    Started,
+)
+from rain.core.puct import VALUE_RANGE_EPSILON, VIRTUAL_LOSS_SCORE, puct_terms, selection_stats
 from rain.core.replay import apply_event, rebuild
-from rain.core.search import VALUE_RANGE_EPSILON, puct_terms
 from rain.core.tree import NO_PARENT, ROOT_ID, Node, Tree
 
 QUOTE_CHARS = 60            # longest text quoted in a narration sentence
@@ -100,12 +111,13 @@ class ChildScore:
     id: int
     text: str
     prior: float                    # p
-    visits: float                   # n (similarity mass included)
-    value: float                    # q
+    visits: float                   # n (similarity mass included) as Eq. (1) read it: plus the virtual loss
+    value: float                    # q, likewise (rain.core.search.selection_stats)
     value_term: float               # normalised q (code) or raw q (paper), §1.5.2
     exploration_term: float         # c · p · sqrt(N) / (1 + n)
     score: float                    # their sum
     selected: bool                  # Eq. (1)'s argmax on this simulation's descent
+    in_flight: int = 0              # selected paths through this child awaiting their back-up (virtual loss)
 
 
 @dataclass(frozen=True)
@@ -116,14 +128,22 @@ class WhyTable:
     formula: str
     rows: list[ChildScore]
     recorded_score: float | None    # the Eq. (1) score the select event recorded for the chosen child
+    in_flight: int = 0              # paths of this round selected before this one, awaiting their back-up
 
 
 def formula(config: RainConfig) -> str:
-    """Eq. (1) in the variant `config` runs (§1.5.1-2), with its constant c."""
+    """Eq. (1) in the variant `config` runs (§1.5.1-2), with its constant c, and the evaluator whose scores the
+    values q are when it is not the model itself (rain/core/evaluator.py)."""
     value = ("q" if config.puct_value == "raw"
              else f"[(q − min)/(max − min + {VALUE_RANGE_EPSILON:g}), or 0 if n = 0]")
     total = "N = the node's n" if config.puct_visits == "parent" else "N = Σ of the children's n"
-    return f"score = {value} + c·p·√N/(1 + n), c = {config.c_puct:g}, {total}"
+    judged = "" if config.evaluator == "self" else f"; q: scores of evaluator {config.evaluator}, not self-evaluation"
+    return f"score = {value} + c·p·√N/(1 + n), c = {config.c_puct:g}, {total}{judged}"
+
+
+VIRTUAL_LOSS_RULE = (f"virtual loss: each of the m selected paths in flight through a node counts as one more "
+                     f"visit scored {VIRTUAL_LOSS_SCORE:g} until its back-up: n + m, "
+                     f"q := (q·n + m·({VIRTUAL_LOSS_SCORE:g}))/(n + m)")
 
 
 def _select_index(events: Sequence[Event], simulation: int) -> int:
@@ -160,11 +180,15 @@ def why_table_at(tree: Tree, selected: Selected, config: RainConfig, node_id: in
     if node_id in selected.path[:-1]:
         depth = selected.path.index(node_id)
         chosen, recorded = selected.path[depth + 1], selected.scores[depth]
-    total = tree[node_id].visits if config.puct_visits == "parent" else sum(c.visits for c in children)
-    rows = [ChildScore(child.id, child.text, child.prior, child.visits, child.value, value, exploration,
-                       value + exploration, child.id == chosen)
-            for child, (value, exploration) in zip(children, puct_terms(tree, node_id, config))]
-    return WhyTable(simulation, node_id, total, formula(config), rows, recorded)
+    stats = [selection_stats(tree, child.id) for child in children]      # n and q with the virtual loss
+    total = selection_stats(tree, node_id)[0] if config.puct_visits == "parent" else sum(n for n, _ in stats)
+    rows = [ChildScore(child.id, child.text, child.prior, visits, child_value, value, exploration,
+                       value + exploration, child.id == chosen, tree.in_flight_through(child.id))
+            for child, (visits, child_value), (value, exploration)
+            in zip(children, stats, puct_terms(tree, node_id, config))]
+    in_flight = len(tree.in_flight)
+    shown = formula(config) + (f"; {VIRTUAL_LOSS_RULE}" if in_flight else "")
+    return WhyTable(simulation, node_id, total, shown, rows, recorded, in_flight)
 
 
 def latest_selection(events: Sequence[Event]) -> tuple[int, int] | None:
@@ -181,8 +205,9 @@ def format_why(table: WhyTable) -> str:
              f"  {'id':>5} {'p':>6} {'n':>6} {'q':>7} {'value':>7} {'explore':>8} {'score':>7}  text"]
     for row in table.rows:
         mark = ">" if row.selected else " "
+        flight = f"  (in flight: {row.in_flight})" if row.in_flight else ""
         lines.append(f"{mark} {row.id:>5} {row.prior:6.3f} {row.visits:6.2f} {row.value:+7.3f} {row.value_term:7.3f} "
-                     f"{row.exploration_term:8.3f} {row.score:7.3f}  {row.text!r}")
+                     f"{row.exploration_term:8.3f} {row.score:7.3f}  {row.text!r}{flight}")
     return "\n".join(lines)
 
 
@@ -207,8 +232,9 @@ TRUSTED_ACCURACY = 0.9      # below this a judge misranks at least one pair in t
 
 def judge_check_accuracy(model: dict[str, Any], config: dict[str, Any]) -> float | None:
     """judge-check's measured accuracy for a run's model (its record's `model`) and judge (its `config`), or None
-    when nobody measured it (another model, precision, format or a principle of the user's own)."""
-    if config.get("principle"):
+    when nobody measured it (another model, precision, format, a principle of the user's own, or another
+    evaluator: judge-check measures the model judging itself)."""
+    if config.get("principle") or (config.get("evaluator") or "self") != "self":
         return None
     dtype = model.get("judge_dtype") or model.get("dtype") or "float32"
     return JUDGE_CHECKS.get((model.get("name", ""), dtype, config.get("criterion", "harm"),
@@ -242,7 +268,7 @@ class Narrator:
     def __init__(self, config: RainConfig | None = None):
         self.config = config or RainConfig()
         self.tree = Tree.new()
-        self.leaf: int | None = None               # this simulation's leaf, score and rollout text
+        self.leaves: dict[int, int] = {}           # simulation -> its leaf (a round selects several first)
         self.score: float | None = None
         self.clause = ""
         self.branch_before: float | None = None    # the root child's value before the back-up
@@ -266,14 +292,18 @@ class Narrator:
             return (f"Started: the prompt is {event.prompt_tokens} tokens; each simulation will descend from it by "
                     f"Eq. (1), roll out, ask the judge, expand and back up.")
         if isinstance(event, Selected):
-            self.leaf, self.score, self.clause, self.branch_before = event.path[-1], None, "", None
+            self.leaves[event.simulation], self.score, self.clause, self.branch_before = event.path[-1], None, "", None
             if len(event.path) == 1:
                 return (f"Simulation {event.simulation}: the root has no children yet, so the simulation starts "
                         f"from the root itself.")
             depth = len(event.path) - 1
+            flight = len(tree.in_flight)
+            virtual = (f" {flight} path{'s' * (flight > 1)} selected earlier in this round still await"
+                       f"{'s' * (flight == 1)} {'their' if flight > 1 else 'its'} back-up, so Eq. (1) counted "
+                       f"each as one more visit scored {VIRTUAL_LOSS_SCORE:g} (virtual loss)." if flight else "")
             return (f"Simulation {event.simulation}: Eq. (1) went down {depth} level{'s' * (depth > 1)} to "
                     f"{_quote(self._text(event.path[-1]))}, taking at each level the child with the highest value "
-                    f"plus exploration (last score {event.scores[-1]:.2f}).")
+                    f"plus exploration (last score {event.scores[-1]:.2f}).{virtual}")
         if isinstance(event, NodesAdded):
             names = ", ".join(f"{_quote(c.text)} (p {c.prior:.2f})" for c in event.children)
             return (f"Dynamic node addition under {_quote(self._text(event.node))}: its children were alike "
@@ -314,9 +344,10 @@ class Narrator:
                     f"(n = {count(leaf.visits)}){shares}.")
         if isinstance(event, Rewound):
             score = f"{self.score:+.2f}" if self.score is not None else "?"
-            if self.leaf is None or self.leaf == tree.root:
+            leaf = self.leaves.pop(event.simulation, None)
+            if leaf is None or leaf == tree.root:
                 return f"Rewound to the root: the root itself was scored {score}."
-            branch = tree[self._branch_of(self.leaf)]
+            branch = tree[self._branch_of(leaf)]
             before = self.branch_before
             change = ("is now" if before is None or branch.real_visits == 1 else "rose to" if branch.value > before
                       else "fell to" if branch.value < before else "stayed at")

@@ -21,14 +21,25 @@ import json
 import math
 from typing import Any
 
-from rain.core.errors import RainError
 from rain.core.config import ConfigError, RainConfig
-from rain.core.events import BackedUp, Committed, Event, Expanded, NewNode, NodeStats, NodesAdded, Rewound, Selected, Started
+from rain.core.errors import RainError
+from rain.core.events import (
+    BackedUp,
+    Committed,
+    Event,
+    Expanded,
+    NewNode,
+    NodesAdded,
+    NodeStats,
+    Rewound,
+    Selected,
+    Started,
+)
 from rain.core.export import RunRecord, nodes_of
+from rain.core.puct import puct_scores
 from rain.core.replay import apply_event, rebuild
-from rain.core.search import puct_scores
-from rain.runs.teaching import COMMIT_REASONS
 from rain.core.tree import NO_PARENT, ROOT_ID, Tree
+from rain.runs.teaching import COMMIT_REASONS
 
 FOREIGN_MODEL = "treelog import"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from rain.core.config import RainConfig
 from rain.core.errors import RainError
@@ -74,8 +75,7 @@ def run_on_ray(rows: list[Row], out: Path, address: str | None, workers: int, ba
     `on_submit(row, actor)` is called whenever a row is handed to an actor (tests kill actors from it).
     """
     ray = _ray()
-    from ray.exceptions import RayActorError
-    from tqdm import tqdm
+    from ray.exceptions import RayActorError  # Ray is optional: imported only when asked for
 
     started_here = not ray.is_initialized()
     if started_here:

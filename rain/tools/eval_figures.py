@@ -1,14 +1,11 @@
 """`eval`'s figure: six Plotly panels of an eval summary, as a self-contained DIR/summary.html (plotly.js inlined,
-so it opens offline). The one module of rain/ that imports plotly: it is the command line's output, on the top
-floor; the library below (core, backends, runs) never draws."""
+so it opens offline). The one module of rain/ that imports plotly, inside `summary_figure`: it is the command
+line's output, on the top floor; the library below (core, backends, runs) never draws."""
 from __future__ import annotations
 
 import html
 from pathlib import Path
 from typing import Sequence
-
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from rain.tools.eval_summary import Summary, format_summary, number
 from rain.tools.evaluation import PLOT_FILE, Result
@@ -20,6 +17,9 @@ METHOD_COLOURS = {"vanilla": "#64748b", "rain": "#2563eb", "bon": "#f59e0b"}
 
 def summary_figure(summary: Summary, results: Sequence[Result]):
     """Six panels: self score, external score, refusal rate, win rates, cost ratios, per-prompt self scores."""
+    import plotly.graph_objects as go  # plotly is the app's library: loaded only when eval draws
+    from plotly.subplots import make_subplots
+
     titles = ("Self-judge score of the final answer (mean)", f"External judge: {summary.external or 'none'}",
               "Refusal rate (keyword list)", "Win rate, ties excluded (0.5 = no difference)",
               "Cost relative to vanilla (totals over the same prompts)", "Self-judge score per prompt")

@@ -3,12 +3,13 @@ prompt category, paired win rates per judge, and cost relative to vanilla."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Sequence
 
 from rain.tools.evaluation import SELF_JUDGE, SUMMARY_FILE, Result, is_refusal
+from rain.tools.sentiment import POSITIVE_AT
 
 TIE_TOLERANCE = 1e-3                # closer scores tie: batched forwards move a score by ~1e-4 at scale 0.05
 
@@ -76,6 +77,18 @@ class CostRow:
     tokens_ratio: float | None
 
 
+@dataclass(frozen=True)
+class JudgeRow:
+    """One lane under one judge: the share it calls good, its mean score, and paired wins over vanilla."""
+
+    method: str
+    judge: str
+    count: int
+    good_share: float
+    mean_score: float
+    over_vanilla: WinRate | None
+
+
 @dataclass
 class Summary:
     methods: list[str]
@@ -85,13 +98,19 @@ class Summary:
     costs: list[CostRow]
     external: str | None = None
     header: str = ""
+    judges: list[JudgeRow] = field(default_factory=list)
 
 
 COMPARISONS = (("rain", "vanilla"), ("rain", "bon"), ("bon", "vanilla"))
 
 
+def good_at(judge: str) -> float:
+    """Where a judge's "good" (% positive) starts: VADER's documented 0.05 for its compound, else above 0."""
+    return POSITIVE_AT if judge.startswith("vaderSentiment") else 1e-12
+
+
 def summarise(results: Sequence[Result], methods: Sequence[str], external: str | None = None,
-              header: str = "") -> Summary:
+              header: str = "", judges: Sequence[str] = ()) -> Summary:
     """All metrics from stored results (no model): per method, per category, pairwise and cost."""
     by_method = {m: {r.id: r for r in results if r.method == m} for m in methods}
     categories = sorted({r.category for r in results})
@@ -117,8 +136,41 @@ def summarise(results: Sequence[Result], methods: Sequence[str], external: str |
         if external:
             both = [(a, b) for a, b in pairs if a.external_score is not None and b.external_score is not None]
             wins.append(WinRow(method, baseline, external, _paired_wins(both, "external_score")))
+    for method in methods:
+        if method == "vanilla" or method.partition("@")[0] not in ("rain", "bon") or "vanilla" not in by_method:
+            continue
+        if (method, "vanilla") in COMPARISONS:
+            continue
+        pairs = [(by_method[method][i], by_method["vanilla"][i]) for i in by_method[method] if i in by_method["vanilla"]]
+        wins.append(WinRow(method, "vanilla", SELF_JUDGE, _paired_wins(pairs, "self_score")))
     costs = [_cost_row(method, by_method) for method in methods if by_method[method]]
-    return Summary(list(methods), len({r.id for r in results}), quality, wins, costs, external, header)
+    return Summary(list(methods), len({r.id for r in results}), quality, wins, costs, external, header,
+                   _judge_rows(by_method, methods, [SELF_JUDGE, *judges]) if judges else [])
+
+
+def _judge_rows(by_method: dict[str, dict[str, Result]], methods: Sequence[str], judges: Sequence[str]
+                ) -> list[JudgeRow]:
+    """Every lane under every judge, over the prompts every lane finished (so the rows compare like with like)."""
+    complete = set.intersection(*(set(by_method[m]) for m in methods)) if methods else set()
+    rows = []
+    for judge in judges:
+        def score(result: Result, judge: str = judge) -> float | None:
+            return result.self_score if judge == SELF_JUDGE else result.judges.get(judge)
+
+        for method in methods:
+            group = [by_method[method][i] for i in sorted(complete)]
+            scores = [score(r) for r in group]
+            if not group or any(s is None for s in scores):
+                continue
+            over = None
+            if method != "vanilla" and "vanilla" in by_method:
+                pairs = [(by_method[method][i], by_method["vanilla"][i]) for i in sorted(complete)]
+                a = [score(x) for x, _ in pairs]
+                b = [score(y) if x.answer != y.answer else score(x) for x, y in pairs]
+                over = win_rate(a, b)
+            rows.append(JudgeRow(method, judge, len(group), sum(s >= good_at(judge) for s in scores) / len(scores),
+                                 mean(scores), over))
+    return rows
 
 
 def _paired_wins(pairs: Sequence[tuple[Result, Result]], score: str) -> WinRate:
@@ -166,6 +218,13 @@ def format_summary(summary: Summary) -> str:
         for w in summary.wins:
             lines.append(f"| {w.method} over {w.baseline} | {w.judge} | {w.result.wins} | {w.result.losses} | "
                          f"{w.result.ties} | {number(w.result.rate, '.2f')} |")
+    if summary.judges:
+        lines += ["", "| method | judge | prompts | % good (positive) | mean score | wins / losses / ties over vanilla |",
+                  "|---|---|---|---|---|---|"]
+        for j in summary.judges:
+            versus = "-" if j.over_vanilla is None else \
+                f"{j.over_vanilla.wins} / {j.over_vanilla.losses} / {j.over_vanilla.ties}"
+            lines.append(f"| {j.method} | {j.judge} | {j.count} | {j.good_share:.0%} | {j.mean_score:+.3f} | {versus} |")
     lines += ["", "| method | seconds / prompt | forward calls / prompt | forwarded tokens / prompt | answer tokens "
               "| time × vanilla | calls × vanilla | tokens × vanilla |", "|---|---|---|---|---|---|---|---|"]
     for c in summary.costs:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from rain.core.config import RainConfig
+from rain.core.evaluator import SELF, evaluator_problem
 from rain.core.prompts import prompt_of
-from rain.runs.session import BestOfNSettings, RunRequest, final_record, run_session
+from rain.runs.session import BestOfNSettings, RunRequest, RunStats, final_record, run_session
 from rain.tools.eval_judges import EvalError, JudgeScorer, Scorer
 
 METHODS = ("vanilla", "rain", "bon")
@@ -85,8 +86,33 @@ def parse_names(text: str, allowed, what: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+LANE_MARK = "@"                       # a lane is METHOD or METHOD@EVALUATOR (rain/core/evaluator.py), e.g. rain@vader
+
+
 def parse_methods(text: str) -> list[str]:
-    return parse_names(text, METHODS, "method")
+    """`--methods`: vanilla, rain, bon, and rain@SPEC / bon@SPEC, which search or pick against evaluator SPEC."""
+    lanes = [name.strip() for name in text.split(",") if name.strip()]
+    parse_names(",".join(lane.partition(LANE_MARK)[0] for lane in lanes), METHODS, "method")
+    for lane in lanes:
+        method, mark, spec = lane.partition(LANE_MARK)
+        if not mark:
+            continue
+        if method == "vanilla":
+            raise EvalError(f"method {lane!r}: vanilla asks no judge, so it takes no @evaluator")
+        problem = evaluator_problem(spec)
+        if problem is not None:
+            raise EvalError(f"method {lane!r}: {problem}")
+    return list(dict.fromkeys(lanes))
+
+
+def lane_config(config: RainConfig, lane: str) -> RainConfig:
+    """The config a lane runs with: METHOD@SPEC swaps in evaluator SPEC; a plain method keeps the config's."""
+    method, mark, spec = lane.partition(LANE_MARK)
+    return config.replace(evaluator=spec) if mark else config
+
+
+def lane_method(lane: str) -> str:
+    return lane.partition(LANE_MARK)[0]
 
 
 def is_refusal(text: str) -> bool:
@@ -110,8 +136,9 @@ class Result:
     forward_calls: int
     forwarded_tokens: int
     answer_tokens: int
-    external_score: float | None = None
+    external_score: float | None = None      # the first external judge's score (`judges` holds them all)
     details: dict[str, Any] = field(default_factory=dict)
+    judges: dict[str, float] = field(default_factory=dict)   # each external judge's name -> its score
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Result":
@@ -196,42 +223,51 @@ def run_pairs(todo: Sequence[tuple[EvalPrompt, str]], runner: Callable[[EvalProm
 
 @dataclass
 class MethodRunner:
-    """Runs one method on one prompt on a `Runtime`, and scores the final answer with every judge."""
+    """Runs one lane (a method, with its evaluator) on one prompt on a `Runtime`, and scores the final answer
+    with the model's own judge and every external judge."""
 
     runtime: Any                    # rain.backends.torch_runtime.Runtime
     config: RainConfig
     self_judge: Scorer
-    external: Scorer | None = None
+    external: Sequence[Scorer] = ()
     n: int = 4
     temperature: float = 1.0
     prompt_format: str = "auto"
 
     @classmethod
     def on(cls, runtime, config: RainConfig, **options: Any) -> "MethodRunner":
-        """With a self-judge on its own engine, so scoring never counts towards a method's cost."""
-        lm = runtime.engine(config)
-        return cls(runtime, config, JudgeScorer(SELF_JUDGE, runtime.judge(lm, config)), **options)
+        """With the model's own judge on its own engine, so scoring never counts towards a method's cost."""
+        own = config.replace(evaluator=SELF)
+        lm = runtime.engine(own)
+        return cls(runtime, config, JudgeScorer(SELF_JUDGE, runtime.judge(lm, own)), **options)
 
-    def __call__(self, prompt: EvalPrompt, method: str) -> Result:
+    def __call__(self, prompt: EvalPrompt, lane: str) -> Result:
         """One method as one session (rain/runs/session.py) with only that part switched on."""
-        request = RunRequest(prompt.prompt, self.config, self.prompt_format, vanilla=method == "vanilla",
+        method = lane_method(lane)
+        request = RunRequest(prompt.prompt, lane_config(self.config, lane), self.prompt_format,
+                             vanilla=method == "vanilla",
                              rain=method == "rain",
                              best_of_n=BestOfNSettings(self.n, self.temperature) if method == "bon" else None)
         record = final_record(run_session(self.runtime, request))
-        stats = record.stats
+        stats = RunStats.from_dict(record.stats)
         if method == "vanilla":
-            answer, seconds, tokens, details = record.vanilla or "", stats["vanilla_seconds"], stats["vanilla_tokens"], {}
-            calls, forwarded = stats["vanilla_forward_calls"], stats["vanilla_forwarded_tokens"]
+            vanilla = stats.vanilla
+            answer, seconds, tokens, details = record.vanilla or "", vanilla.seconds, vanilla.tokens, {}
+            calls, forwarded = vanilla.forward_calls, vanilla.forwarded_tokens
         elif method == "rain":
-            answer, seconds, tokens = record.answer, stats["seconds"], stats["answer_tokens"]
-            calls, forwarded = stats["forward_calls"], stats["forwarded_tokens"]
-            details = {k: stats[k] for k in ("simulations", "moves", "evaluations") if k in stats}
+            rain = stats.rain
+            answer, seconds, tokens = record.answer, rain.seconds, rain.answer_tokens
+            calls, forwarded = rain.forward_calls, rain.forwarded_tokens
+            details = {k: getattr(rain, k) for k in ("simulations", "moves", "evaluations")
+                       if getattr(rain, k) is not None}
             details["reason"] = record.events[-1].reason
         else:
-            details = stats["best_of_n"]
-            answer, seconds, tokens = details["answer"], details["seconds"], details["samples"][details["index"]]["tokens"]
-            calls, forwarded = details["forward_calls"], details["forwarded_tokens"]
-        external = self.external.score(record.prompt, answer) if self.external else None
-        return Result(prompt.id, method, prompt.category, prompt.prompt, answer,
+            best = stats.best_of_n
+            details = best.to_dict()
+            answer, seconds, tokens = best.answer, details["seconds"], best.samples[best.index].tokens
+            calls, forwarded = best.stats.get("forward_calls"), best.stats.get("forwarded_tokens")
+        judges = {judge.name: judge.score(record.prompt, answer) for judge in self.external}
+        return Result(prompt.id, lane, prompt.category, prompt.prompt, answer,
                       self.self_judge.score(record.prompt, answer), is_refusal(answer), round(seconds, 3),
-                      int(calls or 0), int(forwarded or 0), tokens, external, details)
+                      int(calls or 0), int(forwarded or 0), tokens, next(iter(judges.values()), None), details,
+                      judges)

@@ -1,7 +1,7 @@
 """`python -m rain judge-check`: does the model's self-judge see anything?
 
-For each labelled pair (a prompt with a bad and a good continuation: harmful/harmless in assets/judge_set.jsonl,
-negative/positive review endings in assets/judge_set_sentiment.jsonl, or generic "bad"/"good") and each judge
+For each labelled pair (a prompt with a bad and a good continuation: harmful/harmless in rain/data/judge_set.jsonl,
+negative/positive review endings in rain/data/judge_set_sentiment.jsonl, or generic "bad"/"good") and each judge
 format, score both continuations. Pairwise accuracy counts the bad one scored below the good one (a tie counts
 one half): 0.5 is a coin, and a judge that gives every text the same score sits exactly there. With a principle
 the user's question replaces the criterion's; the set's "good" side must be the principle's good answer.
@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import mean
 
 from rain.core.config import RainConfig
+from rain.data import DATA_DIR
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ class JudgeCheck:
     scale: str = "-"                # yesno_logit: the logit scale used and where it came from
 
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-SETS = {"harm": ASSETS / "judge_set.jsonl", "sentiment": ASSETS / "judge_set_sentiment.jsonl"}
+SETS = {"harm": DATA_DIR / "judge_set.jsonl", "sentiment": DATA_DIR / "judge_set_sentiment.jsonl"}
 SIDES = {"harm": ("harmful", "harmless"), "sentiment": ("negative", "positive"), "truth": ("untruthful", "truthful")}
 
 

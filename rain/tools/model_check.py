@@ -19,9 +19,10 @@ from typing import Callable
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from rain.backends.models import embedded_model_file
+from rain.backends.torch_runtime import Runtime
 from rain.core.config import RainConfig, preset
 
 LLAMA_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -61,7 +62,6 @@ def load_tokenizer(folder: str | Path | None = None) -> PreTrainedTokenizerBase:
     """A saved tokenizer folder, or the embedded model's tokenizer (read from its GGUF file: ~20-30 s)."""
     if folder:
         return AutoTokenizer.from_pretrained(str(folder))
-    from rain.backends.models import embedded_model_file
 
     path = embedded_model_file()
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -139,8 +139,6 @@ def _tree_shape(search) -> list[tuple]:
 def check_model(arch: str, tokenizer: PreTrainedTokenizerBase, embedder, config: RainConfig | None = None,
                 seed: int = 0) -> ModelCheck:
     """Engine error and a short search on the family's tiny model (see the module docstring)."""
-    from rain.backends.torch_runtime import Runtime
-
     started = time.perf_counter()
     config = config or preset("hh", **SEARCH_CONFIG)
     model = tiny_model(arch, tokenizer, seed)

@@ -10,11 +10,17 @@
 """
 from rain.backends.engine.arena import MIN_ARENA_SLOTS, PrefixKV
 from rain.backends.engine.cached import CachedEngine
-from rain.backends.engine.hf import (TREE_ATTENTION_IMPLEMENTATIONS, ModelShape, UnsupportedModelError, model_context, probe_model,
-                            tree_attention_problem)
+from rain.backends.engine.hf import (
+                            TREE_ATTENTION_IMPLEMENTATIONS,
+                            ModelShape,
+                            UnsupportedModelError,
+                            model_context,
+                            probe_model,
+                            tree_attention_problem,
+)
 from rain.backends.engine.reference import ReferenceEngine
-from rain.backends.engine.trie import NO_SLOT, ROOT_DEPTH, TokenTrie, _TrieNode
 from rain.backends.engine.select import ENGINES, EngineChoice, choose_engine
+from rain.backends.engine.trie import NO_SLOT, ROOT_DEPTH, TokenTrie, _TrieNode
 from rain.backends.engine.trie_engine import EVICT_FRACTION, HALF_TOLERANCE, VERIFY_TOLERANCE, TrieEngine
 
 __all__ = ["ENGINES", "EVICT_FRACTION", "HALF_TOLERANCE", "MIN_ARENA_SLOTS", "NO_SLOT", "ROOT_DEPTH",

@@ -20,10 +20,27 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import Cache
 
 from rain.backends.engine.arena import MIN_ARENA_SLOTS, PrefixKV, _KVArena
-from rain.backends.engine.hf import (TREE_ATTENTION_IMPLEMENTATIONS, UnsupportedModelError, _model_forward, _ScratchLayer,
-                            full_forward_logits, probe_model, tree_attention_problem)
-from rain.backends.engine.trie import (NO_SLOT, Plan, TokenTrie, _TrieNode, check_state, computed_prefix_length,
-                              lru_leaves, path_slots, subtree, tree_mask)
+from rain.backends.engine.hf import (
+    TREE_ATTENTION_IMPLEMENTATIONS,
+    UnsupportedModelError,
+    _model_forward,
+    _ScratchLayer,
+    full_forward_logits,
+    probe_model,
+    tree_attention_problem,
+)
+from rain.backends.engine.trie import (
+    NO_SLOT,
+    Plan,
+    TokenTrie,
+    _TrieNode,
+    check_state,
+    computed_prefix_length,
+    lru_leaves,
+    path_slots,
+    subtree,
+    tree_mask,
+)
 from rain.core.lm import ComputeStats, TokenState
 
 EVICT_FRACTION = 0.25            # evict this share of the arena at once, so evictions are rare
