@@ -170,11 +170,12 @@ def build() -> gr.Blocks:
                                          info="the authors' settings per task")
                     judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
                                                elem_id="judge-format", info="how the model judges itself")
+                with gr.Row():               # a row of its own: three pickers in one leave each label clipped
                     evaluator = gr.Dropdown(EVALUATOR_LABELS, value="self", label="Evaluator", elem_id="evaluator",
                                             info="which judge the search asks")
-                evaluator_model = gr.Textbox(value="", label="…the evaluator model (hub id / local path)", max_lines=1,
-                                             elem_id="evaluator-model", visible=False,
-                                             placeholder="e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
+                    evaluator_model = gr.Textbox(value="", label="…the evaluator model (hub id / local path)",
+                                                 max_lines=1, elem_id="evaluator-model", visible=False,
+                                                 placeholder="e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
                 gr.HTML(f'<div class="caption" id="evaluator-note">{EVALUATOR_NOTE}</div>')
                 with gr.Row():
                     principle = gr.Textbox(value="", label="Your own principle (optional)", elem_id="principle",

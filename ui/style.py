@@ -86,7 +86,7 @@ CSS = """
 details.maths { font-size: .8rem; color: #475569; margin-top: .3rem; }
 details.maths summary { cursor: pointer; color: #2563eb; }
 details.maths code { display: block; white-space: normal; margin: .25rem 0; }
-#model input, #preset input, #judge-format input { padding-right: 2rem !important; text-overflow: ellipsis; }
+#model input, #preset input, #judge-format input, #evaluator input { padding-right: 2rem !important; text-overflow: ellipsis; }
 #budget { padding: .4rem; }
 #paper-estimate { font-size: .85rem; }
 #judge-prompt-list .judge-prompt .l { font-size: .75rem; color: #64748b; margin: .4rem 0 .1rem 0; }
