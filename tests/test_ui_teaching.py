@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rain.core.export import load
+from rain.core.export import RunRecord, load
 from fakes import fake_record
 from ui import cursor, outputs, runtimes
 from ui import run as ui_run
@@ -165,6 +165,7 @@ def paused_update(updates) -> tuple:
 
 
 def test_step_holds_the_live_search_one_event_at_a_time_play_lets_it_finish(fake_runs):
+    started = time.perf_counter()
     updates = ui_run.run("how to pick a lock", **PAGE)
     gate = next(updates)[GATE]
     assert isinstance(gate, StepGate) and gate.live
@@ -185,8 +186,14 @@ def test_step_holds_the_live_search_one_event_at_a_time_play_lets_it_finish(fake
             pending.result(timeout=0.3)
         assert list(cursor.play(None, 0, None, True, gate)) == [outputs.pack()]
         rest = [pending.result(timeout=10), *updates]
+    wall = time.perf_counter() - started
     assert "Done in" in rest[-1][STATUS] and not gate.live and fake_runs == [True]
     assert not any("paused" in str(u[NARRATION]) for u in rest[1:])
+    # the run was held for at least 0.8 s (the two waits above): its reported time is compute, without them
+    seconds = float(re.search(r"Done in ([0-9.]+) s of compute", rest[-1][STATUS]).group(1))
+    records = [u[outputs.OUTPUTS.index("record")] for u in rest]
+    record = next(r for r in reversed(records) if isinstance(r, RunRecord))
+    assert record.stats["seconds"] <= wall - 0.8 and seconds <= round(wall - 0.8, 1) + 0.05
 
 
 def test_stop_ends_a_paused_run_and_closes_its_session(fake_runs):
