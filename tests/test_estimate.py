@@ -18,3 +18,14 @@ def test_estimate_comes_from_a_measured_probe_then_from_runs(runtime, monkeypatc
     assert f"about {0.3 * estimate.TYPICAL_SIMULATIONS / 60:.1f} min" in estimate.estimate_text("probe-test")
     assert "fits in about two minutes" in estimate.estimate_text("probe-test")
     assert "last run" in estimate.estimate_text("probe-test")
+
+
+def test_a_budget_button_says_what_it_chose_beside_the_estimate(monkeypatch):
+    from ui import knobs
+
+    monkeypatch.setattr(estimate, "_MEASURED", {"m": estimate.Measured(0.5, "last run")})
+    paper = estimate.budget_text("paper", knobs.PAPER_BUDGET, "m")
+    assert paper.startswith("**Paper budget chosen**: the authors' window of 15 to 50 simulations per move, up to "
+                            "128 tokens.") and "last run" in paper
+    quick = estimate.budget_text("quick", knobs.QUICK_BUDGET, "m")
+    assert quick.startswith("**Quick budget chosen**: 5 simulations per move, at most 48 tokens.")

@@ -16,10 +16,10 @@ whichever part is running.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
+from rain.core.clock import ComputeClock, timed
 from rain.core.config import ConfigError, RainConfig
 from rain.core.events import Event, Finished
 from rain.core.export import RunRecord, nodes_of
@@ -248,16 +248,12 @@ def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None, 
 
 def _vanilla(runtime: Runtime, conversation: Conversation, config: RainConfig) -> Iterator[VanillaText | VanillaDone]:
     """Greedy vanilla on its own engine; its clock runs only while this generator computes."""
-    lm = runtime.engine(config)
-    spent, text, tokens, ids = 0.0, "", 0, []
-    resumed = time.perf_counter()
-    for text in runtime.vanilla_stream(conversation, config, lm=lm, token_ids=ids):
+    lm, clock = runtime.engine(config), ComputeClock()
+    text, tokens, ids = "", 0, []
+    for text in timed(runtime.vanilla_stream(conversation, config, lm=lm, token_ids=ids), clock):
         tokens += 1
-        spent += time.perf_counter() - resumed
         yield VanillaText(text, tokens)
-        resumed = time.perf_counter()
-    spent += time.perf_counter() - resumed
-    yield VanillaDone(text, tokens, spent, lm.stats.as_dict(), ids)
+    yield VanillaDone(text, tokens, clock.seconds(), lm.stats.as_dict(), ids)
 
 
 def run_session(runtime: Runtime, request: RunRequest) -> Iterator[SessionItem]:
