@@ -210,6 +210,9 @@ def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
         view = RunView.of(record.events)
         description = JudgeDescription.of_record(record.judge, record.config)
         for verdict in list(view.verdicts.values())[:10]:
+            if not description.orders:          # a judge that reads text (VADER): no label probabilities to read
+                assert not verdict.orders and record.judge["evaluator"]["kind"] != "self"
+                continue
             parts = description.parts(verdict.orders)
             assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
     ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
@@ -338,7 +341,7 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
 
 
 def test_recorded_trees_are_valid_small_and_offered():
-    assert 2 <= len(TREES) <= 3
+    assert 2 <= len(TREES) <= 5
     for path in TREES:
         record = load(path)
         assert record.vanilla and record.answer and path.stat().st_size < 400_000
