@@ -63,7 +63,7 @@ test: install-dev lint vllm
 # The README's screenshot, re-recorded by the browser test (which otherwise writes it to a temp folder).
 screenshot: install-dev
 	HF_HUB_OFFLINE=1 RAIN_SCREENSHOT=$(CURDIR)/assets/screenshot.png RAIN_SCREENSHOT_DIR=$(CURDIR)/assets \
-	  $(PYTHON) -m pytest -q tests/test_browser.py tests/test_browser_teaching.py
+	  $(PYTHON) -m pytest -q tests/test_browser.py tests/test_browser_teaching.py tests/test_browser_lesson.py
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m rain bench

@@ -1,7 +1,8 @@
 """Deterministic stand-ins for the model, tokenizer, judge and embedder, so algorithm tests run in milliseconds;
-one search and one record built on them (`fake_search`, `fake_record`), and one `FakeRuntime`: the real
-`rain.backends.torch_runtime.Runtime` with only its model-bound parts replaced (tests/test_fakes.py holds it to Runtime's
-interface), so every test that runs a session on fakes runs the real session, vanilla and search code."""
+one search and one record built on them (`fake_search`, `fake_record`), and one `FakeRuntime`: a sibling of the
+torch and vLLM runtimes on their shared `BaseRuntime`, with only the model-bound parts replaced (tests/test_fakes.py
+holds all three to the `Runtime` protocol), so every test that runs a session on fakes runs the real session,
+vanilla and search code."""
 from __future__ import annotations
 
 import hashlib
@@ -10,13 +11,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rain.backends.base_runtime import BaseRuntime
 from rain.backends.calibration import JudgeScale
+from rain.backends.precision import Precision
 from rain.core.config import RainConfig, preset
 from rain.core.export import RunRecord, nodes_of
 from rain.core.lm import ComputeStats, Evaluation
 from rain.core.prompts import Conversation, PromptFormat
-from rain.core.replay import rebuild
-from rain.backends.torch_runtime import Runtime
 from rain.core.search import Backends, Search
 
 WORDS = ["<eos>", " the", " a", " lock", " key", " door", " pick", " safe", " harm", " help", " you",
@@ -156,16 +157,16 @@ def fake_record(**overrides) -> RunRecord:
                      vanilla="plain answer", stats=stats)
 
 
-class FakeRuntime(Runtime):
-    """`rain.backends.torch_runtime.Runtime` on the fakes: the model-bound methods (engine, tokenised conversation, judge, judge
-    scale, record metadata) are replaced; search, vanilla_stream, resolved and judge are Runtime's own.
+class FakeRuntime(BaseRuntime):
+    """A runtime on the fakes, the torch and vLLM runtimes' sibling: what needs a model (engine, tokenised
+    conversation, judge, judge scale, what the record says of the model and judge) is replaced; the search,
+    vanilla_stream, resolved and judge are BaseRuntime's own (rain/backends/base_runtime.py).
 
     It keeps what tests count: every engine built (`engines`) and every search started (`searches`)."""
 
     def __init__(self, name: str = "fake", lm_options: dict | None = None, embedder=None):
-        self.name, self.codec, self.tokenizer = name, FakeCodec(), FakeTokenizer()
-        self.embedder, self.embedder_name = embedder or FakeEmbedder(), "fake"
-        self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
+        super().__init__(name, FakeCodec(), FakeTokenizer(), embedder or FakeEmbedder(), "fake", "cpu",
+                         Precision(torch.float32, torch.float32, "the fakes compute in float32", False))
         self.lm_options = lm_options or {}
         self.engines: list[FakeLM] = []
         self.judges: list[FakeJudge] = []
@@ -197,7 +198,8 @@ class FakeRuntime(Runtime):
     def engine_stats(self, config: RainConfig, lm=None) -> dict:
         return {"engine": "fake", "engine_note": ""}
 
-    def record(self, conversation: Conversation, config: RainConfig, judge=None, lm=None) -> RunRecord:
-        return RunRecord(prompt=conversation.question, config=config.to_dict(), model={"name": self.name},
-                         judge=dict(JUDGE), events=[], nodes=nodes_of(rebuild([])),
-                         stats=self.engine_stats(config, lm))
+    def model_info(self, engine: str) -> dict:
+        return {"name": self.name}
+
+    def judge_info(self, config: RainConfig, judge=None) -> dict:
+        return dict(JUDGE)

@@ -25,7 +25,7 @@ from rain.core.tree import Tree
 from rain.runs import session
 from rain.runs.best_of_n import BestOfN, Sample, pick_best
 from rain.runs.session import BEST_OF_N_KEY, BestOfNSettings, RunStats
-from ui import bon, files, knobs, outputs, runtimes
+from ui import bon, cursor, files, knobs, outputs, runtimes
 from ui.figures import (MAX_NODES, display_nodes, hover_text, marker_size, similarity_mass, tidy_layout,
                         tree_figure)
 from ui.render import fill_prompt, judge_panel, rain_html
@@ -121,7 +121,8 @@ def test_colours_sizes_symbols_and_hover_follow_the_node_statistics():
     assert list(visited.marker.size) == [marker_size(tree[n].visits) for n in ids]
     assert marker_size(0) < marker_size(1) < marker_size(4) < marker_size(100) <= 38
     hover = {n: hover_text(tree, n) for n in ids}
-    assert dict(zip(ids, (row[2] for row in visited.customdata)))[2] == pytest.approx(3.4)
+    assert dict(zip(ids, (row[2] for row in visited.customdata)))[2] == "3.40"        # whole counts print as "9"
+    assert dict(zip(ids, (row[2] for row in visited.customdata)))[0] == "9"
     assert "n includes +0.40 similarity mass" in hover[2] and similarity_mass(3.4, 3) == pytest.approx(0.4)
     assert "similarity mass" not in hover[1] and "visits n 3.40 (real 3)" in hover[2]
     assert "%{customdata[5]}" in visited.hovertemplate and visited.customdata[0][4].startswith(("+", "-"))
@@ -210,6 +211,9 @@ def test_judge_panel_recomputes_the_judges_score_from_the_label_probabilities():
         view = RunView.of(record.events)
         description = JudgeDescription.of_record(record.judge, record.config)
         for verdict in list(view.verdicts.values())[:10]:
+            if not description.orders:          # a judge that reads text (VADER): no label probabilities to read
+                assert not verdict.orders and record.judge["evaluator"]["kind"] != "self"
+                continue
             parts = description.parts(verdict.orders)
             assert description.score(parts) == pytest.approx(verdict.score, abs=1e-4)
     ab_hard, ab_soft = describe("ab_hard", "harm"), describe("ab_soft", "harm")
@@ -338,7 +342,7 @@ def test_best_of_n_lane_marks_the_kept_sample_only_at_the_end_and_survives_expor
 
 
 def test_recorded_trees_are_valid_small_and_offered():
-    assert 2 <= len(TREES) <= 3
+    assert 2 <= len(TREES) <= 5
     for path in TREES:
         record = load(path)
         assert record.vanilla and record.answer and path.stat().st_size < 400_000
@@ -383,13 +387,13 @@ def test_run_streams_vanilla_then_rain_on_the_real_model(client):
     ("   ", {}, "the prompt is empty"),
     ("How do I pick a lock?", {"min_visits": 60, "max_simulations": 50}, "min_visits (minT=60)"),
     ("How do I pick a lock?", {"token_set_lengths": "1, x"}, "token-set schedule"),
-    ("lock " * 3000, {}, "this model and config allow at most"),
+    ("lock " * 3000, {}, "this model reads at most"),
     ("How do I pick a lock?", {"custom_model": "no-such-org/no-such-model-xyz"}, "unknown model"),
 ])
 def test_run_refuses_bad_input_with_a_message_not_a_traceback(client, prompt, knobs, expected):
     outputs = client.predict(prompt, **knobs, api_name="/run")
     status = outputs[OUT["status"]]
-    assert expected in status and "Traceback" not in status
+    assert expected in status and "Traceback" not in status and "max_length" not in status
     assert 'class="status error"' in status
 
 
@@ -547,8 +551,8 @@ def test_the_handlers_run_replay_scrub_export_and_import_on_fakes(monkeypatch):
     record = updates[-1][state]
     assert isinstance(record, RunRecord) and record.stats[BEST_OF_N_KEY]["samples"]
     assert any("RAIN done in" in str(u[status]) for u in updates)          # the record before Best-of-N starts
-    frames = list(files.replay(record))
+    frames = list(cursor.replay(record))
     assert "Replayed" in frames[-1][status]
-    assert "after 2 of" in files.scrub(record, 2)[status]
+    assert "after 2 of" in cursor.scrub(record, 2)[status]
     assert "Imported" in files.import_tree(files.export_tree(record))[status]
-    assert "node #" in files.judge_view(record, "latest")[0]
+    assert "node #" in cursor.judge_view(record, "latest")[0]

@@ -65,6 +65,25 @@ def wait_status(page, text: str, timeout: float = 180) -> str:
     return status(page)
 
 
+PROGRESS = ("() => ['#status', '#narration', '#vanilla textarea'].map(s => { const e = document.querySelector(s); "
+            "return e ? (e.value ?? e.innerText) : ''; }).join('|')")
+
+
+def wait_progressing(page, text: str, stall: float = 150) -> str:
+    """Wait until the status says `text` for as long as the run shows progress (its status, narration or vanilla
+    text changes): fail only when nothing changed for `stall` seconds. A loaded machine slows a run down; a run that
+    has stalled (or never started) still fails, with the status it stalled at."""
+    last, since = None, time.monotonic()
+    while text not in status(page):
+        shown = page.evaluate(PROGRESS)
+        if shown != last:
+            last, since = shown, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise AssertionError(f"no progress for {stall:.0f} s, waiting for {text!r}; the status: {status(page)!r}")
+        page.wait_for_timeout(1000)
+    return status(page)
+
+
 def plotted_points(page) -> int:
     return page.locator("#tree .js-plotly-plot .scatterlayer .point").count()
 

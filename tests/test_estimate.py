@@ -40,3 +40,14 @@ def test_the_runtime_estimate_is_the_stored_probe_of_its_mode(runtime):
     assert estimate_ is not None and estimate_.seconds_per_simulation > 0
     assert estimate_.seconds == estimate_.seconds_per_simulation * PAPER_SIMULATIONS
     assert runtime.precision.probe is None                     # float32 asked: the probe is read for the estimate
+
+
+def test_a_budget_button_says_what_it_chose_beside_the_estimate(monkeypatch):
+    from ui import knobs
+
+    monkeypatch.setattr(estimate, "_MEASURED", {"m": estimate.Measured(0.5, 97, "last run")})
+    paper = estimate.budget_text("paper", knobs.PAPER_BUDGET, "m")
+    assert paper.startswith("**Paper budget chosen**: the authors' window of 15 to 50 simulations per move, up to "
+                            "128 tokens.") and "last run" in paper
+    quick = estimate.budget_text("quick", knobs.QUICK_BUDGET, "m")
+    assert quick.startswith("**Quick budget chosen**: 5 simulations per move, at most 48 tokens.")

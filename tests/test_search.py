@@ -449,6 +449,41 @@ def test_the_live_tree_is_the_replayed_tree_with_additions_and_similarity_shares
         (rebuild(events).root, rebuild(events).min_value, rebuild(events).max_value)
 
 
+def test_time_the_consumer_holds_an_event_is_not_compute_time():
+    """A page that pauses a live search (Step) must not make it look slower: the seconds in the stats, live and
+    final, count only while the search computes (rain/core/clock.py)."""
+    import time
+
+    search = fake_search(preset("hh", sims_per_move=2, max_moves=2))
+    pause, events, started = 0.6, [], time.perf_counter()
+    for event in search.run():
+        events.append(event)
+        if len(events) in (3, 10):
+            time.sleep(pause)                         # the consumer holds the search twice
+    wall = time.perf_counter() - started
+    seconds = events[-1].stats["seconds"]
+    assert wall >= 2 * pause and seconds < wall - 2 * pause + 0.05
+    assert events[-1].stats["seconds_per_simulation"] == pytest.approx(seconds / 4, abs=2e-4)   # both rounded
+    live = [e.stats["seconds"] for e in events if e.type == "rewind" and e.stats]
+    assert live and max(live) <= seconds
+
+
+def test_the_vanilla_lane_clock_also_stops_while_its_tokens_are_held():
+    """Its seconds are the wall time less the time the consumer held its tokens (on a loaded machine as well)."""
+    from fakes import FakeRuntime
+    from rain.runs.session import RunRequest, VanillaDone, VanillaText, run_session
+    import time
+
+    held, done, started = 0.0, None, time.perf_counter()
+    for item in run_session(FakeRuntime(), RunRequest("how to pick a lock", preset("hh", max_new_tokens=6), rain=False)):
+        if isinstance(item, VanillaDone):
+            done, wall = item, time.perf_counter() - started
+        elif isinstance(item, VanillaText):
+            time.sleep(0.15)
+            held += 0.15
+    assert done is not None and held >= 0.9 and done.seconds <= wall - held + 0.02
+
+
 def test_drive_hands_on_a_finished_program_before_awaiting_the_next_answer():
     """A serving engine hands its answers back one at a time (VllmLM.serve): the first program's `on_done`, where
     the search queues the judge, runs before the second answer is awaited, so the judge's requests join the

@@ -227,3 +227,47 @@ def test_explain_prints_one_sentence_per_event_and_the_why_table(tmp_path, capsy
         assert main(["explain", str(path), *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_a_live_fold_reads_the_why_table_from_its_own_tree_as_a_replay_would():
+    """why_table_at on a tree folded up to (not including) a select event gives the replayed why_table, row for row
+    (the page's live view uses it instead of replaying the run on every tick)."""
+    from rain.core.config import RainConfig
+    from rain.core.export import load
+    from rain.core.replay import apply_event
+    from rain.runs.teaching import why_table, why_table_at
+    from rain.core.tree import Tree
+
+    record = load("assets/trees/1_harmful_pick_a_lock.json")
+    config = RainConfig.from_dict(record.config)
+    tree = Tree.new()
+    checked = 0
+    for event in record.events:
+        if isinstance(event, Selected) and len(event.path) > 1:     # the tree as the descent read it: before
+            live = why_table_at(tree, event, config, event.path[-2])   # the selection is in flight itself
+            assert live == why_table(record.events, config, event.simulation, event.path[-2])
+            checked += 1
+        apply_event(tree, event)
+    assert checked >= 20
+
+
+def test_the_narration_says_the_question_for_the_prompt_node_and_whole_counts_as_integers():
+    from rain.core.export import load
+    from rain.runs.teaching import count, narrate
+
+    record = load("assets/trees/1_harmful_pick_a_lock.json")
+    sentences = narrate(record.events)
+    assert not any("trained by Hugging Face" in s for s in sentences)
+    assert count(8.0) == "8" and count(8.375) == "8.38" and count(0) == "0"
+    assert "(n = 1)" in sentences[11] and "n = 1.00" not in " ".join(sentences)
+
+
+def test_the_judge_check_accuracy_is_known_only_for_what_was_measured():
+    from rain.runs.teaching import judge_check_accuracy
+
+    embedded = {"name": "embedded", "dtype": "float32", "judge_dtype": "float32"}
+    assert judge_check_accuracy(embedded, {"criterion": "harm", "judge_format": "yesno_logit"}) == 0.78
+    assert judge_check_accuracy(embedded, {"criterion": "sentiment", "judge_format": "ab_soft"}) == 0.733
+    assert judge_check_accuracy({**embedded, "judge_dtype": "bfloat16"}, {"criterion": "harm"}) == 0.58
+    assert judge_check_accuracy({"name": "other/model"}, {"criterion": "harm"}) is None
+    assert judge_check_accuracy(embedded, {"criterion": "harm", "principle": "Is it polite?"}) is None

@@ -88,3 +88,14 @@ def estimate_text(spec: str) -> str:
     return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{typical} simulations x "
             f"{each:.2f} s each (measured: {measured.source}); at most {each * PAPER_SIMULATIONS / 60:.1f} min "
             f"if every move needs its full window ({PAPER_SIMULATIONS} simulations).")
+
+
+def budget_text(name: str, budget: dict, spec: str) -> str:
+    """What a budget button chose (ui/knobs.py's budget), said where it was chosen, with the paper estimate."""
+    if budget.get("sims_per_move"):
+        chosen = (f"**{name.capitalize()} budget chosen**: {budget['sims_per_move']} simulations per move, at most "
+                  f"{budget['max_new_tokens']} tokens. ")
+    else:
+        chosen = (f"**{name.capitalize()} budget chosen**: the authors' window of {preset('hh').min_window} to "
+                  f"{budget['max_simulations']} simulations per move, up to {budget['max_new_tokens']} tokens. ")
+    return chosen + estimate_text(spec)

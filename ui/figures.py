@@ -14,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from rain.runs.teaching import count
 from rain.core.tree import NO_PARENT, Tree
 
 MAX_NODES = 600
@@ -26,6 +27,9 @@ SIMILARITY = "#10b981"
 UNVISITED = "#cbd5e1"
 EDGE = "#cbd5e1"
 FONT = "Inter, ui-sans-serif, system-ui, sans-serif"
+TREE_HEIGHT = 440            # px: the tree, the Step controls, the narration and the why-table share a 720 px screen
+LABEL_PAD = "\u2002"         # an en space: ~6 px at the labels' 12 px font
+LABEL_PAD_PX = 6
 
 
 # --- which nodes, where ---------------------------------------------------------------------------------
@@ -119,9 +123,11 @@ def _labels(verdict) -> str:
     return f"judge (sim {verdict.simulation}): score {verdict.score:+.2f}{orders}{' (cached)' if verdict.cache_hit else ''}"
 
 
-def node_label(tree: Tree, node_id: int) -> str:
+def node_label(tree: Tree, node_id: int, question: str = "") -> str:
+    """`#id “token set”`; the prompt's node shows the user's question, not the chat template around it."""
     if node_id == 0:
-        return "#0 the prompt"
+        return f"#0 the question “{_escape(question if len(question) <= 60 else question[:59] + '…')}”" \
+            if question else "#0 the prompt"
     text = tree[node_id].text
     text = text if len(text) <= 60 else text[:59] + "…"
     return f"#{node_id} “{_escape(text)}”"
@@ -143,14 +149,14 @@ def hover_extra(tree: Tree, node_id: int, verdicts: Mapping[int, object] | None 
     return "".join("<br>" + line for line in lines)
 
 
-def hover_text(tree: Tree, node_id: int, verdicts: Mapping[int, object] | None = None) -> str:
+def hover_text(tree: Tree, node_id: int, verdicts: Mapping[int, object] | None = None, question: str = "") -> str:
     """The full hover text of one node (the figure sends it as customdata + a shared hovertemplate)."""
     node = tree[node_id]
-    return (f"<b>{node_label(tree, node_id)}</b><br>prior p {node.prior:.3f} · visits n {node.visits:.2f} "
+    return (f"<b>{node_label(tree, node_id, question)}</b><br>prior p {node.prior:.3f} · visits n {count(node.visits)} "
             f"(real {node.real_visits}) · value q {node.value:+.3f}" + hover_extra(tree, node_id, verdicts))
 
 
-VISITED_HOVER = ("<b>%{customdata[0]}</b><br>prior p %{customdata[1]:.3f} · visits n %{customdata[2]:.2f} "
+VISITED_HOVER = ("<b>%{customdata[0]}</b><br>prior p %{customdata[1]:.3f} · visits n %{customdata[2]} "
                  "(real %{customdata[3]}) · value q %{customdata[4]}%{customdata[5]}<extra></extra>")
 UNVISITED_HOVER = "<b>%{customdata[0]}</b><br>prior p %{customdata[1]:.3f} · not visited yet%{customdata[2]}<extra></extra>"
 
@@ -166,11 +172,27 @@ def _edges(positions: Mapping[int, tuple[float, float]], pairs: Iterable[tuple[i
     return xs, ys
 
 
+def root_ring_size(tree: Tree) -> float:
+    return max(28, marker_size(tree[tree.root].visits) + 12)
+
+
+def label_text(tree: Tree, node_id: int) -> str:
+    """A spine label, padded by the marker's radius: Plotly starts "middle right" text at the node's centre, so
+    without it the marker hides the first characters."""
+    text = tree[node_id].text
+    text = text if len(text) <= 18 else text[:17] + "…"
+    size = marker_size(tree[node_id].visits)
+    if node_id == tree.root:
+        size = root_ring_size(tree)                  # the current root's ring is wider than its marker
+    pad = LABEL_PAD * math.ceil(size / 2 / LABEL_PAD_PX + 1)
+    return f"{pad}“{_escape(text)}”"
+
+
 def empty_figure(message: str = "The search tree appears here when a run starts.",
-                 uirevision: str = "rain", height: int = 520) -> go.Figure:
+                 uirevision: str = "rain", height: int = 0) -> go.Figure:
     figure = go.Figure()
     figure.update_layout(
-        template="none", height=height, margin=dict(l=10, r=10, t=10, b=10), uirevision=uirevision,
+        template="none", height=height or TREE_HEIGHT, margin=dict(l=10, r=10, t=10, b=10), uirevision=uirevision,
         xaxis=dict(visible=False), yaxis=dict(visible=False), paper_bgcolor="white", plot_bgcolor="white",
         annotations=[dict(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                           font=dict(size=15, color="#64748b", family=FONT))])
@@ -179,7 +201,8 @@ def empty_figure(message: str = "The search tree appears here when a run starts.
 
 def tree_figure(tree: Tree, *, path: Sequence[int] = (), verdicts: Mapping[int, object] | None = None,
                 focus: int | None = None, uirevision: str = "rain", show_unvisited: bool = True,
-                max_nodes: int = MAX_NODES, height: int = 520, title: str | None = None) -> go.Figure:
+                max_nodes: int = MAX_NODES, height: int = TREE_HEIGHT, title: str | None = None,
+                question: str = "") -> go.Figure:
     """The tree as a Plotly figure (see the module docstring for the encoding)."""
     shown = display_nodes(tree, max_nodes, show_unvisited)
     positions = tidy_layout(tree, shown)
@@ -209,7 +232,7 @@ def tree_figure(tree: Tree, *, path: Sequence[int] = (), verdicts: Mapping[int, 
             x=[positions[n][0] for n in unvisited], y=[positions[n][1] for n in unvisited], mode="markers",
             marker=dict(color=UNVISITED, size=6, symbol=["diamond" if tree[n].added else "circle" for n in unvisited],
                         line=dict(color="#94a3b8", width=0.5)),
-            customdata=[[node_label(tree, n), round(tree[n].prior, 4), hover_extra(tree, n, verdicts)]
+            customdata=[[node_label(tree, n, question), round(tree[n].prior, 4), hover_extra(tree, n, verdicts)]
                         for n in unvisited],
             hovertemplate=UNVISITED_HOVER, name="candidate, not visited yet"))
 
@@ -231,7 +254,7 @@ def tree_figure(tree: Tree, *, path: Sequence[int] = (), verdicts: Mapping[int, 
                     line=dict(color=[c for c, _ in outlines], width=[w for _, w in outlines]),
                     colorbar=dict(title=dict(text="value q", side="right"), thickness=12, len=0.6, x=1.0,
                                   y=0.02, yanchor="bottom", tickvals=[-1, -0.5, 0, 0.5, 1], outlinewidth=0)),
-        customdata=[[node_label(tree, n), round(tree[n].prior, 4), round(tree[n].visits, 3), tree[n].real_visits,
+        customdata=[[node_label(tree, n, question), round(tree[n].prior, 4), count(tree[n].visits), tree[n].real_visits,
                      f"{tree[n].value:+.3f}", hover_extra(tree, n, verdicts)] for n in visited],
         hovertemplate=VISITED_HOVER, name="visited (colour = q, size = n)"))
 
@@ -242,8 +265,7 @@ def tree_figure(tree: Tree, *, path: Sequence[int] = (), verdicts: Mapping[int, 
     if label_ids:
         traces.append(go.Scatter(
             x=[positions[n][0] for n in label_ids], y=[positions[n][1] for n in label_ids], mode="text",
-            text=[f"“{_escape(tree[n].text if len(tree[n].text) <= 18 else tree[n].text[:17] + '…')}”"
-                  for n in label_ids],
+            text=[label_text(tree, n) for n in label_ids],
             textposition="middle right", textfont=dict(size=12, color=COMMITTED, family=FONT),
             hoverinfo="skip", showlegend=False))
     # legend-only keys
@@ -253,14 +275,14 @@ def tree_figure(tree: Tree, *, path: Sequence[int] = (), verdicts: Mapping[int, 
                              marker=dict(size=10, color="#f7f7f7", line=dict(color=SIMILARITY, width=2.5))))
     rx, ry = positions.get(tree.root, (None, None))
     traces.append(go.Scatter(x=[rx], y=[ry], mode="markers", name="current root",
-                             marker=dict(symbol="circle-open", size=max(28, marker_size(tree[tree.root].visits) + 12),
+                             marker=dict(symbol="circle-open", size=root_ring_size(tree),
                                          color=COMMITTED, line=dict(width=2.5)), hoverinfo="skip"))
     if focus is not None and focus in positions:
         fx, fy = positions[focus]
         traces.append(go.Scatter(x=[fx], y=[fy], mode="markers", name="latest evaluated",
                                  marker=dict(symbol="star", size=17, color=SELECTED,
                                              line=dict(color="#78350f", width=1)),
-                                 hovertext=[hover_text(tree, focus, verdicts)], hoverinfo="text",
+                                 hovertext=[hover_text(tree, focus, verdicts, question)], hoverinfo="text",
                                  hoverlabel=dict(bordercolor=SELECTED)))
 
     total = len(tree.nodes)

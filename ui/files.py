@@ -1,55 +1,40 @@
-"""Runs as files and recordings: replay, scrub, import and export of tree JSON, the shipped recorded runs, and the
-judge panel of a recorded run. None of it needs a model: a record's events are the whole run."""
+"""Runs as files and recordings: import and export of tree JSON and the shipped recorded runs (the lesson's among
+them). None of it needs a model: a record's events are the whole run. Moving through a run is ui/cursor.py's."""
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 
 from rain.core.errors import RainError
 from rain.core.events import Committed
 from rain.core.export import RunRecord, load, save
-from ui.outputs import figure_of, outputs, pack, problem, record_outputs, status_html
-from ui.render import judge_panel
-from ui.view import RunView, simulation_bounds, view_at
+from ui.outputs import pack, problem, record_outputs, show, status_html
+from ui.view import simulation_bounds
 
 log = logging.getLogger("rain.app")
 
 ROOT = Path(__file__).resolve().parent.parent
 TREES_DIR = ROOT / "assets" / "trees"
 EXAMPLES_FILE = ROOT / "assets" / "examples.json"
-REPLAY_FRAMES = 80             # a replay shows at most this many frames ...
-REPLAY_FRAME_SECONDS = 0.25    # ... this far apart
+LESSON_TREE = "1_harmful_pick_a_lock.json"    # the recorded run docs/teaching.md reads
 
 
 def _replay_id(record: RunRecord) -> str:
     return f"replay-{id(record)}"
 
 
-def weak_signal_note(view: RunView) -> str:
-    """A hint when every value is close to 0 (pale nodes): the judge barely separates the candidates."""
-    values = [abs(n.value) for n in view.tree.nodes[1:] if n.real_visits > 0]
-    if values and max(values) < 0.1:
-        return (f" The judge's scores stayed within ±{max(values):.2f}, so the nodes look pale: this model judges "
-                "itself weakly (try another judge format or a bigger model).")
-    return ""
-
-
 def show_record(record: RunRecord, show_unvisited: bool, message: str) -> tuple:
-    """The whole recorded run at once (after import or choosing a recorded tree)."""
-    view = view_at(record.events)
-    sims = len(simulation_bounds(record.events)) - 1
-    return outputs(view, record, _replay_id(record), show_unvisited, **record_outputs(record),
-                   status=status_html(message, "ok"), record=record, export=export_file(record),
-                   scrub=gr.update(maximum=max(sims, 1), value=sims))
+    """The whole recorded run at once (after import or choosing a recorded tree): the cursor at its end."""
+    return show(record, None, _replay_id(record), show_unvisited, **record_outputs(record),
+                status=status_html(message, "ok"), record=record, export=export_file(record))
 
 
 def describe(record: RunRecord) -> str:
@@ -96,61 +81,6 @@ def open_recorded(name: str | None, show_unvisited: bool = True) -> tuple:
     if not path.is_file():
         return problem(f"No recorded tree named {name!r}.")
     return import_tree(str(path), show_unvisited)
-
-
-def replay(record: RunRecord | None, show_unvisited: bool = True) -> Iterator[tuple]:
-    """Play a record's events simulation by simulation through the same view and figure code (no model)."""
-    if record is None:
-        yield problem("Nothing to replay yet: run a prompt, import a tree, or pick a recorded one.")
-        return
-    events = record.events
-    bounds = simulation_bounds(events)
-    sims = len(bounds) - 1
-    stride = max(1, math.ceil(sims / REPLAY_FRAMES))
-    frames = list(range(0, sims, stride)) + [sims]
-    revision = _replay_id(record) + f"-{time.time_ns()}"
-    view = RunView()
-    applied = 0
-    yield pack(status=status_html(f"Replaying {describe(record)} …", "run"), record=record, **record_outputs(record))
-    for frame in frames:
-        started = time.perf_counter()
-        upto = bounds[frame] if frame < sims else len(events)
-        # show the last simulation of the frame mid-flight (its path and verdict) before the rewind
-        while applied < upto:
-            view.apply(events[applied])
-            applied += 1
-        final = frame == sims
-        message = (f"Replay: simulation {frame} of {sims}" if not final else f"Replayed {describe(record)}.")
-        yield outputs(view, record, revision, show_unvisited, final=final, judge=final,
-                      status=status_html(message, "ok" if final else "run"), scrub=gr.update(value=frame))
-        if not final:
-            time.sleep(max(0.0, REPLAY_FRAME_SECONDS - (time.perf_counter() - started)))
-
-
-def scrub(record: RunRecord | None, simulations: float | None, show_unvisited: bool = True) -> tuple:
-    """The tree after any number of simulations (the iteration slider)."""
-    if record is None:
-        return pack(status=status_html("Nothing to scrub yet: run a prompt, import a tree, or pick a recorded one.",
-                                       "info"))
-    sims = len(simulation_bounds(record.events)) - 1
-    k = int(simulations or 0)
-    view = view_at(record.events, k)
-    return outputs(view, record, _replay_id(record), show_unvisited, final=k >= sims,
-                   status=status_html(f"Showing the tree after {min(k, sims)} of {sims} simulations.", "info"))
-
-
-def redraw(record: RunRecord | None, simulations: float | None, show_unvisited: bool = True):
-    if record is None:
-        return gr.skip()
-    view = view_at(record.events, None if simulations is None else int(simulations))
-    return figure_of(view, _replay_id(record), show_unvisited)
-
-
-def judge_view(record: RunRecord | None, choice: str | None, simulations: float | None = None) -> tuple:
-    if record is None:
-        return judge_panel(None, None, None)
-    view = view_at(record.events, None if simulations is None else int(simulations))
-    return judge_panel(view, record.judge, choice, record.config)
 
 
 def _slug(text: str) -> str:

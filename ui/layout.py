@@ -1,18 +1,22 @@
-"""The page: gr.Blocks wiring of the components (elem_ids and API names are a contract, see ui/README_SECTION.md)."""
+"""The page: gr.Blocks wiring of the components (their look is ui/style.py). Elem_ids and API names are a contract
+(tests/test_browser*.py, scripts/load_test.py and the docs use them). The lesson's panels (the tree, Step/Play, the
+scrubber, the narration and the why-table) share one 1280x720 screen and stack below 800 px; one cursor
+(ui/cursor.py) moves them all."""
 from __future__ import annotations
 
 import gradio as gr
 
 from rain.core.judge import FORMATS
+from ui import cursor as cursor_moves
 from ui import estimate, files, knobs as knob_specs, runtimes
 from ui import teaching as teach
-from ui.outputs import figure_of
 from ui.bon import DEFAULT_N, DEFAULT_TEMPERATURE, N_RANGE, TEMPERATURE_RANGE, WAITING
 from ui.figures import empty_figure
-from ui.outputs import OUTPUTS, status_html
+from ui.outputs import OUTPUTS, figure_of, status_html
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
-from ui.run import run
+from ui.run import new_gate, run
 from ui.step_gate import stop_gate
+from ui.style import CSS, HEAD, THEME
 
 TITLE = "RAIN Explorer"
 JUDGE_FORMAT_LABELS = [
@@ -31,110 +35,13 @@ PRESET_LABELS = [("HH (harmless)", "hh"), ("adv (attacks)", "adv"), ("truth (Tru
 INTRO = """
 <div id="intro">
 <h1><span class="logo">☂</span> RAIN Explorer</h1>
-<p><b>Rewindable Auto-regressive INference</b> (Li et al., ICLR 2024): a frozen language model searches over its own
-continuations, <b>judges</b> each partial answer with a self-evaluation prompt, <b>rewinds</b>, and only then
-<b>commits</b> the next few tokens: no fine-tuning, no reward model. Watch the plain (vanilla) answer of the same model
-beside RAIN's answer and its search tree.</p>
+<p><b>Rewindable Auto-regressive INference</b> (Li et al., ICLR 2024): a frozen model searches its own continuations,
+<b>judges</b> them itself, <b>rewinds</b>, then <b>commits</b> a few tokens. Vanilla decoding of the same model runs
+beside it.</p>
 </div>
 """
 
-CSS = """
-.gradio-container { max-width: 1480px !important; }
-#intro h1 { margin: 0 0 .15rem 0; font-size: 1.6rem; }
-#intro .logo { color: #2563eb; }
-.caption { font-size: .78rem; color: #64748b; margin-top: -.3rem; }
-#intro p { margin: 0; color: var(--body-text-color-subdued); font-size: .95rem; max-width: 1200px; }
-#status .status { padding: .45rem .7rem; border-radius: 8px; font-size: .92rem; background: #f1f5f9; color: #334155; }
-#status .status.error { background: #fef2f2; color: #991b1b; border: 1px solid #fecaca; }
-#status .status.ok { background: #f0fdf4; color: #166534; border: 1px solid #bbf7d0; }
-#status .status.run { background: #eff6ff; color: #1e40af; border: 1px solid #bfdbfe; }
-#status .status.stop { background: #fffbeb; color: #92400e; border: 1px solid #fde68a; }
-#vanilla textarea { font-size: 1rem !important; line-height: 1.5 !important; height: 168px !important;
-  border: 1px solid var(--border-color-primary) !important; border-radius: 8px !important; padding: .6rem .75rem !important; }
-.answer-title { font-weight: 600; font-size: .9rem; margin-bottom: .25rem; color: var(--body-text-color); }
-.answer-title .tag { font-weight: 500; font-size: .75rem; padding: 1px 7px; border-radius: 999px; margin-left: .35rem; }
-.answer-title .tag.v { background: #f1f5f9; color: #475569; }
-.answer-title .tag.r { background: #dbeafe; color: #1e40af; }
-#rain { min-height: 0; }
-#rain .html-container, #rain .html-container > div, #stats .html-container, #timeline .html-container,
-#judge .html-container { padding: 0 !important; }
-#rain .rain-answer { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .6rem .75rem;
-  height: 168px; overflow-y: auto; font-size: 1rem; line-height: 1.5;
-  background: var(--input-background-fill); }
-#rain .placeholder { color: #94a3b8; }
-#rain .committed { color: var(--body-text-color); }
-#rain .path { background: #fef3c7; color: #92400e; border-bottom: 2px solid #f59e0b; border-radius: 3px; }
-#rain .rollout { color: #64748b; font-style: italic; border-bottom: 1px dashed #94a3b8; }
-.verdict { font-size: .78rem; font-weight: 600; padding: 1px 7px; border-radius: 999px; white-space: nowrap; }
-.verdict.good { background: #dbeafe; color: #1e3a8a; }
-.verdict.bad { background: #fee2e2; color: #991b1b; }
-.verdict.neutral { background: #f1f5f9; color: #475569; }
-.verdict.done { background: #dcfce7; color: #166534; }
-#rain .rain-key { font-size: .75rem; color: #64748b; margin-top: .3rem; }
-#rain .rain-key .k { margin-right: .8rem; }
-#rain .rain-key .k.committed::before { content: "■ "; color: #1f2937; }
-#rain .rain-key .k.path::before { content: "■ "; color: #f59e0b; }
-#rain .rain-key .k.rollout::before { content: "■ "; color: #94a3b8; }
-#stats .stats { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: .4rem; }
-#stats .card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .3rem .5rem;
-  background: var(--block-background-fill); }
-#stats .card .v { font-size: 1.15rem; font-weight: 700; color: var(--body-text-color); }
-#stats .card .l { font-size: .66rem; text-transform: uppercase; letter-spacing: .03em; color: #64748b; line-height: 1.2; }
-#stats .card .sub { font-size: .68rem; color: #94a3b8; line-height: 1.2; }
-#timeline .timeline { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .78rem;
-  height: 330px; overflow-y: auto; border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .35rem .5rem; }
-#timeline .ev { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; padding: 1px 0; }
-#timeline .ev .when { display: inline-block; min-width: 4.8rem; color: #94a3b8; }
-#timeline .ev.select .what { color: #b45309; }
-#timeline .ev.rollout .what { color: #64748b; }
-#timeline .ev.evaluate .what { color: #1d4ed8; }
-#timeline .ev.expand .what { color: #475569; }
-#timeline .ev.backup .what { color: #047857; }
-#timeline .ev.rewind .what { color: #94a3b8; }
-#timeline .ev.added .what { color: #7c3aed; }
-#timeline .ev.commit { font-weight: 700; background: #f1f5f9; }
-#timeline .ev.commit .what, #timeline .ev.done .what { color: #111827; }
-#timeline .empty, #judge .empty { color: #94a3b8; font-size: .85rem; }
-#judge .judge { font-size: .88rem; }
-#judge .judge .head { margin-bottom: .35rem; }
-#judge .judge .answer { border-left: 3px solid #cbd5e1; padding: .2rem .5rem; margin: .3rem 0 .5rem 0;
-  max-height: 120px; overflow-y: auto; }
-#judge .judge .answer .l { display: block; font-size: .7rem; text-transform: uppercase; color: #94a3b8; }
-#judge table { width: 100%; border-collapse: collapse; font-size: .82rem; }
-#judge th, #judge td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--border-color-primary); }
-#judge .prob { display: inline-block; padding: 0 6px; border-radius: 4px; margin-right: 4px; }
-#judge .prob.good { background: #dbeafe; } #judge .prob.bad { background: #fee2e2; }
-#judge .sub { font-size: .75rem; color: #94a3b8; margin-top: .3rem; }
-#judge-prompt-list .judge-prompt .l { font-size: .75rem; color: #64748b; margin: .4rem 0 .1rem 0; }
-#judge-prompt-list pre { white-space: pre-wrap; max-height: 18rem; overflow-y: auto; font-size: .78rem; margin: 0;
-  padding: .4rem .5rem; border: 1px solid var(--border-color-primary); border-radius: 6px; }
-#tree { min-height: 530px; }
-.answer-title .tag.b { background: #fef3c7; color: #92400e; }
-#bon .html-container { padding: 0 !important; }
-#bon .bon-samples { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .35rem .5rem;
-  height: 168px; overflow-y: auto; margin: 0; list-style: none; font-size: .9rem; line-height: 1.4;
-  background: var(--input-background-fill); }
-#bon .sample { padding: .2rem .3rem; border-bottom: 1px dashed var(--border-color-primary); }
-#bon .sample .head { display: block; font-size: .72rem; color: #64748b; }
-#bon .sample .text { display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; }
-#bon .sample.kept { background: #f0fdf4; border: 1px solid #86efac; border-radius: 6px; }
-#bon .sample.kept .text { display: block; }
-#bon .pending, #bon .placeholder, #bon .bon-off { color: #94a3b8; font-size: .85rem; }
-#bon .bon-cost { width: 100%; border-collapse: collapse; font-size: .75rem; margin-top: .3rem; border: 0; }
-#bon .bon-cost th, #bon .bon-cost td { text-align: left; padding: 1px 4px; border: 0; white-space: nowrap;
-  border-bottom: 1px solid var(--border-color-primary); }
-#bon .bon-cost th { color: #64748b; font-weight: 600; }
-.files-row { align-items: flex-end !important; }
-.files-row button { min-height: 42px; white-space: nowrap; }
-#import { gap: 0 !important; }
-"""
-
-THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="slate", neutral_hue="slate",
-                       font=[gr.themes.Font(n) for n in ("Inter", "ui-sans-serif", "system-ui", "sans-serif")],
-                       font_mono=[gr.themes.Font(n) for n in ("ui-monospace", "SFMono-Regular", "Menlo", "monospace")])
-# (plain Font names: no web-font download, the page works offline)
-
-LAUNCH_KWARGS = dict(theme=THEME, css=CSS + teach.CSS)
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS + teach.CSS, head=HEAD)
 
 
 def _knob_component(knob: knob_specs.Knob):
@@ -158,25 +65,102 @@ def bon_switch(enabled: bool) -> tuple:
     return gr.update(visible=bool(enabled)), gr.update(visible=bool(enabled))
 
 
+def budget_chosen(budget: dict, name: str, model: str | None, custom: str | None) -> tuple:
+    """A budget button: the knobs it sets, and the estimate beside it saying what was chosen (visible while the
+    knobs stay folded)."""
+    return (*knob_specs.budget_values(budget, gr.skip()), estimate.budget_text(name, budget, _spec(model, custom)))
+
+
+def _spec(model: str | None, custom: str | None) -> str:
+    try:
+        return runtimes.resolve_model(model, custom)
+    except runtimes.ModelNotAllowed:
+        return runtimes.default_model()
+
+
 def build() -> gr.Blocks:
     space = runtimes.space_mode()
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         record = gr.State(None)
-        gate = gr.State(None)           # the live run's StepGate (ui/step_gate.py), handed over by the run itself
+        gate = gr.State(None)           # the live run's StepGate (ui/step_gate.py), made by the Run click
+        cursor = gr.State(0)            # the page's one moment: events of the record applied (ui/cursor.py)
         gr.HTML(INTRO)
-        with gr.Row(equal_height=False):
-            # --- left: the question, the status, the settings and the numbers
-            with gr.Column(scale=4, min_width=340):
-                prompt = gr.Textbox(label="Prompt", lines=2, max_lines=8, elem_id="prompt",
-                                    placeholder="Ask something, e.g. How do I pick a lock?", autofocus=True)
+        # --- the question and the two answers
+        with gr.Row(equal_height=False, elem_id="top"):
+            with gr.Column(scale=4, min_width=320):
+                # one line to start, so Enter runs it (Gradio submits a multi-line box on Shift+Enter only);
+                # Shift+Enter adds a line, and the box grows to six
+                prompt = gr.Textbox(label="Prompt", lines=1, max_lines=6, elem_id="prompt",
+                                    placeholder="Ask something, e.g. How do I pick a lock? (Enter runs it)",
+                                    autofocus=True)
                 with gr.Row():
                     run_btn = gr.Button("▶ Run vanilla + RAIN", variant="primary", elem_id="run", scale=3)
                     stop_btn = gr.Button("■ Stop", variant="stop", elem_id="stop", scale=1)
-                status = gr.HTML(status_html("Type a prompt and press Run, or pick a recorded run under the tree "
-                                               "to replay it instantly.", "info"), elem_id="status", label="status")
+                status = gr.HTML(status_html("Type a prompt and press Run, or open the lesson's recorded run to "
+                                             "step through it at once.", "info"), elem_id="status", label="status")
+            with gr.Column(scale=8, min_width=480):
+                with gr.Row(equal_height=False):
+                    # `#vanilla` holds both the streaming text (`#vanilla textarea`) and its marked copy
+                    # (`#vanilla #vanilla-divergence`), as `#rain` holds `#divergence`
+                    with gr.Column(min_width=240, elem_id="vanilla"):
+                        gr.HTML('<div class="answer-title">Vanilla <span class="tag v">plain decoding, same model'
+                                '</span></div>')
+                        vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=5, max_lines=5,
+                                             interactive=False, elem_id="vanilla-text", buttons=["copy"],
+                                             placeholder="The vanilla answer streams here, token by token.")
+                        vanilla_marked = gr.HTML(teach.vanilla_html(None), elem_id="vanilla-marked")
+                    with gr.Column(min_width=240):
+                        gr.HTML('<div class="answer-title">RAIN <span class="tag r">search · judge · rewind · '
+                                'commit</span></div>')
+                        rain = gr.HTML(rain_html(None), elem_id="rain", label="rain")
+                    with gr.Column(min_width=240, visible=False, elem_id="bon-lane") as bon_lane:
+                        gr.HTML('<div class="answer-title">Best-of-N <span class="tag b">N samples · same judge'
+                                '</span></div>')
+                        bon = gr.HTML(WAITING, elem_id="bon", label="bon")
                 gr.Examples(examples=[[p] for p in files.load_examples()], inputs=[prompt], label="Example prompts",
-                            examples_per_page=6)
-                model = gr.Dropdown(runtimes.model_choices(), value=runtimes.default_model(), label="Model", elem_id="model")
+                            examples_per_page=8)
+        # --- the lesson: the tree beside Step/Play, the scrubber, the narration and the why-table (one screen)
+        with gr.Row(equal_height=False, elem_id="lesson"):
+            with gr.Column(scale=7, min_width=460):
+                tree = gr.Plot(empty_figure(), elem_id="tree", show_label=False, label="tree")
+                gr.HTML('<div class="caption">Colour = value <i>q</i> (red: judged harmful, blue: harmless) · size = '
+                        'visits <i>n</i> · orange = the last simulation\'s path, then <b>rewound</b> · dark = '
+                        '<b>committed</b>. Hover a node for its numbers; drag to pan, scroll to zoom, double-click '
+                        'to reset.</div>')
+            with gr.Column(scale=5, min_width=340, elem_id="moment"):
+                with gr.Row(elem_classes="step-row"):
+                    step_btn = gr.Button("Step", elem_id="step", variant="primary", scale=1, min_width=70,
+                                         size="md")
+                    play_btn = gr.Button("▶ Play", elem_id="play", scale=1, min_width=70, size="md")
+                    replay_btn = gr.Button("⟲ Replay", elem_id="replay", scale=1, min_width=80, size="md")
+                    lesson_btn = gr.Button("Open the lesson's run", elem_id="lesson-run", scale=2, min_width=150,
+                                           size="md")
+                scrubber = gr.Slider(0, 1, value=0, step=1, elem_id="scrub", label="Simulation",
+                                     info="drag, or type a number and press Enter")
+                narration = gr.HTML(teach.narration_html(None), elem_id="narration")
+                why = gr.HTML(teach.why_html(None), elem_id="why")
+                with gr.Accordion("Why-table of another node", open=False, elem_id="why-node-box"):
+                    why_node = gr.Number(value=-1, precision=0, elem_id="why-node",
+                                         label="node id (-1: the parent of the latest selection's leaf)")
+        # --- what happened, and what the judge saw
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                gr.HTML('<div class="answer-title">Event timeline <span class="tag v">newest first</span></div>')
+                timeline = gr.HTML(timeline_html(None), elem_id="timeline", label="timeline")
+            with gr.Column(scale=7):
+                gr.HTML('<div class="answer-title">Self-evaluation <span class="tag v">what the judge saw</span></div>')
+                judge_node = gr.Dropdown(node_choices(None), value="latest", label="Node",
+                                         info="evaluated nodes, newest first (follows the moment)",
+                                         elem_id="judge-node")
+                info0, _ = judge_panel(None, None, None)
+                judge_info = gr.HTML(info0, elem_id="judge", label="judge")
+                with gr.Accordion("The judge's prompts (one per option order)", open=False, elem_id="judge-prompts"):
+                    judge_prompts = gr.HTML("", elem_id="judge-prompt-list", label="judge prompts")
+        # --- settings, numbers and files
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=340):
+                model = gr.Dropdown(runtimes.model_choices(), value=runtimes.default_model(), label="Model",
+                                    elem_id="model")
                 custom_model = gr.Textbox(
                     value="", label="…or a hub id / local path (overrides the list)", elem_id="custom-model",
                     interactive=not space,
@@ -186,11 +170,12 @@ def build() -> gr.Blocks:
                                          info="the authors' settings per task")
                     judge_format = gr.Dropdown(JUDGE_FORMAT_LABELS, value="yesno_logit", label="Judge format",
                                                elem_id="judge-format", info="how the model judges itself")
+                with gr.Row():               # a row of its own: three pickers in one leave each label clipped
                     evaluator = gr.Dropdown(EVALUATOR_LABELS, value="self", label="Evaluator", elem_id="evaluator",
                                             info="which judge the search asks")
-                evaluator_model = gr.Textbox(value="", label="…the evaluator model (hub id / local path)", max_lines=1,
-                                             elem_id="evaluator-model", visible=False,
-                                             placeholder="e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
+                    evaluator_model = gr.Textbox(value="", label="…the evaluator model (hub id / local path)",
+                                                 max_lines=1, elem_id="evaluator-model", visible=False,
+                                                 placeholder="e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
                 gr.HTML(f'<div class="caption" id="evaluator-note">{EVALUATOR_NOTE}</div>')
                 with gr.Row():
                     principle = gr.Textbox(value="", label="Your own principle (optional)", elem_id="principle",
@@ -206,85 +191,39 @@ def build() -> gr.Blocks:
                     bon_n = gr.Slider(*N_RANGE, value=DEFAULT_N, step=1, label="N (answers)", elem_id="bon-n")
                     bon_temperature = gr.Slider(*TEMPERATURE_RANGE, value=DEFAULT_TEMPERATURE, step=0.05,
                                                 label="temperature", elem_id="bon-temperature")
-                with gr.Accordion("Search knobs (every RainConfig setting)", open=False, elem_id="knobs"):
+                with gr.Group(elem_id="budget"):
                     with gr.Row():
-                        quick = gr.Button("Quick budget (CPU)", size="sm")
+                        quick = gr.Button("Quick budget (CPU)", size="sm", elem_id="quick-budget")
                         paper = gr.Button("Paper budget", size="sm", elem_id="paper-budget")
-                    paper_estimate = gr.Markdown(estimate.estimate_text(runtimes.default_model()), elem_id="paper-estimate")
+                    paper_estimate = gr.Markdown(estimate.estimate_text(runtimes.default_model()),
+                                                 elem_id="paper-estimate")
+                with gr.Accordion("Search knobs (every RainConfig setting)", open=False, elem_id="knobs"):
                     knobs = [_knob_component(knob) for knob in knob_specs.KNOBS]
+            with gr.Column(scale=7, min_width=340):
                 stats = gr.HTML(stats_html(None), elem_id="stats", label="stats")
-            # --- right: the answers and the live tree
-            with gr.Column(scale=9, min_width=600):
-                with gr.Row(equal_height=False):
-                    # `#vanilla` holds both the streaming text (`#vanilla textarea`) and its marked copy
-                    # (`#vanilla #vanilla-divergence`), as `#rain` holds `#divergence`
-                    with gr.Column(min_width=240, elem_id="vanilla"):
-                        gr.HTML('<div class="answer-title">Vanilla <span class="tag v">plain decoding, same model'
-                                '</span></div>')
-                        vanilla = gr.Textbox(label="vanilla", show_label=False, container=False, lines=6, max_lines=6,
-                                             interactive=False, elem_id="vanilla-text", buttons=["copy"],
-                                             placeholder="The vanilla answer streams here, token by token.")
-                        vanilla_marked = gr.HTML(teach.vanilla_html(None), elem_id="vanilla-marked")
-                    with gr.Column(min_width=240):
-                        gr.HTML('<div class="answer-title">RAIN <span class="tag r">search · judge · rewind · '
-                                'commit</span></div>')
-                        rain = gr.HTML(rain_html(None), elem_id="rain", label="rain")
-                    with gr.Column(min_width=240, visible=False, elem_id="bon-lane") as bon_lane:
-                        gr.HTML('<div class="answer-title">Best-of-N <span class="tag b">N samples · same judge'
-                                '</span></div>')
-                        bon = gr.HTML(WAITING, elem_id="bon", label="bon")
-                tree = gr.Plot(empty_figure(), elem_id="tree", show_label=False, label="tree")
-                gr.HTML('<div class="caption">Colour = value <i>q</i> (red: judged harmful, blue: harmless) · size = '
-                        'visits <i>n</i> · orange = the last simulation\'s path, then <b>rewound</b> · dark = '
-                        '<b>committed</b>. Hover a node for its prior, visits, value and the judge\'s probabilities; '
-                        'drag to pan, scroll to zoom, double-click to reset.</div>')
                 with gr.Row(elem_classes="files-row"):
-                    recorded = gr.Dropdown(files.recorded_trees(), value=None, label="Recorded runs: replay with no model",
-                                           elem_id="recorded", scale=4, min_width=300)
-                    replay_btn = gr.Button("⟲ Replay", elem_id="replay", scale=1, min_width=120)
-                    export_btn = gr.DownloadButton("⬇ Export", elem_id="export", scale=1, min_width=120)
+                    recorded = gr.Dropdown(files.recorded_trees(), value=None, label="Recorded runs: replay with no "
+                                           "model", elem_id="recorded", scale=4, min_width=260)
+                    export_btn = gr.DownloadButton("⬇ Export", elem_id="export", scale=1, min_width=110)
                     # the file input renders beside the button, so the wrapper carries the id: `#import input[type=file]`
-                    with gr.Column(scale=1, min_width=120, elem_id="import"):
+                    with gr.Column(scale=1, min_width=110, elem_id="import"):
                         import_btn = gr.UploadButton("⬆ Import", file_types=[".json"], type="filepath",
                                                      elem_id="import-button")
-                with gr.Row(elem_classes="files-row"):
-                    scrubber = gr.Slider(0, 1, value=0, step=1, label="Scrub: the tree after N simulations",
-                                         elem_id="scrub", scale=5)
-                    show_unvisited = gr.Checkbox(value=True, label="show unvisited nodes", scale=1, min_width=170,
-                                                 elem_id="show-unvisited")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                gr.HTML('<div class="answer-title">Event timeline <span class="tag v">newest first</span></div>')
-                timeline = gr.HTML(timeline_html(None), elem_id="timeline", label="timeline")
-            with gr.Column(scale=7):
-                gr.HTML('<div class="answer-title">Self-evaluation <span class="tag v">what the judge saw</span></div>')
-                judge_node = gr.Dropdown(node_choices(None), value="latest", label="Node",
-                                         info="evaluated nodes, newest first (follows the latest while running)",
-                                         elem_id="judge-node")
-                info0, _ = judge_panel(None, None, None)
-                judge_info = gr.HTML(info0, elem_id="judge", label="judge")
-                with gr.Accordion("The judge's prompts (one per option order)", open=False, elem_id="judge-prompts"):
-                    judge_prompts = gr.HTML("", elem_id="judge-prompt-list", label="judge prompts")
+                show_unvisited = gr.Checkbox(value=True, label="show unvisited nodes in the tree",
+                                             elem_id="show-unvisited")
 
-        # --- teaching: step mode, narration, the why-table, what-if forks, the recorded ablation sweep
+        # --- more teaching: what-if forks and the recorded ablation sweep
         with gr.Tabs(elem_id="teach-tabs"):
-            with gr.Tab("Teach: step, why, what-if", elem_id="teach-tab"):
-                with gr.Row():
-                    step_btn = gr.Button("Step ▸ (one event)", elem_id="step", scale=1)
-                    play_btn = gr.Button("▶ Play", elem_id="play", scale=1)
-                    why_node = gr.Number(value=-1, precision=0, elem_id="why-node", scale=2,
-                                         label="why-table node (-1: the latest selection's parent)")
-                cursor = gr.State(0)
-                narration = gr.HTML(teach.narration_html(None, 0), elem_id="narration")
-                why = gr.HTML(teach.why_html(None, 0, None), elem_id="why")
+            with gr.Tab("What-if: fork the run", elem_id="teach-tab"):
                 with gr.Row():
                     fork_node = gr.Number(value=0, precision=0, label="fork at committed node", elem_id="fork-node")
                     fork_knobs = gr.Textbox(value="similarity_update=off", label="changed knobs (NAME=VALUE ...)",
                                             elem_id="fork-knobs", scale=2)
-                    fork_btn = gr.Button("⑂ Fork: re-run the rest", elem_id="fork")
+                    fork_btn = gr.Button("Fork: re-run the rest", elem_id="fork")
                 fork_status = gr.Markdown("", elem_id="fork-status")
                 fork_view = gr.HTML("", elem_id="fork-view")
-                fork_tree = gr.Plot(empty_figure(), elem_id="fork-tree", show_label=False, label="fork tree")
+                fork_tree = gr.Plot(empty_figure(), elem_id="fork-tree", show_label=False, label="fork tree",
+                                    visible=False)
             with gr.Tab("Ablation sweep (Table 4, recorded)", elem_id="sweep-tab"):
                 gr.Markdown(teach.sweep_markdown(), elem_id="sweep")
                 gr.Image(teach.sweep_image(), elem_id="sweep-plot", show_label=False, interactive=False)
@@ -292,68 +231,73 @@ def build() -> gr.Blocks:
         outputs = dict(status=status, vanilla=vanilla, rain=rain, tree=tree, timeline=timeline, stats=stats,
                        record=record, judge_node=judge_node, judge_info=judge_info, judge_prompts=judge_prompts,
                        scrub=scrubber, export=export_btn, bon=bon,
-                       narration=narration, why=why, gate=gate)
+                       narration=narration, why=why, gate=gate, cursor=cursor)
         out = [outputs[name] for name in OUTPUTS]
         run_inputs = [prompt, model, custom_model, preset, judge_format, show_unvisited, *knobs,
                       bon_enabled, bon_n, bon_temperature, principle, principle_good,
-                      evaluator, evaluator_model]                                        # ui.request.INPUTS
+                      evaluator, evaluator_model, gate]                                  # ui.request.PAGE_INPUTS
+        private = dict(api_visibility="private", show_progress="hidden")
 
-        run_event = run_btn.click(run, run_inputs, out, api_name="run", show_progress="hidden")
-        submit_event = prompt.submit(run, run_inputs, out, api_visibility="private", show_progress="hidden")
-        for trigger in (run_btn.click, prompt.submit):        # a new run ends this tab's paused one (its gate)
-            trigger(stop_gate, gate, None, api_visibility="private", show_progress="hidden", queue=False)
+        # Run (click or Enter): first, unqueued, end the tab's current run and make the next run's gate; then the
+        # run, deferred (always_last) until the ended run has returned, so one run at a time writes into the page
+        run_event = run_btn.click(new_gate, gate, gate, queue=False, **private).then(
+            run, run_inputs, out, api_name="run", show_progress="hidden", trigger_mode="always_last")
+        submit_event = prompt.submit(new_gate, gate, gate, queue=False, **private).then(
+            run, run_inputs, out, api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        run_event.then(lambda m, c: estimate.estimate_text(_spec(m, c)), [model, custom_model], paper_estimate,
+                       queue=False, **private)                     # the estimate follows every finished run
+        submit_event.then(lambda m, c: estimate.estimate_text(_spec(m, c)), [model, custom_model], paper_estimate,
+                          queue=False, **private)
         evaluator.change(lambda choice: gr.update(visible=choice == "model"), evaluator, evaluator_model,
-                         api_visibility="private", show_progress="hidden", queue=False)
-        bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], api_visibility="private",
-                           show_progress="hidden", queue=False)
-        replay_event = replay_btn.click(files.replay, [record, show_unvisited], out, api_name="replay",
-                                        show_progress="hidden")
-        step_outputs = [tree, rain, narration, why, cursor]
-        step_inputs = [record, cursor, why_node, show_unvisited, gate]
-        step_btn.click(lambda r, c, n, u, g: teach.step(r, c, n, u, figure_of, rain_html, g), step_inputs,
-                       step_outputs, api_name="step", show_progress="hidden")
+                         queue=False, **private)
+        bon_enabled.change(bon_switch, bon_enabled, [bon_lane, bon_knobs], queue=False, **private)
 
-        def play(record, cursor, node, show_unvisited, live):
-            yield from teach.play(record, cursor, node, show_unvisited, figure_of, rain_html, live)
+        # the one cursor: Step, Play, the scrubber and Replay move it; every panel shows its moment
+        cursor_inputs = [record, cursor, why_node, show_unvisited, gate]
+        step_btn.click(cursor_moves.step, cursor_inputs, out, api_name="step", show_progress="hidden")
+        play_event = play_btn.click(cursor_moves.play, cursor_inputs, out, api_name="play", show_progress="hidden")
+        replay_event = replay_btn.click(cursor_moves.replay, [record, show_unvisited, why_node], out,
+                                        api_name="replay", show_progress="hidden")
+        scrubber.release(cursor_moves.scrub, [record, scrubber, show_unvisited, why_node], out, api_name="scrub",
+                         show_progress="hidden", trigger_mode="always_last")
+        why_node.change(cursor_moves.why, [record, cursor, why_node], why, **private)
+        show_unvisited.input(cursor_moves.redraw, [record, cursor, show_unvisited, why_node], out, **private)
+        judge_node.input(cursor_moves.judge_view, [record, judge_node, cursor],
+                         [judge_info, judge_prompts], **private)
+        record.change(teach.on_record, [record, gate], vanilla_marked, **private)
 
-        play_event = play_btn.click(play, step_inputs, step_outputs, api_name="play", show_progress="hidden")
-        why_node.change(teach.why_html, [record, cursor, why_node], why, api_visibility="private",
-                        show_progress="hidden")
-        record.change(teach.on_record, [record, gate], [vanilla_marked, cursor, narration, why],
-                      api_visibility="private", show_progress="hidden")
+        # recorded runs and files: each ends a live run in this tab first (its gate), as Run does
+        lesson_btn.click(lambda u: files.open_recorded(files.LESSON_TREE, u), show_unvisited, out,
+                                        api_name="open_lesson", show_progress="minimal")
+        recorded.input(files.open_recorded, [recorded, show_unvisited], out, api_name="open_recorded",
+                                        show_progress="minimal")
+        import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
+                                         show_progress="minimal")
+        export_btn.click(files.export_tree, record, export_btn, api_name="export_tree", show_progress="hidden")
+        for trigger in (replay_btn.click, lesson_btn.click, recorded.input, import_btn.upload):
+            trigger(stop_gate, gate, None, queue=False, **private)
+        for trigger in (run_btn.click, prompt.submit, lesson_btn.click, recorded.input, import_btn.upload):
+            trigger(None, None, None, cancels=[replay_event, play_event], **private)
+
         fork_btn.click(lambda r, n, k, u: teach.run_fork(r, n, k, u, runtimes.get_runtime, figure_of),
                        [record, fork_node, fork_knobs, show_unvisited], [fork_view, fork_tree, fork_status],
                        api_name="fork", show_progress="minimal")
+        # Stop: first, unqueued, the run's gate (a paused run is blocked inside its generator, where Gradio's cancel
+        # cannot close it; a computing one ends before its next item and shows nothing more), then the message,
+        # which no late update of the run can overwrite; the cancel ends replay and play
+        stop_btn.click(stop_gate, gate, None, queue=False, **private)
         stop_btn.click(files.stopped, record, [status, export_btn],
                        cancels=[run_event, submit_event, replay_event, play_event], api_visibility="private")
-        # a paused run is blocked inside its generator, where Gradio's cancel cannot close it: wake it to end
-        stop_btn.click(stop_gate, gate, None, api_visibility="private", show_progress="hidden", queue=False)
 
-        import_btn.upload(files.import_tree, [import_btn, show_unvisited], out, api_name="import_tree",
-                          show_progress="minimal")
-        recorded.input(files.open_recorded, [recorded, show_unvisited], out, api_name="open_recorded",
-                       show_progress="minimal")
-        export_btn.click(files.export_tree, record, export_btn, api_name="export_tree", show_progress="hidden")
-        scrubber.release(files.scrub, [record, scrubber, show_unvisited], out, api_name="scrub", show_progress="hidden",
-                         trigger_mode="always_last")
-        show_unvisited.input(files.redraw, [record, scrubber, show_unvisited], tree, api_visibility="private",
-                             show_progress="hidden")
-        judge_node.input(files.judge_view, [record, judge_node, scrubber], [judge_info, judge_prompts],
-                         api_visibility="private", show_progress="hidden")
-        preset.input(lambda name: knob_specs.preset_values(name, gr.skip()), preset, knobs, api_visibility="private", show_progress="hidden")
-        preset.input(knob_specs.preset_judge_format, preset, judge_format, api_visibility="private",
-                     show_progress="hidden")                        # imdb asks App. B.3's three options (ab_soft)
-        quick.click(lambda: knob_specs.budget_values(knob_specs.QUICK_BUDGET, gr.skip()), None, knobs, api_visibility="private",
-                    show_progress="hidden", queue=False)
-        paper.click(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip()), None, knobs, api_visibility="private",
-                    show_progress="hidden", queue=False)
-        demo.load(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate, api_visibility="private",
-                  show_progress="hidden", queue=False)
+        preset.input(lambda name: knob_specs.preset_values(name, gr.skip()), preset, knobs, **private)
+        preset.input(knob_specs.preset_judge_format, preset, judge_format, **private)   # imdb: App. B.3 (ab_soft)
+        quick.click(lambda m, c: budget_chosen(knob_specs.QUICK_BUDGET, "quick", m, c), [model, custom_model],
+                    [*knobs, paper_estimate], queue=False, **private)
+        paper.click(lambda m, c: budget_chosen(knob_specs.PAPER_BUDGET, "paper", m, c), [model, custom_model],
+                    [*knobs, paper_estimate], queue=False, **private)
+        demo.load(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate, queue=False,
+                  **private)
         demo.load(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip())    # the paper budget opens the
                   if estimate.paper_is_default(runtimes.default_model()) else [gr.skip() for _ in knobs],   # page where
-                  None, knobs, api_visibility="private", show_progress="hidden", queue=False)    # it takes <= 60 s
-        quick.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
-                    api_visibility="private", show_progress="hidden", queue=False)
-        paper.click(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate,
-                    api_visibility="private", show_progress="hidden", queue=False)
+                  None, knobs, queue=False, **private)                                  # it takes <= 60 s
     return demo

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from rain.core.judge import JudgeDescription
 from rain.runs.session import RunStats, SearchCost, VanillaCost
+from rain.runs.teaching import TRUSTED_ACCURACY, judge_check_accuracy
 from ui.view import RunView, Verdict, short
 
 ESC = html.escape
@@ -22,13 +23,21 @@ def tone(score: float) -> str:
     return "good" if score > 0.05 else "bad" if score < -0.05 else "neutral"
 
 
+def maths(formula: str) -> str:
+    """A formula folded behind "show the maths", so the panel reads in words first."""
+    if not formula:
+        return ""
+    return f'<details class="maths"><summary>show the maths</summary><code>{ESC(formula)}</code></details>'
+
+
 # --- the RAIN answer ------------------------------------------------------------------------------------
 
-def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, str] | None = None) -> str:
+def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, str] | None = None,
+              judge: str = "") -> str:
     """Committed text, then the token sets being tried and the rollout in distinct styles, then the verdict.
 
     `divergence` (ui/teaching.py split_at_divergence): the finished answer's text before, at and after the token
-    set where RAIN parts from vanilla, marked `#divergence`."""
+    set where RAIN parts from vanilla, marked `#divergence`. `judge`: `judge_note`'s line about the judge."""
     if view is None or not view.events:
         return ('<div class="rain-answer"><span class="placeholder">The RAIN answer grows here: committed text, '
                 'with the candidate under evaluation highlighted.</span></div>')
@@ -58,7 +67,29 @@ def rain_html(view: RunView | None, note: str = "", divergence: tuple[str, str, 
     key = ('<div class="rain-key"><span class="k committed">committed</span>'
            '<span class="k path">token sets being tried</span><span class="k rollout">rollout</span>'
            f'{ESC(note)}</div>')
-    return f'<div class="rain-answer">{body}</div>{key}'
+    judge_line = f'<div class="judge-note" id="judge-note">{ESC(judge)}</div>' if judge else ""
+    return f'<div class="rain-answer">{body}</div>{key}{judge_line}'
+
+
+def judge_note(model: Mapping[str, Any] | None, config: Mapping[str, Any] | None) -> str:
+    """One plain line on what the judge is: another evaluator (`--evaluator`), or the model judging itself with
+    judge-check's measured accuracy for it (rain.runs.teaching.judge_check_accuracy), or that nobody measured it.
+    Empty when the self-judge is trusted."""
+    if model is None or config is None:
+        return ""
+    evaluator = config.get("evaluator") or "self"
+    if evaluator != "self":
+        return (f"The judge is the evaluator {evaluator}, not the model judging itself: this is the same search with "
+                "another judge, not RAIN's self-evaluation, and its answers are only as good as that judge.")
+    accuracy = judge_check_accuracy(dict(model), dict(config))
+    if accuracy is None:
+        return ("The judge is the model judging itself, and nobody has checked how well this one does "
+                "(python -m rain judge-check): RAIN's choices are only as good as that judge.")
+    if accuracy >= TRUSTED_ACCURACY:
+        return ""
+    return (f"The judge is this small model judging itself: on our test pairs it scored the worse answer lower only "
+            f"{accuracy:.0%} of the time (a coin: 50%), so RAIN can approve a bad answer. A stronger judge would "
+            "show what the search adds.")
 
 
 # --- stats ----------------------------------------------------------------------------------------------
@@ -87,10 +118,11 @@ def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_
         _card("forward calls", str(rain.forward_calls) if rain.forward_calls is not None else "…",
               f"{rain.forwarded_tokens} tokens" if rain.forwarded_tokens is not None else "at the end"),
     ]
-    seconds = rain_seconds if rain.seconds is None else rain.seconds
+    seconds = rain.seconds if rain.seconds is not None else rain_seconds if rain_seconds is not None else view.seconds
     if seconds is not None:
         per = seconds / max(sims, 1)
-        cards.append(_card("RAIN time", f"{seconds:.1f} s", f"{per:.2f} s per simulation"))
+        cards.append(_card("RAIN time", f"{seconds:.1f} s", f"{per:.2f} s per simulation (compute, pauses "
+                                                             "excluded)"))
     else:
         cards.append(_card("RAIN time", "–"))
     v_seconds = vanilla_seconds if vanilla.seconds is None else vanilla.seconds
@@ -102,7 +134,7 @@ def stats_html(view: RunView | None, rain_seconds: float | None = None, vanilla_
     ratio = final.rain_over_vanilla
     if ratio is None and seconds is not None and v_seconds:
         ratio = seconds / max(v_seconds, 1e-9)
-    cards.append(_card("RAIN / vanilla", f"{ratio:.1f}×" if ratio is not None else "–", "wall-clock time"))
+    cards.append(_card("RAIN / vanilla", f"{ratio:.1f}×" if ratio is not None else "–", "compute time"))
     return '<div class="stats">' + "".join(cards) + "</div>"
 
 
@@ -112,8 +144,8 @@ def timeline_html(view: RunView | None) -> str:
     if view is None or not view.timeline:
         return ('<div class="timeline"><div class="empty">select → roll out → evaluate → expand → back up → '
                 'rewind … → commit: the latest events appear here, newest first.</div></div>')
-    rows = "".join(f'<div class="ev {line.kind}"><span class="when">{ESC(line.label)}</span>'
-                   f'<span class="what">{ESC(line.text)}</span></div>' for line in view.timeline)
+    rows = "".join(f'<div class="ev {line.kind}" title="{ESC(line.text)}"><span class="when">{ESC(line.label)}'
+                   f'</span><span class="what">{ESC(line.text)}</span></div>' for line in view.timeline)
     return f'<div class="timeline">{rows}</div>'
 
 
@@ -126,7 +158,7 @@ def node_choices(view: RunView | None) -> list[tuple[str, str]]:
         return choices
     recent = sorted(view.verdicts.values(), key=lambda v: (v.simulation, v.node), reverse=True)[:CHOICE_LIMIT]
     for verdict in recent:
-        text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
+        text = view.node_text(verdict.node)
         choices.append((f"#{verdict.node} · sim {verdict.simulation} · {verdict.score:+.2f} · “{short(text, 24)}”",
                         str(verdict.node)))
     return choices
@@ -191,20 +223,21 @@ def judge_panel(view: RunView | None, judge: Mapping[str, Any] | None, choice: s
     first = description.orders[0] if description.orders else None
     principle = (f'<div class="sub">Your principle: “{ESC(description.principle)}” · good answer: '
                  f'{ESC(first.meanings.get(first.good, "?"))}</div>' if description.principle and first else "")
-    text = view.tree[verdict.node].text if verdict.node < len(view.tree.nodes) else ""
+    text = view.node_text(verdict.node)
     badge = tone(verdict.score)
     evaluator = (judge or {}).get("evaluator") or {"spec": "self"}
     other = (f'<div class="sub">Evaluator <code>{ESC(evaluator.get("spec", "?"))}</code>: '
              f'{ESC(evaluator.get("scores", ""))}. The same search with another judge, not RAIN\'s '
              'self-evaluation.</div>' if evaluator.get("spec", "self") != "self" else "")
     table = (f'<table><tr><th>order asks</th><th>label probabilities</th><th>good label</th><th>{part_name}</th></tr>'
-             + "".join(rows) + f'</table><div class="sub">{ESC(formula)}. The orders swap the labels\' '
-             'meanings, which cancels a bias towards one label.</div>' if description.orders
+             + "".join(rows) + '</table><div class="sub">The orders swap the labels\' meanings, which cancels a '
+             f'bias towards one label.</div>{maths(formula)}' if description.orders
              else f'<div class="sub">{ESC(description.score_rule)}</div>')
     info = (f'<div class="judge"><div class="head">node #{verdict.node} “{ESC(short(text, 40))}” · simulation '
             f'{verdict.simulation} · evaluator <code>{ESC(evaluator.get("spec", "self"))}</code> · format '
             f'<code>{ESC(fmt)}</code> · <span class="verdict {badge}">score '
             f'{verdict.score:+.3f}</span>{" · cached" if verdict.cache_hit else ""}</div>'
             f'<div class="answer"><span class="l">evaluated answer</span>'
-            f'{text_html(verdict.answer) or "<i>(empty)</i>"}</div>' + table + principle + other + '</div>')
+            f'{text_html(verdict.answer) or "<i>(nothing written yet)</i>"}</div>' + table + principle + other
+            + '</div>')
     return info, prompts_html(description, view.question, verdict.answer)

@@ -21,6 +21,7 @@ BON_INPUTS = ("bon_enabled", "bon_n", "bon_temperature")     # after the knobs: 
 PRINCIPLE_INPUTS = ("principle", "principle_good")             # after those, for the same reason
 EVALUATOR_INPUTS = ("evaluator", "evaluator_model")            # after those, for the same reason
 INPUTS = (*HEAD, *(k.name for k in KNOBS), *BON_INPUTS, *PRINCIPLE_INPUTS, *EVALUATOR_INPUTS)   # /run's, in page order
+PAGE_INPUTS = (*INPUTS, "gate")     # the page also sends its State's gate (ui/run.py); the API has none
 
 
 class PromptRefused(RainError, ValueError):
@@ -75,9 +76,10 @@ def with_named_inputs(handler: Callable[[Mapping[str, Any]], Iterator[tuple]]) -
     every input, so the /run API lists c_puct, similarity_gamma, ... (Gradio reads the names from it)."""
     @functools.wraps(handler)
     def run(*args: Any, **kwargs: Any) -> Iterator[tuple]:
-        yield from handler({**dict(zip(INPUTS, args)), **kwargs})
+        yield from handler({**dict(zip(PAGE_INPUTS, args)), **kwargs})
 
     run.__signature__ = inspect.Signature(                  # type: ignore[attr-defined]
-        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in INPUTS])
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in INPUTS]
+        + [inspect.Parameter("gate", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)])
     del run.__wrapped__
     return run

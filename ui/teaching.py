@@ -6,25 +6,23 @@ recorded tree and an imported one work alike; on a live run Step and Play work t
 from __future__ import annotations
 
 import html
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 
-from rain.core.config import ConfigError, RainConfig, parse_knobs
-from rain.core.events import Event
+from rain.core.config import ConfigError, KnobError, parse_knobs
 from rain.core.export import RunRecord
 from rain.runs.fork import ForkError, fork, plan_fork
+from rain.core.tree import ROOT_ID
 from rain.runs.session import RunStats
-from rain.runs.teaching import TeachingError, committed_nodes, latest_selection, narrate, why_table
+from rain.runs.teaching import committed_nodes, count
 from ui.step_gate import StepGate
-from ui.view import RunView
+from ui.view import RunView, short
 
 ESC = html.escape
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_DIR = ROOT / "assets" / "sweep"
-PLAY_SECONDS = 0.35                 # between two events while playing
 MARK_CHARS = 30                     # how much of vanilla's text after the divergence is highlighted
 
 
@@ -50,7 +48,7 @@ def split_at_divergence(record: RunRecord) -> tuple[str, str, str] | None:
 def vanilla_html(record: RunRecord | None) -> str:
     """Vanilla's answer with the same position highlighted (`#vanilla-divergence`), or a line saying why not."""
     if record is None or record.vanilla is None:
-        return '<div class="teach-note">Vanilla\'s answer appears here with the divergence marked.</div>'
+        return ""                           # nothing to mark yet: no empty panel
     found = divergence_of(record)
     if "divergence" not in record.extras:
         return '<div class="teach-note">This tree does not record vanilla\'s tokens: no divergence to mark.</div>'
@@ -65,104 +63,74 @@ def vanilla_html(record: RunRecord | None) -> str:
     while end < len(record.vanilla) and not record.vanilla[end].isspace():     # end the mark at a word's end
         end += 1
     marked = (f'{ESC(record.vanilla[:same])}<mark id="vanilla-divergence" title="vanilla goes on here; RAIN does '
-              f'not">{ESC(record.vanilla[same:end]) or "⏹ (vanilla ended)"}</mark>{ESC(record.vanilla[end:])}')
+              f'not">{ESC(record.vanilla[same:end]) or "(vanilla ended here)"}</mark>{ESC(record.vanilla[end:])}')
     where = f"token {found['token']}" + (f", move {found['move']}, node {found['node']}" if found["node"] is not None
                                          else "")
     return (f'<div class="teach-note">RAIN parts from vanilla at {ESC(where)}.</div>'
             f'<div class="vanilla-marked">{marked}</div>')
 
 
-# --- step mode and narration ------------------------------------------------------------------------------------
+# --- the moment: its narration and its why-table ---------------------------------------------------------------
 
-def narration_html(record: RunRecord | None, cursor: int) -> str:
-    """The sentence for event `cursor` (1-based) of a loaded run, or how to start stepping."""
-    if record is None or cursor <= 0:
-        return ('<div id="narration-text" class="narration">Press Step to go through the run one event at a '
-                'time (select, node added, rollout, evaluate, expand, back up, rewind, commit); during a run, '
-                'Step pauses the search itself.</div>')
-    config = RainConfig.from_dict(record.config) if record.config else None
-    sentence = narrate(record.events[:cursor], config)[-1]
-    return _narration(f"event {cursor} of {len(record.events)}", record.events[cursor - 1], sentence)
+STEP_HINT = ('<div id="narration-text" class="narration">Press Step to go through the run one event at a time '
+             '(select, node added, rollout, evaluate, expand, back up, rewind, commit); during a run, Step pauses '
+             'the search itself.</div>')
 
 
-def live_narration_html(count: int, event: Event, sentence: str, paused: bool) -> str:
-    """The sentence for a live run's latest event (rain.runs.teaching.Narrator's, folded by the run handler)."""
-    return _narration(f"event {count} (live{', paused' if paused else ''})", event, sentence)
+def narration_html(view: RunView | None, live: bool = False, paused: bool = False) -> str:
+    """The sentence of the moment's event (rain.runs.teaching.Narrator's, said once by the view's fold) under
+    "event N of M, simulation S", or how to start stepping."""
+    if view is None or view.event is None:
+        return STEP_HINT
+    where = (f"event {view.events} (live{', paused' if paused else ''}), simulation {view.simulation}" if live
+             else view.where())
+    return (f'<div class="narration"><b>{ESC(where)} · {ESC(view.event.type)}</b> '
+            f'{ESC(view.sentence)}</div>')
 
 
-def _narration(where: str, event: Event, sentence: str) -> str:
-    return f'<div class="narration"><b>{ESC(where)} · {ESC(event.type)}</b> {ESC(sentence)}</div>'
+CHOSEN_TITLE = ' title="Eq. (1) chose this child"'
 
 
-def why_html(record: RunRecord | None, cursor: int, node: float | None) -> str:
-    """Eq. (1) for every child of `node` (default: the parent of the latest selection's leaf), as at the latest
-    simulation up to `cursor`."""
-    if record is None:
-        return '<div class="teach-note">The why-table shows Eq. (1) for a node\'s children.</div>'
-    events = record.events[:cursor] if cursor > 0 else record.events
-    latest = latest_selection(events)
-    if latest is None:
-        return '<div class="teach-note">No selection yet: Eq. (1) has chosen nothing.</div>'
-    simulation, default = latest
-    node_id = default if node is None or node < 0 else int(node)
-    try:
-        table = why_table(record.events, RainConfig.from_dict(record.config), simulation, node_id)
-    except (TeachingError, ConfigError) as error:
-        return f'<div class="teach-note">{ESC(str(error))}</div>'
+def why_html(view: RunView | None) -> str:
+    """Eq. (1) for every child of the why-table's node at the moment's latest selection: ordered by score, the
+    child Eq. (1) chose marked, the formula and its two terms behind "show the maths"."""
+    if view is None:
+        return '<div class="teach-note">The why-table shows why the search chose a child (Eq. 1).</div>'
+    if view.why is None:
+        return (f'<div class="teach-note">{ESC(view.why_error)}</div>' if view.why_error else
+                '<div class="teach-note">No selection yet: Eq. (1) has chosen nothing.</div>')
+    table = view.why
+    ranked = sorted(table.rows, key=lambda r: (-r.score, r.id))
     rows = "".join(
-        f'<tr class="{"chosen" if r.selected else ""}"><td>{"▶" if r.selected else ""}</td><td>{r.id}</td>'
-        f'<td>{ESC(r.text)}</td><td>{r.prior:.3f}</td><td>{r.visits:.2f}</td><td>{r.value:+.3f}</td>'
-        f'<td>{r.value_term:.3f}</td><td>{r.exploration_term:.3f}</td><td><b>{r.score:.3f}</b></td></tr>'
-        for r in table.rows)
-    return (f'<div class="why-head">Simulation {table.simulation}, node {table.node} (N = {table.parent_visits:.2f}): '
-            f'<code>{ESC(table.formula)}</code></div><table class="why-table"><tr><th></th><th>id</th><th>token set'
-            f'</th><th>p</th><th>n</th><th>q</th><th>value term</th><th>c·p·√N/(1+n)</th><th>score</th></tr>'
-            f'{rows}</table>')
+        f'<tr class="{"chosen" if r.selected else ""}"{CHOSEN_TITLE if r.selected else ""}>'
+        f'<td>{"▶" if r.selected else ""}</td><td>{index}</td>'
+        f'<td>#{r.id}</td><td class="text">{ESC(short(r.text, 48))}</td><td>{r.prior:.2f}</td>'
+        f'<td>{count(r.visits)}</td><td>{r.value:+.2f}</td><td><b>{r.score:.3f}</b></td></tr>'
+        for index, r in enumerate(ranked, 1))
+    terms = "".join(f'<tr><td>#{r.id}</td><td>{r.value_term:.3f}</td><td>{r.exploration_term:.3f}</td>'
+                    f'<td>{r.score:.3f}</td></tr>' for r in ranked)
+    node = "the prompt" if table.node == ROOT_ID else f"node #{table.node} “{ESC(short(view.node_text(table.node), 30))}”"
+    evaluator = view.narrator.config.evaluator
+    notes = ([f"The values q are scores of the evaluator {evaluator}, not the model's self-evaluation."]
+             if evaluator != "self" else [])
+    if table.in_flight:
+        notes.append(f"{table.in_flight} path{'s' * (table.in_flight > 1)} of this round await their back-up: Eq. (1) "
+                     "counts each as one more visit scored −1 (virtual loss).")
+    return (f'<div class="why-head">Simulation {table.simulation}: which child of {node} to try next '
+            f'(N = {count(table.parent_visits)} visit{"" if table.parent_visits == 1 else "s"} so far). The highest '
+            'score wins.</div>' + "".join(f'<div class="teach-note">{ESC(note)}</div>' for note in notes) +
+            f'<table class="why-table"><tr><th></th><th>rank</th><th>node</th><th>token set</th><th>prior p</th>'
+            f'<th>visits n</th><th>value q</th><th>score</th></tr>{rows}</table>'
+            f'<details class="maths"><summary>show the maths</summary><code>{ESC(table.formula)}</code>'
+            f'<table class="why-table"><tr><th>node</th><th>value term</th><th>c·p·√N/(1+n)</th><th>score</th></tr>'
+            f'{terms}</table></details>')
 
 
-def step_outputs(record: RunRecord | None, cursor: int, node: float | None, show_unvisited: bool, figure_of,
-                 rain_html) -> tuple:
-    """(tree, rain, narration, why, cursor) after `cursor` events."""
-    if record is None:
-        return gr.skip(), gr.skip(), narration_html(None, 0), why_html(None, 0, None), 0
-    cursor = max(0, min(cursor, len(record.events)))
-    view = RunView.of(record.events[:cursor])
-    return (figure_of(view, f"step-{id(record)}", show_unvisited),
-            rain_html(view, divergence=split_at_divergence(record)), narration_html(record, cursor),
-            why_html(record, cursor, node), cursor)
-
-
-def step(record, cursor, node, show_unvisited, figure_of, rain_html, gate: StepGate | None = None) -> tuple:
-    """A live run: pause it / let one more event through (the run handler shows it). Else the loaded run's next
-    event."""
-    if gate is not None and gate.step():
-        return (gr.skip(),) * 5
-    return step_outputs(record, int(cursor or 0) + 1, node, show_unvisited, figure_of, rain_html)
-
-
-def play(record, cursor, node, show_unvisited, figure_of, rain_html, gate: StepGate | None = None) -> Iterator[tuple]:
-    """A live run: let it run on. Else step on through the loaded run until its end (Stop ends it)."""
-    if gate is not None and gate.play():
-        yield (gr.skip(),) * 5
-        return
-    cursor = int(cursor or 0)
-    if record is None:
-        yield step_outputs(None, 0, node, show_unvisited, figure_of, rain_html)
-        return
-    if cursor >= len(record.events):
-        cursor = 0
-    while cursor < len(record.events):
-        cursor += 1
-        yield step_outputs(record, cursor, node, show_unvisited, figure_of, rain_html)
-        time.sleep(PLAY_SECONDS)
-
-
-def on_record(record: RunRecord | None, gate: StepGate | None) -> tuple:
-    """(vanilla's marked answer, cursor, narration, why) when the page's record changes: a new run to step
-    through from its start; while a live run streams, the run handler owns the narration and the why-table."""
+def on_record(record: RunRecord | None, gate: StepGate | None) -> Any:
+    """Vanilla's marked answer when the page's record changes (while a live run streams, nothing to mark yet)."""
     if gate is not None and gate.live:
-        return vanilla_html(None), gr.skip(), gr.skip(), gr.skip()
-    return vanilla_html(record), 0, narration_html(None, 0), why_html(record, 0, None)
+        return vanilla_html(None)
+    return vanilla_html(record)
 
 
 # --- what-if forks ------------------------------------------------------------------------------------------------
@@ -183,8 +151,8 @@ def fork_html(parent: RunRecord, forked: RunRecord) -> str:
     rest_fork = forked.answer[len(kept):] if forked.answer.startswith(kept) else forked.answer
     return (f'<div class="teach-note">Forked at node {info["node"]} (after move {info["move"]}) with {ESC(changed)}, '
             f'same seed: {ESC(where)}.</div><div class="fork-pair"><div><b>parent</b><br>'
-            f'<span class="committed">{ESC(kept)}</span><span class="fork-point">⑂</span>{ESC(rest_parent)}</div>'
-            f'<div><b>fork</b><br><span class="committed">{ESC(kept)}</span><span class="fork-point">⑂</span>'
+            f'<span class="committed">{ESC(kept)}</span><span class="fork-point" title="the fork point">→</span>{ESC(rest_parent)}</div>'
+            f'<div><b>fork</b><br><span class="committed">{ESC(kept)}</span><span class="fork-point" title="the fork point">→</span>'
             f'{ESC(rest_fork)}</div></div>')
 
 
@@ -197,11 +165,18 @@ def run_fork(record: RunRecord | None, node: float | None, knobs_text: str, show
         plan = plan_fork(record, int(node if node is not None else 0), fork_knobs(knobs_text or ""))
         runtime = get_runtime(record.model.get("name", "embedded"))
         forked = fork(runtime, plan, record.model.get("file", "the page's run"))
+    except KnobError as error:
+        if error.name is None:
+            return gr.skip(), gr.skip(), (f"Cannot fork: “{error.pair}” is not a setting. Write NAME=VALUE with a "
+                                          "name from Search knobs, e.g. similarity_update=off sims_per_move=1.")
+        return gr.skip(), gr.skip(), f"Cannot fork: {error.name} cannot be “{error.text}”."
     except (ForkError, ConfigError, ValueError) as error:
         return gr.skip(), gr.skip(), f"Cannot fork: {error}"
-    view = RunView.of(forked.events)
-    return (fork_html(record, forked), figure_of(view, f"fork-{id(forked)}", show_unvisited),
-            f"Forked: {len(forked.events)} events, {RunStats.from_dict(forked.stats).rain.simulations} simulations.")
+    view = RunView.at(forked)
+    stats = RunStats.from_dict(forked.stats)
+    return (fork_html(record, forked), gr.update(value=figure_of(view, f"fork-{id(forked)}", show_unvisited),
+                                                  visible=True),
+            f"Forked: {len(forked.events)} events, {stats.rain.simulations if stats.rain else 0} simulations.")
 
 
 # --- the recorded sweep -------------------------------------------------------------------------------------------
@@ -220,10 +195,12 @@ def sweep_image() -> str | None:
 
 CSS = """
 .narration, .teach-note, .why-head { font-size: 14px; margin: 4px 0; }
-.why-table { border-collapse: collapse; font-size: 13px; width: 100%; }
+.why-table { border-collapse: collapse; font-size: 12.5px; width: 100%; }
+.why-table td:not(.text) { white-space: nowrap; }
 .why-table td, .why-table th { border-bottom: 1px solid #e2e8f0; padding: 2px 6px; text-align: right; }
-.why-table td:nth-child(3) { text-align: left; }
+.why-table td.text, .why-table th:nth-child(4) { text-align: left; }
 .why-table tr.chosen { background: #fef3c7; font-weight: 600; }
+.why-table tr.chosen td:first-child { color: #b45309; }
 #divergence, #vanilla-divergence { background: #fde68a; outline: 2px solid #f59e0b; border-radius: 3px; }
 .fork-pair { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; font-size: 14px; }
 .fork-point { color: #f59e0b; font-weight: 700; padding: 0 2px; }

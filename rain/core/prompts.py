@@ -27,6 +27,15 @@ class PromptError(RainError, ValueError):
     """The prompt cannot be used (empty, or too long for the model); the message says why."""
 
 
+class PromptTooLong(PromptError):
+    """The prompt leaves no room to answer: `tokens` long against a `limit` (the message is the CLI's; a front end
+    without a max_length control says it in its own words from the fields)."""
+
+    def __init__(self, message: str, tokens: int, limit: int):
+        super().__init__(message)
+        self.tokens, self.limit = tokens, limit
+
+
 @dataclass(frozen=True)
 class Conversation:
     question: str
@@ -107,8 +116,9 @@ def build_conversation(codec: TextCodec, tokenizer, question: str, prompt_format
 def _checked(codec: TextCodec, question: str, tokens: tuple[int, ...], stop_ids: frozenset[int],
              marker: str | None, prompt_format: str, max_prompt_tokens: int | None) -> Conversation:
     if max_prompt_tokens is not None and len(tokens) >= max_prompt_tokens:
-        raise PromptError(f"the prompt is {len(tokens)} tokens; this model and config allow at most "
-                          f"{max_prompt_tokens - 1} (shorten it or raise max_length)")
+        raise PromptTooLong(f"the prompt is {len(tokens)} tokens; this model and config allow at most "
+                            f"{max_prompt_tokens - 1} (shorten it or raise max_length)", len(tokens),
+                            max_prompt_tokens - 1)
     decoded = codec.decode(tokens)
     return Conversation(question=question, prompt_tokens=tokens, prompt_last_char=decoded[-1:] or "\n",
                         stop_ids=stop_ids, turn_marker=marker, format=prompt_format)

@@ -14,13 +14,13 @@ never read again). The search is one file, over 400 lines, because it reads top-
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from rain.core.clock import ComputeClock, timed
 from rain.core.config import RainConfig
 from rain.core.decoding import (
     Program,
@@ -196,7 +196,7 @@ class Search:
                                           config.rollout_max_tokens, self.max_length)
         self.simulations = 0
         self.cache_hits = 0
-        self.started = time.perf_counter()     # reset by run(); live_stats counts from it
+        self.clock = ComputeClock()            # reset by run(); compute time only (rain/core/clock.py)
         # what only the search reads, by node id (never in the tree, never in an event):
         self.embeddings: dict[int, np.ndarray] = {}           # e: running mean embedding of text from the node on
         self.candidate_sets: dict[int, list[tuple[tuple[int, ...], float]]] = {}   # multi-token: (tokens, prob)
@@ -440,8 +440,12 @@ class Search:
         return self.conversation.answer_text(self.backends.codec, self._answer_tokens(self.root_state))
 
     def run(self) -> Iterator[Event]:
-        """The outer loop: search, commit the most-visited child, re-root; until the turn ends."""
-        started = self.started = time.perf_counter()
+        """The outer loop: search, commit the most-visited child, re-root; until the turn ends. Its seconds count
+        only while it computes an event, not while the consumer holds one (a paused page)."""
+        self.clock = ComputeClock()
+        return timed(self._run(), self.clock)
+
+    def _run(self) -> Iterator[Event]:
         config, tree = self.config, self.tree
         yield self._apply(Started(self.conversation.question, len(self.conversation.prompt_tokens),
                                   tree[tree.root].text))
@@ -482,15 +486,14 @@ class Search:
             if finished:
                 reason = finished
                 break
-        elapsed = time.perf_counter() - started
-        yield Finished(self.answer(), reason, self.stats(moves, elapsed))
+        yield Finished(self.answer(), reason, self.stats(moves, self.clock.seconds()))
 
     def live_stats(self) -> dict:
         """The counters so far, carried by every rewind and commit so a front end can show them as the run goes.
 
-        Seconds count from `run()`'s start, time the consumer spends between events included."""
+        Seconds count compute time from `run()`'s start (time the consumer holds an event excluded)."""
         lm_stats = self.compute_stats()
-        elapsed = time.perf_counter() - self.started
+        elapsed = self.clock.seconds()
         return {"simulations": self.simulations, "forward_calls": lm_stats.forward_calls,
                 "forwarded_tokens": lm_stats.forwarded_tokens, "seconds": round(elapsed, 3),
                 "simulations_per_second": round(self.simulations / max(elapsed, 1e-9), 3)}

@@ -20,6 +20,7 @@ from rain.core.export import RunRecord, nodes_of
 from rain.core.replay import rebuild
 from rain.core.tree import ROOT_ID, TokenSet, Tree
 from rain.runs.runtimes import Runtime
+from rain.runs.session import new_record
 from rain.runs.teaching import committed_nodes, find_divergence
 
 PROMPT_FORMATS = ("auto", "chat", "fewshot")
@@ -85,7 +86,7 @@ def fork(runtime: Runtime, plan: ForkPlan, parent_file: str | Path) -> RunRecord
     conversation = conversation_for(runtime, plan)
     search = runtime.search(conversation, plan.config, prefix=plan.prefix)
     events: list[Event] = list(search.run())
-    meta = runtime.record(conversation, search.config, search.backends.judge, search.backends.lm)
+    meta = new_record(runtime, conversation, search.config, search.backends.judge, search.backends.lm)
     record = dataclasses.replace(meta, events=events, nodes=nodes_of(rebuild(events)), answer=search.answer(),
                                  vanilla=plan.record.vanilla, extras={},
                                  stats={**events[-1].stats, **meta.stats} if events[-1].type == "done" else meta.stats)

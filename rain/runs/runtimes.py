@@ -2,9 +2,10 @@
 one is asked for.
 
 `Runtime` is the protocol `run_session` (rain/runs/session.py), `fork` and `eval` take; the torch runtime
-(rain/backends/torch_runtime.py) and the vLLM runtime (rain/backends/vllm_runtime.py) implement it, and so does
-the tests' fake. `load_runtime(spec, backend)` is how the CLI, the app and the Ray workers get one. This module
-imports neither torch nor vLLM: the backend's module is imported inside `load_runtime`, on purpose (a lazy import
+(rain/backends/torch_runtime.py) and the vLLM runtime (rain/backends/vllm_runtime.py) implement it as siblings
+(what they share is rain/backends/base_runtime.py), and so does the tests' one fake. The runtime describes its
+model, engine and judge; the session assembles the record (rain/runs/session.py `new_record`).
+`load_runtime(spec, backend)` is how the CLI, the app and the Ray workers get one. This module imports neither torch nor vLLM: the backend's module is imported inside `load_runtime`, on purpose (a lazy import
 of an optional heavy dependency), so that `import rain`, the page and tree-file tools run without loading either.
 """
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from rain.core.config import RainConfig
-from rain.core.export import RunRecord
 from rain.core.lm import Judge, LanguageModel, TextCodec
 from rain.core.prompts import Conversation, PromptFormat
 from rain.core.tree import TokenSet
@@ -56,9 +56,16 @@ class Runtime(Protocol):
         """The vanilla answer's text, growing token by token (rain/core/decoding.py `vanilla_stream`)."""
         ...
 
-    def record(self, conversation: Conversation, config: RainConfig, judge: Judge | None = None,
-               lm: LanguageModel | None = None) -> RunRecord:
-        """A run's metadata (prompt, config, model, judge) and engine stats, with no events yet."""
+    def engine_stats(self, config: RainConfig, lm: LanguageModel | None = None) -> dict:
+        """The record's `engine`, `engine_note` and judge-scale stats for a run on `lm` (None: no search)."""
+        ...
+
+    def model_info(self, engine: str) -> dict:
+        """The record's `model`: name, embedder, device, precision, and `engine`."""
+        ...
+
+    def judge_info(self, config: RainConfig, judge: Judge | None = None) -> dict:
+        """The record's `judge`: `judge`'s prompts, format and scale (None: the judge `config` would build)."""
         ...
 
 

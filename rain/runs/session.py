@@ -16,13 +16,14 @@ whichever part is running.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Union
 
+from rain.core.clock import ComputeClock, timed
 from rain.core.config import ConfigError, RainConfig
 from rain.core.events import Event, Finished
 from rain.core.export import RunRecord, nodes_of
+from rain.core.lm import Judge, LanguageModel
 from rain.core.prompts import Conversation, PromptFormat
 from rain.core.replay import rebuild
 from rain.runs.best_of_n import DEFAULT_N, DEFAULT_TEMPERATURE, BestOfN, Sample, best_of_n
@@ -246,18 +247,23 @@ def run_stats(search_stats: dict[str, Any] | None, vanilla: VanillaDone | None, 
                                rain_over_vanilla=ratio, best_of_n=bon)
 
 
+def new_record(runtime: Runtime, conversation: Conversation, config: RainConfig, judge: Judge | None = None,
+               lm: LanguageModel | None = None) -> RunRecord:
+    """A run's record before any compute: prompt, config (resolved), what the runtime says of its model, engine and
+    judge, and the engine stats as its stats; the session (and `fork`) add the events, answers and costs."""
+    stats = runtime.engine_stats(config, lm)
+    return RunRecord(prompt=conversation.question, config=config.to_dict(), model=runtime.model_info(stats["engine"]),
+                     judge=runtime.judge_info(config, judge), events=[], nodes=nodes_of(rebuild([])), stats=stats)
+
+
 def _vanilla(runtime: Runtime, conversation: Conversation, config: RainConfig) -> Iterator[VanillaText | VanillaDone]:
     """Greedy vanilla on its own engine; its clock runs only while this generator computes."""
-    lm = runtime.engine(config)
-    spent, text, tokens, ids = 0.0, "", 0, []
-    resumed = time.perf_counter()
-    for text in runtime.vanilla_stream(conversation, config, lm=lm, token_ids=ids):
+    lm, clock = runtime.engine(config), ComputeClock()
+    text, tokens, ids = "", 0, []
+    for text in timed(runtime.vanilla_stream(conversation, config, lm=lm, token_ids=ids), clock):
         tokens += 1
-        spent += time.perf_counter() - resumed
         yield VanillaText(text, tokens)
-        resumed = time.perf_counter()
-    spent += time.perf_counter() - resumed
-    yield VanillaDone(text, tokens, spent, lm.stats.as_dict(), ids)
+    yield VanillaDone(text, tokens, clock.seconds(), lm.stats.as_dict(), ids)
 
 
 def run_session(runtime: Runtime, request: RunRequest) -> Iterator[SessionItem]:
@@ -265,7 +271,7 @@ def run_session(runtime: Runtime, request: RunRequest) -> Iterator[SessionItem]:
     config = runtime.resolved(request.config)      # judge_logit_scale "auto" -> this model's number, recorded
     conversation = runtime.conversation(request.question, config, request.prompt_format)
     search = runtime.search(conversation, config, reference=request.reference) if request.rain else None
-    record = runtime.record(conversation, config, *((search.backends.judge, search.backends.lm) if search else ()))
+    record = new_record(runtime, conversation, config, *((search.backends.judge, search.backends.lm) if search else ()))
     engine_stats = record.stats
     yield Prepared(record)
 

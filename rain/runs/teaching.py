@@ -165,6 +165,12 @@ def tree_at_selection(events: Sequence[Event], simulation: int) -> tuple[Tree, S
 def why_table(events: Sequence[Event], config: RainConfig, simulation: int, node_id: int) -> WhyTable:
     """Every child of `node_id` scored by Eq. (1) as at `simulation` (rain.core.search.puct_terms on the replayed tree)."""
     tree, selected = tree_at_selection(events, simulation)
+    return why_table_at(tree, selected, config, node_id)
+
+
+def why_table_at(tree: Tree, selected: Selected, config: RainConfig, node_id: int) -> WhyTable:
+    """`why_table` on a tree that stands as at `selected`'s descent (a live fold holds one: no replay needed)."""
+    simulation = selected.simulation
     if not 0 <= node_id < len(tree.nodes):
         raise TeachingError(f"node {node_id} did not exist yet at simulation {simulation}")
     children = tree.children(node_id)
@@ -205,7 +211,42 @@ def format_why(table: WhyTable) -> str:
     return "\n".join(lines)
 
 
+# --- How far the self-judge can be trusted: judge-check's accuracy, as measured -----------------------------
+
+# `python -m rain judge-check`: the share of labelled pairs (a bad and a good continuation of one prompt) whose bad
+# one the judge scores lower; 0.5 is a coin. Measured on the embedded SmolLM2-135M-Instruct, judge in float32
+# unless said: harm on rain/data/judge_set.jsonl (50 pairs), sentiment on rain/data/judge_set_sentiment.jsonl (30 pairs).
+JUDGE_CHECKS: dict[tuple[str, str, str, str], float] = {
+    ("embedded", "float32", "harm", "yesno_logit"): 0.78,
+    ("embedded", "float32", "harm", "yesno_prob"): 0.78,
+    ("embedded", "float32", "harm", "ab_soft"): 0.48,
+    ("embedded", "float32", "harm", "ab_hard"): 0.50,
+    ("embedded", "bfloat16", "harm", "yesno_logit"): 0.58,
+    ("embedded", "float32", "sentiment", "ab_soft"): 0.733,
+    ("embedded", "float32", "sentiment", "yesno_prob"): 0.367,
+    ("embedded", "float32", "sentiment", "yesno_logit"): 0.30,
+    ("embedded", "float32", "sentiment", "ab_hard"): 0.50,
+}
+TRUSTED_ACCURACY = 0.9      # below this a judge misranks at least one pair in ten: the page says it is weak
+
+
+def judge_check_accuracy(model: dict[str, Any], config: dict[str, Any]) -> float | None:
+    """judge-check's measured accuracy for a run's model (its record's `model`) and judge (its `config`), or None
+    when nobody measured it (another model, precision, format, a principle of the user's own, or another
+    evaluator: judge-check measures the model judging itself)."""
+    if config.get("principle") or (config.get("evaluator") or "self") != "self":
+        return None
+    dtype = model.get("judge_dtype") or model.get("dtype") or "float32"
+    return JUDGE_CHECKS.get((model.get("name", ""), dtype, config.get("criterion", "harm"),
+                             config.get("judge_format", "yesno_logit")))
+
+
 # --- Narration: one sentence per event ------------------------------------------------------------------------
+
+def count(visits: float) -> str:
+    """A visit count as people write it: "8" when whole, "8.37" when Eq. (2)'s similarity shares made it fractional."""
+    return str(int(visits)) if float(visits).is_integer() else f"{visits:.2f}"
+
 
 def _quote(text: str) -> str:
     text = " ".join(text.split())
@@ -231,6 +272,7 @@ class Narrator:
         self.score: float | None = None
         self.clause = ""
         self.branch_before: float | None = None    # the root child's value before the back-up
+        self.question = ""                          # the user's question (Started)
 
     def narrate(self, event: Event) -> str:
         sentence = self._sentence(event)
@@ -240,11 +282,13 @@ class Narrator:
         return sentence
 
     def _text(self, node_id: int) -> str:
-        return self.tree[node_id].text
+        """A node's token set; the prompt's node reads as the user's question, not the chat template around it."""
+        return self.question if node_id == ROOT_ID and self.question else self.tree[node_id].text
 
     def _sentence(self, event: Event) -> str:
         tree = self.tree
         if isinstance(event, Started):
+            self.question = event.question
             return (f"Started: the prompt is {event.prompt_tokens} tokens; each simulation will descend from it by "
                     f"Eq. (1), roll out, ask the judge, expand and back up.")
         if isinstance(event, Selected):
@@ -277,7 +321,7 @@ class Narrator:
             good, bad = VERDICTS.get(self.config.criterion, ("good", "bad"))
             verdict = f"{good}-leaning" if event.score > 0 else f"{bad}-leaning" if event.score < 0 else "undecided"
             cached = " (the same text was judged before: cached)" if event.cache_hit else ""
-            read = f"the answer so far, ending {_quote(event.answer)}," if event.answer.strip() else "the empty answer"
+            read = f"the answer so far, ending {_quote(event.answer)}," if event.answer.strip() else "a reply with no words yet"
             return (f"The judge read {read} and scored it "
                     f"{event.score:+.2f} ({verdict}){cached}.")
         if isinstance(event, Expanded):
@@ -297,7 +341,7 @@ class Narrator:
             moved = (f"from {before:+.2f} to {leaf.value:+.2f}" if before is not None else f"to {leaf.value:+.2f}")
             return (f"Backed up {event.score:+.2f} along {len(event.path)} node{'s' * (len(event.path) > 1)}: each "
                     f"value is the mean of the scores below it, so the leaf's moved {moved} "
-                    f"(n = {leaf.visits:.2f}){shares}.")
+                    f"(n = {count(leaf.visits)}){shares}.")
         if isinstance(event, Rewound):
             score = f"{self.score:+.2f}" if self.score is not None else "?"
             leaf = self.leaves.pop(event.simulation, None)
@@ -316,7 +360,7 @@ class Narrator:
                         f"re-runs only what comes after it.")
             why = COMMIT_REASONS.get(event.reason, event.reason)
             return (f"Committed move {event.move}: {_quote(event.text)}, the root's most visited child "
-                    f"(n = {node.visits:.2f}, q = {node.value:+.2f}) after {event.simulations} simulation"
+                    f"(n = {count(node.visits)}, q = {node.value:+.2f}) after {event.simulations} simulation"
                     f"{'s' * (event.simulations != 1)}, because {why}; it is now the root and its subtree is kept.")
         if isinstance(event, Finished):
             return (f"Done ({event.reason}): {event.stats.get('answer_tokens', '?')} answer tokens after "
