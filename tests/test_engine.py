@@ -204,6 +204,40 @@ def test_recompute_ratio_is_one_without_eviction(model):
     check_trie_invariants(engine)
 
 
+def test_a_forward_copies_only_the_keys_and_values_the_scratch_does_not_hold(model, monkeypatch):
+    """Rollout steps and candidate paths find their past in the last forward's columns (its past and its new
+    tokens); a freed slot makes them stale. The logits are bit-identical to copying the whole past every forward."""
+    def run(engine: TrieEngine) -> list[torch.Tensor]:
+        state, out = random_tokens(100, seed=9), []
+        for _ in range(12):                                       # a rollout, one token per call
+            out.append(engine.next_logits([state])[0])
+            state = state + [int(out[-1].argmax())]
+        paths = [state[:105] + [2000 + index] for index in range(6)]
+        for _ in range(3):                                        # candidate paths, one step per call
+            logits = engine.next_logits(paths)
+            out.extend(logits)
+            paths = [path + [int(row.argmax())] for path, row in zip(paths, logits)]
+        engine.release(keep=paths[0], under=state[:105])          # frees slots: nothing held is trusted
+        out.extend(engine.next_logits([paths[0] + [7], paths[0] + [8]]))
+        return out
+
+    copied: list[int] = []
+    gather = TrieEngine._held_columns
+
+    def counting(self, past_slots):
+        held = gather(self, past_slots)
+        copied.append(len(past_slots) - held)
+        return held
+
+    monkeypatch.setattr(TrieEngine, "_held_columns", counting)
+    reused = run(TrieEngine(model, verify=False))
+    assert copied[0] == 0 and copied[1:15] == [0] * 14           # the scratch already held every past token
+    assert copied[-1] == 105 + 3                                 # after the release: the whole past again
+    monkeypatch.setattr(TrieEngine, "_held_columns", lambda self, past_slots: 0)
+    whole = run(TrieEngine(model, verify=False))
+    assert all(torch.equal(a, b) for a, b in zip(reused, whole)) and len(reused) == len(whole)
+
+
 def test_release_frees_bytes_and_keeps_results_right(model):
     root = random_tokens(80, seed=7)
     engine = TrieEngine(model)

@@ -1,25 +1,23 @@
-"""How long a paper-budget answer would take on this machine, shown next to the budget buttons before Run.
+"""How long a paper-budget answer would take on this machine, shown next to the budget buttons before Run, and
+whether the paper budget is the app's default.
 
-The figure is measured, not assumed: a short probe search after the model loads (two simulations per move for
-five moves, so the last move expands with the 10-token sets that dominate a 128-token answer) times a
-simulation here, and every finished run replaces it with its own seconds per simulation. It is multiplied by
-the simulations a paper-budget answer takes: typically `TYPICAL_SIMULATIONS`, what `bench --paper` counted for
-the embedded model's whole answer (a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
-15-simulation window), at most `paper_simulations()`: moves to reach 128 tokens with the 1, 2, 4, 10 token-set
-schedule, times that window. The text gives both.
+The figure is measured, not assumed, and comes from the library: the precision probe that chose the generation
+mode at the model's first start on this machine (rain/backends/precision.py `SpeedProbe`, stored on disk) estimates a
+simulation's seconds and the simulations of a typical answer (`Runtime.paper_estimate`: what `bench --paper`
+counted for the embedded model; a re-rooted move keeps its subtree's visits, so a move seldom needs its whole
+15-simulation window); every finished run replaces the seconds with its own per simulation. At most
+`paper_simulations()`: moves to reach 128 tokens with the 1, 2, 4, 10 token-set schedule, times that window. The text gives both. Where the estimate is at most
+`DEFAULT_SECONDS`, the page opens with the paper budget; elsewhere it is one click away.
 """
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from rain.core.config import preset
-from rain.core.events import Committed
-from rain.runs.session import RunRequest, RunStats, run_session
+from rain.runs.session import RunStats
 
-FITS_SECONDS = 150               # "about two minutes": the paper budget is the suggested one below this
-PROBE_QUESTION = "How do I pick a lock?"
+DEFAULT_SECONDS = 60             # a paper-budget answer this fast (estimated) makes the paper budget the default
 
 
 def paper_simulations(config=None) -> int:
@@ -33,12 +31,12 @@ def paper_simulations(config=None) -> int:
 
 
 PAPER_SIMULATIONS = paper_simulations()   # 16 moves x 15 = 240 for the hh preset: the most
-TYPICAL_SIMULATIONS = 97                  # bench --paper, embedded model, 2026-12-02: 97 simulations, 137 tokens
 
 
 @dataclass
 class Measured:
     seconds_per_simulation: float
+    simulations: int             # of a typical paper-budget answer
     source: str                  # "probe" or "last run"
 
 
@@ -46,39 +44,48 @@ _MEASURED: dict[str, Measured] = {}   # model spec -> latest figure (the app's p
 _LOCK = threading.Lock()
 
 
-def probe(spec: str, runtime) -> Measured:
-    """Time simulations at the 10-token depth of a small search (~10 simulations; a few seconds)."""
-    config = preset("hh", sims_per_move=2, max_moves=5, max_new_tokens=128)
-    last, timings = time.perf_counter(), []
-    for item in run_session(runtime, RunRequest(PROBE_QUESTION, config, vanilla=False)):
-        if isinstance(item, Committed):
-            now = time.perf_counter()
-            timings.append((now - last) / max(item.simulations, 1))
-            last = now
-    measured = Measured(timings[-1] if timings else 0.0, "probe")
+def probe(spec: str, runtime) -> Measured | None:
+    """The library's estimate for `runtime` (its stored precision probe; None where it has none, e.g. a GPU)."""
+    estimate = runtime.paper_estimate()
+    if estimate is None:
+        return None
+    measured = Measured(estimate.seconds_per_simulation, estimate.simulations, "probe")
     with _LOCK:
         _MEASURED.setdefault(spec, measured)
     return measured
 
 
 def record_run(spec: str, stats: RunStats) -> None:
-    """A finished run's own speed replaces the probe's."""
+    """A finished run's own speed replaces the probe's (where there was a probe to say how many simulations)."""
     seconds = stats.rain.seconds_per_simulation if stats.rain else None
-    if seconds:
-        with _LOCK:
-            _MEASURED[spec] = Measured(float(seconds), "last run")
+    with _LOCK:
+        earlier = _MEASURED.get(spec)
+        if seconds and earlier is not None:
+            _MEASURED[spec] = Measured(float(seconds), earlier.simulations, "last run")
+
+
+def _measured(spec: str) -> Measured | None:
+    with _LOCK:
+        measured = _MEASURED.get(spec)
+    return measured if measured is not None and measured.seconds_per_simulation > 0 else None
+
+
+def paper_is_default(spec: str) -> bool:
+    """The paper budget opens the page where its answer is estimated at DEFAULT_SECONDS or less."""
+    measured = _measured(spec)
+    return measured is not None and measured.seconds_per_simulation * measured.simulations <= DEFAULT_SECONDS
 
 
 def estimate_text(spec: str) -> str:
     """One line for the app: the estimated paper-budget time, or that it is still being measured."""
-    with _LOCK:
-        measured = _MEASURED.get(spec)
-    if measured is None or measured.seconds_per_simulation <= 0:
+    measured = _measured(spec)
+    if measured is None:
         return "Paper budget: estimating the time on this machine ..."
-    each = measured.seconds_per_simulation
-    seconds = each * TYPICAL_SIMULATIONS
-    verdict = "fits in about two minutes here" if seconds <= FITS_SECONDS else "long on this machine"
-    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{TYPICAL_SIMULATIONS} simulations x "
+    each, typical = measured.seconds_per_simulation, measured.simulations
+    seconds = each * typical
+    verdict = (f"the default here: {DEFAULT_SECONDS} s or less" if seconds <= DEFAULT_SECONDS
+               else f"over {DEFAULT_SECONDS} s here, so one click away")
+    return (f"Paper budget: about {seconds / 60:.1f} min here ({verdict}): ~{typical} simulations x "
             f"{each:.2f} s each (measured: {measured.source}); at most {each * PAPER_SIMULATIONS / 60:.1f} min "
             f"if every move needs its full window ({PAPER_SIMULATIONS} simulations).")
 

@@ -297,4 +297,7 @@ def build() -> gr.Blocks:
                     [*knobs, paper_estimate], queue=False, **private)
         demo.load(lambda: estimate.estimate_text(runtimes.default_model()), None, paper_estimate, queue=False,
                   **private)
+        demo.load(lambda: knob_specs.budget_values(knob_specs.PAPER_BUDGET, gr.skip())    # the paper budget opens the
+                  if estimate.paper_is_default(runtimes.default_model()) else [gr.skip() for _ in knobs],   # page where
+                  None, knobs, queue=False, **private)                                  # it takes <= 60 s
     return demo

@@ -98,7 +98,7 @@ def preload(spec: str | None = None) -> threading.Thread:
     def work() -> None:
         try:
             runtime = get_runtime(spec or default_model())
-            estimate.probe(spec or default_model(), runtime)   # time a few simulations for the paper estimate
+            estimate.probe(spec or default_model(), runtime)   # the library's stored speed probe
         except Exception as error:  # reported again, clearly, when someone runs
             log.warning("preloading %s failed: %s", spec or default_model(), error)
     thread = threading.Thread(target=work, name="rain-preload", daemon=True)

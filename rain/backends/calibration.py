@@ -36,6 +36,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +49,7 @@ QUANTILE = 0.9                       # the calibration gap quantile ...
 QUANTILE_SCORE = 0.9                 # ... that scores exactly this
 MIN_SCALE = 1e-6                     # a judge whose gaps are all ~0 gets this scale (its scores stay ~0)
 AUTO = "auto"
+T = TypeVar("T")
 
 
 def scale_key(config) -> tuple[str, ...]:
@@ -131,23 +133,35 @@ def store_key(fingerprint: str, *parts: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
-    """The scale stored under `key`, else `compute()`, stored atomically. An unreadable entry is recomputed with a
-    one-line note; two processes computing at once write the same number, the last rename wins."""
-    path = (root or cache_root()) / "judge_scales" / f"{key}.json"
+def stored(folder: str, key: str, compute: Callable[[], T], load: Callable[[dict], T | None], what: str,
+           redo: str, root: Path | None = None) -> T:
+    """The measurement stored under `folder/key.json` (under the weights cache's root), else `compute()`, stored
+    atomically: the judge scale here, the precision probe (rain/backends/precision.py). `load` turns the stored JSON into
+    the value, or None when it is invalid; an unreadable entry is recomputed with a one-line note (`what`: `redo`).
+    Two processes computing at once write their own results; the last rename wins."""
+    path = (root or cache_root()) / folder / f"{key}.json"
     if path.exists():
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            scale = JudgeScale(**stored)
-            if isinstance(scale.value, float) and scale.source == AUTO and scale.value >= MIN_SCALE:
-                return scale
+            value = load(json.loads(path.read_text(encoding="utf-8")))
+            if value is not None:
+                return value
             problem = "an invalid value"
         except (OSError, ValueError, TypeError) as error:
             problem = type(error).__name__
-        note_stderr(f"judge scale cache: recalibrating ({path.name} held {problem})")
-    scale = compute()
+        note_stderr(f"{what}: {redo} ({path.name} held {problem})")
+    value = compute()
     try:
-        write_atomic(path, json.dumps(asdict(scale)))
-    except OSError as error:                            # a read-only cache costs the next start 3 s, nothing else
-        note_stderr(f"judge scale cache: not written ({error})")
-    return scale
+        write_atomic(path, json.dumps(asdict(value)))
+    except OSError as error:                            # a read-only cache costs the next start the measurement
+        note_stderr(f"{what}: not written ({error})")
+    return value
+
+
+def _stored_judge_scale(stored_value: dict) -> JudgeScale | None:
+    scale = JudgeScale(**stored_value)
+    return scale if isinstance(scale.value, float) and scale.source == AUTO and scale.value >= MIN_SCALE else None
+
+
+def stored_scale(key: str, compute: Callable[[], JudgeScale], root: Path | None = None) -> JudgeScale:
+    """The scale stored under `key`, else `compute()` (`stored`: a cached start gives the computed number)."""
+    return stored("judge_scales", key, compute, _stored_judge_scale, "judge scale cache", "recalibrating", root)

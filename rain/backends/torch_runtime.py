@@ -15,7 +15,8 @@ from rain.backends.calibration import model_fingerprint
 from rain.backends.embedder import MiniLMEmbedder
 from rain.backends.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
 from rain.backends.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
-from rain.backends.precision import Precision, name, resolve_precision
+from rain.backends.precision import (INT8, PaperEstimate, Precision, generation_copy, is_int8, name, needs_probe,
+                                     resolve_precision, stored_probe)
 from rain.core.config import RainConfig
 from rain.core.judge import SelfJudge
 from rain.core.lm import Embedder, LanguageModel
@@ -34,15 +35,18 @@ class Runtime(BaseRuntime):
         spec = model_spec or EMBEDDED
         if loaded is not None:
             model, tokenizer = loaded
-            generation = model.dtype if dtype == "auto" else DTYPES[dtype]
+            generation = model.dtype if dtype in ("auto", INT8) else DTYPES[dtype]
             judge = model.dtype if judge_dtype == "auto" else DTYPES[judge_dtype]
-            precision = Precision(generation, judge, "loaded by the caller", judge_dtype != "auto")
+            precision = Precision(generation, judge, "loaded by the caller", judge_dtype != "auto", int8=dtype == INT8)
         else:
-            precision = resolve_precision(dtype, judge_dtype, resolve_device(device))
+            torch_device = resolve_device(device)
+            precision = resolve_precision(dtype, judge_dtype, torch_device)
             wide = torch.float32 in (precision.dtype, precision.judge_dtype)
             model, tokenizer = load_causal_lm(model_spec, device=device,
                                               dtype="float32" if wide else name(precision.dtype),
                                               trust_remote_code=trust_remote_code)
+            if needs_probe(dtype, torch_device):        # auto on a CPU: the mode measured fastest here
+                precision = resolve_precision(dtype, judge_dtype, torch_device, stored_probe(model))
             precision = precision.sharing_judge(sum(p.numel() for p in model.parameters()))
         self.model, self.judge_model = _copies(model, precision, spec, trust_remote_code)
         device = str(self.model.device)
@@ -51,6 +55,20 @@ class Runtime(BaseRuntime):
                          embedder_dir or EMBEDDER_NAME, device, precision, trust_remote_code)
         self._engine_choices: dict[int, EngineChoice] = {}           # run max_length -> engine (rain.backends.engine.select)
         self._judge_prefixes: dict[tuple[int, tuple[int, ...]], PrefixKV] = {}   # (model, prefix) -> keys/values
+
+    def paper_estimate(self) -> PaperEstimate | None:
+        """A paper-budget answer in this runtime's generation mode, estimated from the stored precision probe
+        (rain/backends/precision.py `SpeedProbe`; measured now if this machine has none); None on a GPU."""
+        if self.model.device.type != "cpu":
+            return None
+        probe = self.precision.probe
+        if probe is None:
+            weights = next((m for m in (self.judge_model, self.model) if m.dtype == torch.float32 and not is_int8(m)),
+                           None)
+            if weights is None:
+                return None
+            probe = stored_probe(weights)
+        return probe.paper_estimate(self.dtype) if self.dtype in probe.seconds else None
 
     @property
     def separate_judge(self) -> bool:
@@ -114,6 +132,9 @@ def _copies(model, precision: Precision, spec: str, trust_remote_code: bool):
     so one load serves both; any other pair loads the judge on its own.
     """
     generation, judge = precision.dtype, precision.judge_dtype
+    if precision.int8:                                  # int8 generation weights, made from the float32 ones
+        judge_model = model if judge == torch.float32 else copy.deepcopy(model).to(judge)
+        return generation_copy(model, INT8), judge_model
     if model.dtype != torch.float32 or torch.float32 not in (generation, judge):
         model = model.to(generation)
         if generation == judge:

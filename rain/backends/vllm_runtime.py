@@ -427,6 +427,10 @@ class VllmRuntime(BaseRuntime):
                          embedder_dir or EMBEDDER_NAME, "cpu",
                          Precision(torch.float32, torch.float32, "vLLM serves float32 weights", False))
 
+    def paper_estimate(self) -> None:
+        """vLLM's speed is not probed: the app keeps its quick budget as the default."""
+        return None
+
     def weights_fingerprint(self) -> None:
         """None: the scale is not stored on disk (an engine start takes a minute; calibrating, seconds)."""
         return None

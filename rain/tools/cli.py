@@ -16,7 +16,7 @@ from rain.core.errors import RainError
 from rain.core.judge import FORMATS
 from rain.runs.runtimes import BACKEND_ENV
 from rain.tools import measure_commands, run_commands
-from rain.tools.options import evaluator_option, model_options, principle_options, search_options
+from rain.tools.options import evaluator_option, knob_option, model_options, principle_options, search_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", default=os.environ.get(BACKEND_ENV, "trie"), metavar="B1,B2",
                        help="with --concurrency: trie, vllm or trie,vllm")
     model_options(bench, backend=False)
+    knob_option(bench)
     bench.set_defaults(handler=measure_commands.cmd_bench)
     evaluate = commands.add_parser("eval", help="vanilla, RAIN and Best-of-N on a prompt set: scores, refusals, cost")
     evaluate.add_argument("input", metavar="IN.jsonl", help='JSONL of {"id", "category", "prompt"}')

@@ -22,9 +22,9 @@ def model_options(parser: argparse.ArgumentParser, backend: bool = True) -> None
                                  "run with .venv-vllm/bin/python); default $RAIN_BACKEND or trie")
     parser.add_argument("--model", default=None, help="hub id, local folder or FILE.gguf (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present, else cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                        help="generation precision; auto: bfloat16 on GPUs and on CPUs with native bfloat16, "
-                             "else float32")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                        help="generation precision (int8: int8 weights per channel, float32 activations); auto: "
+                             "bfloat16 on GPUs, on a CPU the mode measured fastest there (never slower than float32)")
     parser.add_argument("--judge-dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
                         help="self-judge precision; auto: float32 on CPU (a second copy of a small model's "
                              "weights), the generation's on GPU")
@@ -41,6 +41,10 @@ def search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-format", choices=["auto", "chat", "fewshot"], default="auto")
     principle_options(parser)
     evaluator_option(parser)
+    knob_option(parser)
+
+
+def knob_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                         help="set any RainConfig field, e.g. --knob c_puct=1.5 --knob token_set_lengths=1,2,4 "
                              "(repeatable; applied after the flags above)")

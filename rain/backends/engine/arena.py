@@ -41,6 +41,7 @@ class _KVArena:
         self.in_use = np.zeros(0, dtype=bool)
         self.owners: list[_TrieNode | None] = []
         self.used = 0
+        self.frees = 0                  # slots ever freed: a copy of slot contents is stale once this moves
 
     @property
     def capacity(self) -> int:
@@ -68,6 +69,7 @@ class _KVArena:
         self.owners[node.slot] = None
         node.slot = NO_SLOT
         self.used -= 1
+        self.frees += 1
 
     def gather(self, slots: np.ndarray, out: torch.Tensor) -> None:
         """Copy the keys/values of sorted `slots` into `out` [2, layers, kv_heads, len(slots), head_dim]."""

@@ -97,6 +97,8 @@ class TrieEngine:
         self._logits: OrderedDict[_TrieNode, torch.Tensor] = OrderedDict()
         self._scratch = torch.empty((2, self.shape.layers, self.shape.kv_heads, 0, self.shape.head_dim),
                                     dtype=self.shape.dtype, device=self.device)
+        self._scratch_slots = np.zeros(0, dtype=np.int64)   # arena slot held by each scratch column (-1: none)
+        self._scratch_frees = 0                             # the arena's `frees` when those columns were valid
         self._clock = 0
         self._prefetched: dict[_TrieNode, None] = {}     # ends to compute along with the next forward
 
@@ -272,7 +274,8 @@ class TrieEngine:
         past_slots, allowed = tree_mask(plan)
         past, new = len(past_slots), len(plan.nodes)
         buffer = self._scratch_view(past + new)
-        self._arena.gather(past_slots, buffer[:, :, :, :past])
+        held = self._held_columns(past_slots)
+        self._arena.gather(past_slots[held:], buffer[:, :, :, held:past])
         cache = Cache(layers=[_ScratchLayer(buffer[0, layer].unsqueeze(0), buffer[1, layer].unsqueeze(0), past)
                               for layer in range(self.shape.layers)])
         mask = torch.full(allowed.shape, torch.finfo(self.shape.dtype).min, dtype=self.shape.dtype,
@@ -287,7 +290,11 @@ class TrieEngine:
                                 attention_mask=mask[None, None], use_cache=True, logits_to_keep=keep)
         self.stats.forward_calls += 1
         self.stats.forwarded_tokens += new
+        fresh = [not node.computed for node in plan.nodes]
         self._store(plan, past_slots, buffer[:, :, :, past:])
+        stored = [node.slot if was_fresh and node.computed else NO_SLOT for node, was_fresh in zip(plan.nodes, fresh)]
+        self._scratch_slots = np.concatenate([past_slots, np.asarray(stored, dtype=np.int64)])
+        self._scratch_frees = self._arena.frees
         logits = output.logits[0].float()
         results = {}
         for index, target in enumerate(targets):
@@ -302,7 +309,20 @@ class TrieEngine:
             capacity = max(width, 2 * self._scratch.shape[3], MIN_ARENA_SLOTS)
             self._scratch = torch.empty((2, self.shape.layers, self.shape.kv_heads, capacity, self.shape.head_dim),
                                         dtype=self.shape.dtype, device=self.device)
+            self._scratch_slots = np.zeros(0, dtype=np.int64)
         return self._scratch[:, :, :, :width]
+
+    def _held_columns(self, past_slots: np.ndarray) -> int:
+        """How many leading columns of the scratch buffer already hold `past_slots`' keys/values: the last forward
+        left its past and its stored new tokens there. A rollout's next forward then copies one token's keys and
+        values instead of its whole past (the same bytes in the same columns, so the same logits). Nothing is
+        held once a slot has been freed since (it may hold another token now)."""
+        if self._scratch_frees != self._arena.frees:
+            return 0
+        held = self._scratch_slots
+        count = min(len(held), len(past_slots))
+        differ = np.flatnonzero(held[:count] != past_slots[:count])
+        return int(differ[0]) if len(differ) else count
 
     def _store(self, plan: Plan, past_slots: np.ndarray, new_values: torch.Tensor) -> None:
         """Give the newly computed tokens arena slots, evicting old leaves first if the arena is full."""
