@@ -109,9 +109,9 @@ def evaluators_for(args: argparse.Namespace, configs) -> list:
     for config in configs:
         if config.evaluator == "self" or config.evaluator in loaded:
             continue
-        print(f"loading evaluator {config.evaluator} ...", file=sys.stderr)
         loaded[config.evaluator] = load_evaluator(config.evaluator, config, args.device,
                                                   getattr(args, "judge_dtype", "auto"), args.trust_remote_code)
+        print(f"evaluator {config.evaluator}: loaded", file=sys.stderr)     # after: a bad spec prints one line
     return list(loaded.values())
 
 
