@@ -19,6 +19,7 @@ from rain.core.lm import ComputeStats
 from rain.backends.models import HFCodec
 
 TREES = sorted((Path(__file__).parent.parent / "assets" / "trees").glob("*.json"))
+SCHEMA_1_TREES = [p for p in TREES if json.loads(p.read_text())["schema_version"] == 1]   # recorded before orders
 
 
 class LabelLM:
@@ -199,7 +200,11 @@ def test_evaluated_events_carry_every_order_in_schema_2_and_read_schema_1():
     assert event_from_dict(three.to_dict()) == three and len(three.to_dict()["orders"]) == 3
 
 
-@pytest.mark.parametrize("path", TREES, ids=[p.name for p in TREES])
+def test_three_shipped_trees_are_schema_1():
+    assert len(SCHEMA_1_TREES) == 3
+
+
+@pytest.mark.parametrize("path", SCHEMA_1_TREES, ids=[p.name for p in SCHEMA_1_TREES])
 def test_shipped_schema_1_trees_import_converted_and_re_export_as_schema_2(path):
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 1
