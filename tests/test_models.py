@@ -19,7 +19,7 @@ from rain.backends.engine import CachedEngine, ReferenceEngine, TrieEngine, Unsu
 from rain.core.judge import combine_parts, good_labels, order_part
 from rain.core.lm import Evaluation
 from rain.tools.model_check import ARCHITECTURES, branching_calls, engine_error, tiny_model, write_folder
-from rain.backends import torch_runtime as runtime_module
+from rain.backends import base_runtime as base_runtime_module
 from rain.backends.torch_runtime import Runtime
 
 LINE = re.compile(r"^model: arch=(\w+) engine=(trie|cached|reference) max_rel_err=(\S+) search=(ok|failed)$")
@@ -247,7 +247,7 @@ def test_the_auto_scale_is_stored_on_disk_and_a_second_start_reads_it(tokenizer,
     other weights, or a corrupt entry, calibrate again (the latter with a one-line note)."""
     monkeypatch.setenv("RAIN_CACHE_DIR", str(tmp_path))
     calls = []
-    monkeypatch.setattr(runtime_module, "calibrate", lambda judge: calls.append(1) or calibrate(judge))
+    monkeypatch.setattr(base_runtime_module, "calibrate", lambda judge: calls.append(1) or calibrate(judge))
     engines, build = [], Runtime.engine                # a stored entry needs no calibration engine either
     monkeypatch.setattr(Runtime, "engine", lambda self, *args, **kwargs: engines.append(1) or build(self, *args,
                                                                                                     **kwargs))

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from rain.backends.calibration import model_fingerprint, store_key, stored
-from rain.backends.engine import TrieEngine
+from rain.backends.engine import choose_engine
 from rain.backends.models import DTYPES, ModelLoadError
 
 INT8 = "int8"
@@ -204,9 +204,11 @@ def _median_forward(engine, prefix: list[int], rows: int, fresh: itertools.count
 
 
 def time_forwards(model: torch.nn.Module, rows: tuple[int, ...] = PROBE_ROWS) -> dict[str, float]:
-    """Median forward seconds per row count on `model`, through the trie engine after PROBE_CACHE_TOKENS tokens."""
+    """Median forward seconds per row count on `model`, after PROBE_CACHE_TOKENS tokens, through the engine a run
+    of that length gets on it (the trie, or the prefix-cached engine where the trie is not exact, e.g. a short
+    sliding window)."""
     vocabulary = model.config.get_text_config().vocab_size
-    engine = TrieEngine(model, PROBE_CACHE_TOKENS + 2 * max(rows), kv_cache_bytes=256 << 20, verify=False)
+    engine = choose_engine(model, PROBE_CACHE_TOKENS + 2 * max(rows)).build(model, 256 << 20)
     prefix = [(7919 * position) % vocabulary for position in range(1, PROBE_CACHE_TOKENS + 1)]
     engine.next_logits([prefix])
     fresh = itertools.count(1)                       # token ids: each forward computes positions never seen
