@@ -105,13 +105,16 @@ def app_url(runtime):
     """The app on a free localhost port; every client or browser page gets its own Gradio session.
 
     Its embedded model is the session's float32 `runtime`: `auto` picks bfloat16 generation on a CPU with native
-    bfloat16, and the app's and browsers' tests count the simulations of float32 runs (no early end of turn)."""
+    bfloat16, and the app's and browsers' tests count the simulations of float32 runs (no early end of turn).
+    Every page opens on the quick budget, however fast this machine's runs were (the paper budget opens the page
+    where its answer is estimated at a minute or less: tests/test_estimate.py checks that rule)."""
     from app import create_app
-    from ui import runtimes
+    from ui import estimate, runtimes
     from ui.layout import LAUNCH_KWARGS
 
     real_load = runtimes.load_runtime
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(estimate, "DEFAULT_SECONDS", 0)
         patch.setattr(runtimes, "load_runtime",
                       lambda spec=None, backend=None: runtime if spec is None else real_load(spec, backend))
         torch.set_num_threads(1)          # as app.py does for 2 runs on 2 cores (tests: the torch_threads fixture)

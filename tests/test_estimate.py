@@ -2,7 +2,8 @@
 paper budget as the default where it is estimated at a minute or less."""
 from __future__ import annotations
 
-from rain.backends.precision import PAPER_SIMULATIONS, PaperEstimate
+from rain.backends.precision import PaperEstimate
+from rain.core.config import PAPER_TYPICAL_SIMULATIONS as PAPER_SIMULATIONS
 from rain.runs.session import RunStats
 from ui import estimate
 
@@ -21,8 +22,11 @@ def test_estimate_comes_from_the_library_probe_then_from_runs(monkeypatch):
     monkeypatch.setattr(estimate, "_MEASURED", {})
     assert "estimating" in estimate.estimate_text("probe-test") and not estimate.paper_is_default("probe-test")
     assert estimate.probe("probe-test", Probed(None)) is None                  # a GPU: nothing probed
-    estimate.record_run("probe-test", RunStats.from_dict({"seconds_per_simulation": 0.3}))        # nothing to scale it by yet
     assert "estimating" in estimate.estimate_text("probe-test")
+    estimate.record_run("early", RunStats.from_dict({"seconds_per_simulation": 0.3}))    # a run before the probe
+    estimate.probe("early", Probed(0.9))                                        # arrives later: the run stays
+    assert "0.30 s each (measured: last run)" in estimate.estimate_text("early")
+    assert f"~{PAPER_SIMULATIONS} simulations" in estimate.estimate_text("early")
     measured = estimate.probe("probe-test", Probed(0.9))
     assert (measured.seconds_per_simulation, measured.simulations, measured.source) == (0.9, PAPER_SIMULATIONS, "probe")
     text = estimate.estimate_text("probe-test")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from rain.core.config import preset
+from rain.core.config import PAPER_TYPICAL_SIMULATIONS, preset
 from rain.runs.session import RunStats
 
 DEFAULT_SECONDS = 60             # a paper-budget answer this fast (estimated) makes the paper budget the default
@@ -56,12 +56,14 @@ def probe(spec: str, runtime) -> Measured | None:
 
 
 def record_run(spec: str, stats: RunStats) -> None:
-    """A finished run's own speed replaces the probe's (where there was a probe to say how many simulations)."""
+    """A finished run's own speed replaces the probe's, before or after the probe arrives (the probe is measured
+    in the background at the model's first start; a run may finish first)."""
     seconds = stats.rain.seconds_per_simulation if stats.rain else None
     with _LOCK:
         earlier = _MEASURED.get(spec)
-        if seconds and earlier is not None:
-            _MEASURED[spec] = Measured(float(seconds), earlier.simulations, "last run")
+        if seconds:
+            simulations = earlier.simulations if earlier is not None else PAPER_TYPICAL_SIMULATIONS
+            _MEASURED[spec] = Measured(float(seconds), simulations, "last run")
 
 
 def _measured(spec: str) -> Measured | None:

@@ -35,6 +35,7 @@ import torch
 from rain.backends.calibration import model_fingerprint, store_key, stored
 from rain.backends.engine import choose_engine
 from rain.backends.models import DTYPES, ModelLoadError
+from rain.core.config import PAPER_TYPICAL_SIMULATIONS
 
 INT8 = "int8"
 PRECISIONS = ("auto", *DTYPES, INT8)
@@ -132,10 +133,9 @@ PROBE_ROWS = (1, 10)             # a rollout's single token; an expansion's 10 s
 PROBE_JUDGE_ROWS = 120           # a judge call's new tokens (both orders of question and answer, float32)
 PROBE_REPEATS = 5                # timed forwards per shape (the median counts), after one untimed
 FASTER_BY = 0.05                 # a mode must beat float32 by this fraction: never one slower, nor a tie by noise
-# A paper-budget answer (bench --paper, embedded model, hh preset): its simulations, and the generation forwards
+# A paper-budget answer (bench --paper, embedded model, hh preset): its simulations (rain/core/config.py), and the generation forwards
 # of a simulation by size, counted on the hh preset (36 simulations, 402 generation forwards: 155 of 1-4 rows, the
 # rollout alone; 246 of 5-14, the rollout beside the expansion's candidate paths); one judge call per simulation.
-PAPER_SIMULATIONS = 97
 PAPER_FORWARDS_PER_SIMULATION = {1: 4.3, 10: 6.8}
 
 
@@ -144,7 +144,7 @@ class PaperEstimate:
     """What a paper-budget answer is estimated to cost on this machine (the app's default budget follows it)."""
 
     seconds_per_simulation: float
-    simulations: int = PAPER_SIMULATIONS       # typical: a re-rooted move keeps its subtree's visits
+    simulations: int = PAPER_TYPICAL_SIMULATIONS       # typical: a re-rooted move keeps its subtree's visits
 
     @property
     def seconds(self) -> float:

@@ -338,6 +338,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Simulations of a typical paper-budget answer (the hh preset's budget, 128 tokens): what `bench --paper` counted for
+# the embedded model in float32 (docs/speed.md). A re-rooted move keeps its subtree's visits, so a move seldom needs
+# its whole 15-simulation window; the app's estimate and the precision probe multiply seconds per simulation by it.
+PAPER_TYPICAL_SIMULATIONS = 97
+
+
 def preset(name: str, **overrides: Any) -> RainConfig:
     """The named preset with overrides applied, validated."""
     if name not in PRESETS:
