@@ -20,6 +20,7 @@ class Probed:
 
 def test_estimate_comes_from_the_library_probe_then_from_runs(monkeypatch):
     monkeypatch.setattr(estimate, "_MEASURED", {})
+    monkeypatch.setattr(estimate, "DEFAULT_SECONDS", 60)     # the rule's own number (the app fixture pins it to 0)
     assert "estimating" in estimate.estimate_text("probe-test") and not estimate.paper_is_default("probe-test")
     assert estimate.probe("probe-test", Probed(None)) is None                  # a GPU: nothing probed
     assert "estimating" in estimate.estimate_text("probe-test")
