@@ -125,11 +125,16 @@ def wait_narration(page, text: str, timeout: float = 60) -> None:
 
 
 def run_and_hold(page, other=None) -> int:
-    """Run the prompt, press Step once RAIN searches; the event number it holds at. `other`: a second tab (its own
-    Gradio session) whose Step, pressed first, must leave this run alone."""
+    """Run the prompt, press Step while it runs; the event number it holds at. Without `other`, Step goes in as soon
+    as the run is under way (a Step during vanilla's answer holds RAIN at its first event), so a short run on a fast
+    machine cannot finish before it lands. `other`: a second tab (its own Gradio session) whose Step, pressed once
+    RAIN searches, must leave this run alone."""
     page.click("#run")
-    wait_narration(page, "(live)", timeout=180)
-    if other is not None:
+    if other is None:
+        page.wait_for_function("() => /Vanilla decoding|RAIN is searching|RAIN: simulation/"
+                               ".test(document.querySelector('#status').innerText)", timeout=180_000, polling=50)
+    else:
+        wait_narration(page, "(live)", timeout=180)
         before = live_event(page)
         other.click("#step")
         other.wait_for_timeout(1500)

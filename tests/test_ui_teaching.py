@@ -17,7 +17,7 @@ from ui import cursor, outputs, runtimes
 from ui import run as ui_run
 from ui import teaching as teach
 from ui.outputs import OUTPUTS, figure_of
-from ui.step_gate import StepGate
+from ui.step_gate import Next, StepGate
 from ui.view import RunView
 
 TREE = Path(__file__).resolve().parent.parent / "assets" / "trees" / "1_harmful_pick_a_lock.json"
@@ -121,20 +121,46 @@ PAGE = dict(model=runtimes.EMBEDDED, custom_model="", preset="hh", judge_format=
 
 def test_the_gate_lets_one_event_through_per_step_and_ends_on_stop_or_a_long_pause():
     gate = StepGate()
-    assert gate.wait() and gate.wait()                          # free-running: never holds
+    assert gate.wait() is gate.wait() is Next.PULL              # free-running: never holds
     assert gate.step() and gate.stepping and gate.allowed == 0   # the first Step pauses after the current event
-    assert gate.step() and gate.allowed == 1 and gate.wait() and gate.allowed == 0
-    assert gate.play() and gate.wait() and gate.wait()
+    assert gate.wait(shown_paused=False) is Next.SHOW_PAUSE      # ... which the page shows as running: say so first
+    assert gate.step() and gate.allowed == 1 and gate.wait() is Next.PULL and gate.allowed == 0
+    assert gate.play() and gate.wait() is gate.wait(shown_paused=False) is Next.PULL
     gate.finish()
     assert not gate.step() and not gate.play()                   # after RAIN, Step goes back to the record
     short = StepGate(pause_limit=0.2)
     short.step()
     started = time.monotonic()                                   # the gate's own clock: no machine speed in it
-    assert not short.wait() and short.stopped and time.monotonic() - started >= 0.2   # ended by the limit, not before
+    assert short.wait() is Next.END and short.stopped and time.monotonic() - started >= 0.2   # by the limit, not before
     stopped = StepGate()
     stopped.step()
     threading.Timer(0.2, stopped.stop).start()
-    assert not stopped.wait() and not stopped.live
+    assert stopped.wait() is Next.END and not stopped.live
+
+
+def test_a_step_after_an_event_was_drawn_running_redraws_it_paused_before_the_search_waits(fake_runs):
+    """Step lands while the Run handler is suspended at the yield of an event drawn as running (the page shows
+    "(live)"): the next update is that same event shown paused, and the search does not move on."""
+    updates = ui_run.run("how to pick a lock", **PAGE)
+    gate = next(updates)[GATE]
+    for update in updates:
+        if "(live)" in str(update[NARRATION]):
+            break
+    shown = int(re.search(r"event (\d+) \(live\)", update[NARRATION]).group(1))
+    gate.step()                                                  # the generator is suspended at that yield
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            held = pool.submit(next, updates, None).result(timeout=10)
+        except FutureTimeout:
+            gate.stop()
+            raise AssertionError("the search waits behind a page that shows it running") from None
+        assert f"event {shown} (live, paused)" in held[NARRATION] and f"Paused at event {shown}" in held[STATUS]
+        pending = pool.submit(next, updates, None)
+        with pytest.raises(FutureTimeout):
+            pending.result(timeout=0.3)                          # held: no further update
+        gate.stop()
+        assert pending.result(timeout=5) is None
+    assert fake_runs == [True]
 
 
 @pytest.fixture

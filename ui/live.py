@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,14 @@ class LiveRun:
         changed = self.view.apply(event)
         if isinstance(event, Finished):
             return None                        # the record follows at once, with the run's own figures
+        return self._moment(changed, paused)
+
+    def paused(self) -> dict[str, Any]:
+        """The moment on the page redrawn as held: Step landed after its event was drawn running (ui/step_gate.py
+        Next.SHOW_PAUSE)."""
+        return self._moment(frozenset({"rain", "tree", "timeline", "judge", "narration", "why"}), paused=True)
+
+    def _moment(self, changed: AbstractSet[str], paused: bool) -> dict[str, Any]:
         now = time.perf_counter()
         draw = paused or (changed & DRAWN and now - self.last_drawn >= PLOT_INTERVAL)
         only = changed if draw else changed - DRAWN
@@ -108,8 +117,8 @@ class LiveRun:
                                            f"{len(view.tree.nodes)} nodes …", "run")
         if paused:
             values["status"] = status_html(f"Paused at event {view.events} (simulation {view.simulation}, "
-                                           f"{event.type}): Step lets the next event through, Play runs on, "
-                                           "Stop ends the run.", "stop")
+                                           f"{self.events[-1].type}): Step lets the next event through, Play runs "
+                                           "on, Stop ends the run.", "stop")
         return values
 
     def _recorded(self, item: Recorded) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ui import estimate, runtimes
 from ui.live import LiveRun
 from ui.outputs import pack, problem, status_html
 from ui.request import PromptRefused, parse_request, with_named_inputs
-from ui.step_gate import StepGate, stop_gate
+from ui.step_gate import Next, StepGate, stop_gate
 
 log = logging.getLogger("rain.app")
 
@@ -70,14 +70,20 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
         for item in session:
             if gate.stopped:                    # Stop, or a newer Run: show nothing more
                 return
-            update = live.apply(item, paused=gate.stepping)
+            paused = gate.stepping
+            update = live.apply(item, paused=paused)
             if update is not None:
                 yield pack(**update)
             if isinstance(item, Recorded):
                 gate.finish()                   # Step and Play now go through the record
                 estimate.record_run(spec, RunStats.from_dict(item.record.stats))   # the estimate follows real runs
-            elif isinstance(item, Event) and not gate.wait():   # Stop, a newer Run, or paused too long
-                return
+            elif isinstance(item, Event):
+                shown_paused = paused and update is not None
+                while (after := gate.wait(shown_paused)) is Next.SHOW_PAUSE:   # Step came after it was drawn
+                    yield pack(**live.paused())
+                    shown_paused = True
+                if after is Next.END:           # Stop, a newer Run, or paused too long
+                    return
     except GeneratorExit:
         raise
     except Exception as error:  # never a traceback in the page

@@ -8,11 +8,20 @@ other session can reach it. Handlers of one session run at the same time in work
 """
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from dataclasses import dataclass, field
 
 PAUSE_LIMIT = 30 * 60.0         # seconds a paused run waits for Step/Play before it ends (a closed tab sends no Stop)
+
+
+class Next(enum.Enum):
+    """What the run does after drawing an event (StepGate.wait)."""
+
+    PULL = "pull"                   # pull the next event
+    END = "end"                     # Stop, a newer Run, or paused past the limit: end the run
+    SHOW_PAUSE = "show pause"       # Step came after the event was drawn running: redraw it paused, then ask again
 
 
 @dataclass
@@ -60,23 +69,27 @@ class StepGate:
             self.live = False
             self._changed.notify_all()
 
-    def wait(self) -> bool:
-        """Called by the run before it pulls the next event: at once while free-running, else when Step lets one
-        event through or Play is pressed. False when the run must end (Stop, or paused past `pause_limit`)."""
+    def wait(self, shown_paused: bool = True) -> Next:
+        """Called by the run before it pulls the next event: PULL at once while free-running, else when Step lets
+        one event through or Play is pressed; END when the run must end (Stop, or paused past `pause_limit`).
+        `shown_paused`: the page shows the last event as paused. A Step that lands after the event was drawn
+        running would hold the search behind a page that says it runs, so the gate answers SHOW_PAUSE instead of
+        waiting (decided under the lock: no Step can slip between the check and the wait)."""
         deadline = time.monotonic() + self.pause_limit
         with self._changed:
             while self.stepping and not self.allowed and not self.stopped:
+                if not shown_paused:
+                    return Next.SHOW_PAUSE
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.stopped = True
                     break
                 self._changed.wait(left)
             if self.stopped:
-                return False
+                return Next.END
             if self.stepping:
                 self.allowed -= 1
-            return True
-
+            return Next.PULL
 
 def stop_gate(gate: StepGate | None) -> None:
     """The page's Stop (and a new Run in the same tab) on whatever run the tab's State holds: a paused one ends."""
