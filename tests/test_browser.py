@@ -22,11 +22,12 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra: pip install -e .[test])")
 
 
-def open_page(app_url: str):
-    """Chromium on the app, its prompt box ready; closed when the generator is. Both browser tests' `page`."""
+def open_page(app_url: str, viewport: dict[str, int] | None = None):
+    """Chromium on the app (1400 × 1000 unless `viewport`), its prompt box ready; closed when the generator is.
+    Every browser test's `page`."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        context = browser.new_context(viewport=viewport or {"width": 1400, "height": 1000}, accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(app_url, wait_until="domcontentloaded")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import (ARGS, CHROMIUM, set_number, status, sync_api,  # noqa: F401  (skips as test_browser does)
+from test_browser import (CHROMIUM, open_page, set_number, status, sync_api,  # noqa: F401  (skips as test_browser does)
                           wait_progressing, wait_status)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
@@ -24,16 +24,7 @@ LESSON_PANELS = ("#tree", "#step", "#narration", "#why")
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport=WIDE, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.wait_for_selector("#prompt textarea")
-        yield page
-        context.close()
-        browser.close()
+    yield from open_page(app_url, viewport=WIDE)
 
 
 def in_view(page, selectors=LESSON_PANELS) -> dict[str, dict]:

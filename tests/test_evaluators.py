@@ -171,8 +171,7 @@ def test_model_evaluator_auto_scale_is_its_own_and_stored_apart(model_dir, tmp_p
         keys.append(key)
         return compute()
 
-    monkeypatch.setattr(backends_evaluators, "stored_scale", spy)
-    monkeypatch.setattr("rain.backends.base_runtime.stored_scale", spy)
+    monkeypatch.setattr(calibration, "stored_scale", spy)            # both judges resolve through calibration
     config = preset("hh", judge_format="yesno_logit")
     evaluator = load_evaluator(f"model:{model_dir}", config, device="cpu")
     scale = evaluator.scale(config)

@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from typing import Any, Iterator, Sequence
 
-from rain.backends.calibration import AUTO, JudgeScale, calibrate, scale_key, store_key, stored_scale
+from rain.backends.calibration import AUTO, JudgeScale, calibrate, resolve_scale, scale_key, store_key
 from rain.backends.evaluators import Evaluator, ObjectEvaluator, judge_record, load_evaluator
 from rain.backends.precision import Precision
 from rain.core.config import RainConfig
@@ -91,19 +91,13 @@ class BaseRuntime:
         evaluator = self.evaluator(config)
         if evaluator is not None:
             return evaluator.scale(config)
-        if config.judge_logit_scale != AUTO:
-            return JudgeScale(float(config.judge_logit_scale), "fixed")
-        if config.judge_format != "yesno_logit":
-            return JudgeScale(1.0, f"unused by {config.judge_format}")
-        key = scale_key(config)
-        if key not in self._judge_scales:
-            def compute() -> JudgeScale:                # an engine is built only when the store has no entry
-                return calibrate(self._judge_over(self.engine(config), config, 1.0))
 
+        def stored_under(key: tuple[str, ...]) -> str | None:
             fingerprint = self.weights_fingerprint()
-            self._judge_scales[key] = compute() if fingerprint is None else \
-                stored_scale(store_key(fingerprint, self.engine_choice(config).name, *key), compute)
-        return self._judge_scales[key]
+            return None if fingerprint is None else store_key(fingerprint, self.engine_choice(config).name, *key)
+
+        return resolve_scale(config, self._judge_scales,
+                             lambda: calibrate(self._judge_over(self.engine(config), config, 1.0)), stored_under)
 
     def resolved(self, config: RainConfig) -> RainConfig:
         """`config` with "auto" replaced by this model's scale, so records and replays carry the number used."""

@@ -121,6 +121,28 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
+def weights_fingerprint(model) -> str:
+    """What identifies a judge's weights as computed here (contents, dtype, device): the stored scale's key."""
+    return f"{model_fingerprint(model)}/{model.dtype}/{model.device.type}"
+
+
+def resolve_scale(config, memo: dict[tuple[str, ...], JudgeScale], calibrated: Callable[[], JudgeScale],
+                  stored_under: Callable[[tuple[str, ...]], str | None]) -> JudgeScale:
+    """The yes/no logit judge's scale for `config`: its own number ("fixed"), 1.0 for a format that reads no logit
+    gap, or "auto": `calibrated()` once per scale_key(config) into `memo`, kept on disk under the key
+    `stored_under(scale_key)` names (None: weights without a fingerprint, not stored). One rule for the model's
+    own judge and for another model as evaluator."""
+    if config.judge_logit_scale != AUTO:
+        return JudgeScale(float(config.judge_logit_scale), "fixed")
+    if config.judge_format != "yesno_logit":
+        return JudgeScale(1.0, f"unused by {config.judge_format}")
+    key = scale_key(config)
+    if key not in memo:
+        where = stored_under(key)
+        memo[key] = calibrated() if where is None else stored_scale(where, calibrated)
+    return memo[key]
+
+
 def store_key(fingerprint: str, *parts: str) -> str:
     """The cache file's name: the fingerprint, `parts` (dtype, device, engine, judge question ...), the
     calibration set's bytes and the library versions the gaps were computed with."""

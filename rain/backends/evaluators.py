@@ -12,12 +12,13 @@ tokenizer spells the judge's labels); `Evaluator.judge(config)` gives each run a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from rain.backends import models
-from rain.backends.calibration import AUTO, JudgeScale, calibrate, model_fingerprint, scale_key, store_key, stored_scale
+from rain.backends.calibration import JudgeScale, calibrate, resolve_scale, store_key, weights_fingerprint
 from rain.backends.engine import choose_engine, model_context
 from rain.backends.precision import name, resolve_precision
 from rain.core.config import RainConfig
@@ -193,17 +194,10 @@ class ModelEvaluator:
 
     def scale(self, config: RainConfig) -> JudgeScale:
         """The config's number, or "auto" calibrated on this model's own gaps, stored under its fingerprint."""
-        if config.judge_logit_scale != AUTO:
-            return JudgeScale(float(config.judge_logit_scale), "fixed")
-        if config.judge_format != "yesno_logit":
-            return JudgeScale(1.0, f"unused by {config.judge_format}")
-        key = scale_key(config)
-        if key not in self.scales:
-            fingerprint = f"{model_fingerprint(self.model)}/{self.model.dtype}/{self.model.device.type}"
-            engine = self.engine(config)
-            self.scales[key] = stored_scale(store_key(fingerprint, f"{MODEL} evaluator", engine.name, *key),
-                                            lambda: calibrate(self._judge(engine, config, 1.0)))
-        return self.scales[key]
+        engine = functools.cache(lambda: self.engine(config))         # built at most once, only to calibrate
+        return resolve_scale(config, self.scales, lambda: calibrate(self._judge(engine(), config, 1.0)),
+                             lambda key: store_key(weights_fingerprint(self.model), f"{MODEL} evaluator",
+                                                   engine().name, *key))
 
 
 # --- loading ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import copy
 import torch
 
 from rain.backends.base_runtime import EMBEDDER_NAME, BaseRuntime
-from rain.backends.calibration import model_fingerprint
+from rain.backends.calibration import weights_fingerprint
 from rain.backends.embedder import MiniLMEmbedder
 from rain.backends.engine import EngineChoice, PrefixKV, ReferenceEngine, TrieEngine, choose_engine, model_context
 from rain.backends.models import DTYPES, HFCodec, embedded_embedder_dir, load_causal_lm, resolve_device
@@ -99,8 +99,7 @@ class Runtime(BaseRuntime):
 
     def weights_fingerprint(self) -> str | None:
         """What identifies the judge's weights as computed here (contents, dtype, device): the on-disk scale's key."""
-        model = self.judge_model
-        return f"{model_fingerprint(model)}/{model.dtype}/{model.device.type}"
+        return weights_fingerprint(self.judge_model)
 
     def _judge_over(self, lm: LanguageModel, config: RainConfig, scale: float) -> SelfJudge:
         """The self-judge over `lm`, or, when the judge has weights of its own, over a fresh engine of the same
