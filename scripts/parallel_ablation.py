@@ -1,9 +1,10 @@
 """docs/speed.md's "Parallel simulations" table: RAIN at k = 1, 2, 4, 8 parallel simulations on a prompt set.
 
     HF_HUB_OFFLINE=1 python scripts/parallel_ablation.py assets/eval_prompts.jsonl --out DIR \
-        [--sims-per-move 4 --max-moves 4 --max-new-tokens 32 --dtype float32 --ks 1,2,4,8]
+        [--sims-per-move 4 --max-moves 4 --max-new-tokens 32 | --paper --max-new-tokens 64] [--dtype float32 --ks 1,2,4,8]
 
-The recorded sweep's budget (assets/sweep/run.json) by default. One model, and every prompt runs all k values one
+The recorded sweep's budget (assets/sweep/run.json) by default; `--paper`: the hh preset's own budget, the one
+`bench --paper` times (the authors' early-stop rule: minT 6, Vt, maxT 50), answers of --max-new-tokens tokens. One model, and every prompt runs all k values one
 after the other before the next prompt, so the seconds compare within one run under the same load (reported as
 ratios to k = 1). Per k: the mean self-judge score of the final answer (one self-judge on its own engine, as the
 sweep scores), simulations, forward calls per simulation (deterministic) and seconds per simulation. Rows are
@@ -32,16 +33,19 @@ def table(results: list[ev.Result], ks: list[int]) -> str:
     per_sim = {m: (sum(r.forward_calls for r in g) / max(sum(r.details.get("simulations", 0) for r in g), 1),
                    sum(r.seconds for r in g) / max(sum(r.details.get("simulations", 0) for r in g), 1))
                for m, g in rows.items()}
+    per_answer = {m: sum(r.seconds for r in g) / max(len(g), 1) for m, g in rows.items()}
     base_forwards, base_seconds = per_sim[methods[0]]
     lines = [f"{len(done)} prompts finished by every k", "",
              "| k | self-judge score (mean) | refusal rate | simulations per answer | forward calls per simulation "
-             "| forwards × k=1 | seconds per simulation × k=1 |", "|---|---|---|---|---|---|---|"]
+             "| forwards × k=1 | seconds per simulation × k=1 | seconds per answer × k=1 |",
+             "|---|---|---|---|---|---|---|---|"]
     for k, m in zip(ks, methods):
         group = rows[m]
         forwards, seconds = per_sim[m]
         lines.append(f"| {k} | {mean(r.self_score for r in group):+.3f} | {mean(r.refused for r in group):.0%} | "
                      f"{mean(r.details.get('simulations', 0) for r in group):.1f} | {forwards:.2f} | "
-                     f"{forwards / base_forwards:.2f} | {seconds / base_seconds:.2f} |")
+                     f"{forwards / base_forwards:.2f} | {seconds / base_seconds:.2f} | "
+                     f"{per_answer[m] / per_answer[methods[0]]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -53,12 +57,13 @@ def main() -> int:
     parser.add_argument("--sims-per-move", type=int, default=4)
     parser.add_argument("--max-moves", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--paper", action="store_true", help="the authors' early-stop budget (hh preset)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
-    config = preset("hh", sims_per_move=args.sims_per_move, max_moves=args.max_moves,
-                    max_new_tokens=args.max_new_tokens)
+    config = preset("hh", max_new_tokens=args.max_new_tokens) if args.paper else \
+        preset("hh", sims_per_move=args.sims_per_move, max_moves=args.max_moves, max_new_tokens=args.max_new_tokens)
     out = Path(args.out)
     ev.check_setup(out, {"model": "embedded", "config": config.to_dict(), "dtype": args.dtype,
                          "command": "parallel_ablation"})
