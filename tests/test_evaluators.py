@@ -11,7 +11,6 @@ import json
 import pytest
 import torch
 
-from rain.backends import evaluators as backends_evaluators
 from rain.backends.evaluators import ClassifierScorer, ModelEvaluator, TextEvaluator, load_evaluator
 from rain.core.config import ConfigError, RainConfig, preset
 from rain.core.evaluator import EvaluatorError, parse_evaluator
