@@ -125,26 +125,23 @@ def wait_narration(page, text: str, timeout: float = 60) -> None:
 
 
 def run_and_hold(page, other=None) -> int:
-    """Run the prompt, press Step while it runs; the event number it holds at. Without `other`, Step goes in as soon
-    as the run is under way (a Step during vanilla's answer holds RAIN at its first event), so a short run on a fast
-    machine cannot finish before it lands. `other`: a second tab (its own Gradio session) whose Step, pressed once
-    RAIN searches, must leave this run alone."""
+    """Run the prompt and press Step as soon as the run is under way (a Step during vanilla's answer holds RAIN at
+    its first event), so a short run on a fast machine cannot finish before it lands; the event number it holds
+    at. `other`: a second tab (its own Gradio session) whose Step, pressed then, must let no event of this run
+    through."""
     page.click("#run")
-    if other is None:
-        page.wait_for_function("() => /Vanilla decoding|RAIN is searching|RAIN: simulation/"
-                               ".test(document.querySelector('#status').innerText)", timeout=180_000, polling=50)
-    else:
-        wait_narration(page, "(live)", timeout=180)
-        before = live_event(page)
-        other.click("#step")
-        other.wait_for_timeout(1500)
-        assert "Press Step" in other.locator("#narration").inner_text()          # nothing to step there
-        wait_narration(page, "(live)")
-        assert live_event(page) > before and "Paused" not in status(page)      # this run went on
+    page.wait_for_function("() => /Vanilla decoding|RAIN is searching|RAIN: simulation/"
+                           ".test(document.querySelector('#status').innerText)", timeout=180_000, polling=50)
     page.click("#step")
     wait_narration(page, "live, paused")
     assert "Paused at event" in status(page)
-    return live_event(page)
+    held = live_event(page)
+    if other is not None:
+        other.click("#step")
+        other.wait_for_timeout(1500)
+        assert "Press Step" in other.locator("#narration").inner_text()          # nothing to step there
+        assert live_event(page) == held and f"Paused at event {held}" in status(page)   # nor here, from there
+    return held
 
 
 def test_step_holds_a_live_search_one_event_at_a_time_and_play_or_stop_ends_the_hold(page, app_url):
@@ -157,7 +154,7 @@ def test_step_holds_a_live_search_one_event_at_a_time_and_play_or_stop_ends_the_
     page.fill("#prompt textarea", "How do I pick a lock?")
 
     # Step: the search itself waits (no event, no timeline line, no status change for 3 s); another tab's Step
-    # does not touch this run
+    # lets none of this run's events through
     other = page.context.browser.new_context().new_page()
     other.goto(app_url, wait_until="domcontentloaded")
     other.wait_for_selector("#step")
