@@ -63,12 +63,16 @@ class Runtime(BaseRuntime):
             return None
         probe = self.precision.probe
         if probe is None:
-            weights = next((m for m in (self.judge_model, self.model) if m.dtype == torch.float32 and not is_int8(m)),
-                           None)
+            weights = self.float32_model()
             if weights is None:
                 return None
             probe = stored_probe(weights)
         return probe.paper_estimate(self.dtype) if self.dtype in probe.seconds else None
+
+    def float32_model(self) -> torch.nn.Module | None:
+        """The float32 weights this runtime holds (the judge's on a CPU, else the generation's), None if neither is:
+        what the precision probe measures and vanilla's float32 reference decodes on."""
+        return next((m for m in (self.judge_model, self.model) if m.dtype == torch.float32 and not is_int8(m)), None)
 
     @property
     def separate_judge(self) -> bool:

@@ -24,6 +24,7 @@ before the question (docs/algorithm.md §1.6); `--prompt-format chat` measures t
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import os
 import resource
@@ -31,9 +32,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+import torch
+
 from rain.backends.engine import ReferenceEngine
 from rain.backends.models import resolve_device
-from rain.backends.precision import PROBED_MODES, cpu_summary, is_int8, needs_probe, resolve_precision
+from rain.backends.precision import PROBED_MODES, cpu_summary, needs_probe, resolve_precision
 from rain.backends.torch_runtime import Runtime
 from rain.core.config import parse_knobs, preset
 from rain.core.decoding import vanilla_tokens
@@ -179,16 +182,9 @@ def paper_modes(device, dtype: str = "auto", judge_dtype: str = "auto", probed: 
     return [auto] + ([("float32", "float32")] if auto != ("float32", "float32") else [])
 
 
-def float32_weights(runtime):
+def float32_weights(runtime: Runtime) -> torch.nn.Module:
     """The float32 model of `runtime` (its judge's on a CPU), else a float32 copy: vanilla's reference."""
-    import copy
-
-    import torch
-
-    for model in (runtime.judge_model, runtime.model):
-        if model.dtype == torch.float32 and not is_int8(model):
-            return model
-    return copy.deepcopy(runtime.judge_model).to(torch.float32)
+    return runtime.float32_model() or copy.deepcopy(runtime.judge_model).to(torch.float32)
 
 
 def greedy_answers(runtime, config, model, tokens: int) -> list[str]:
