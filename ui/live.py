@@ -25,7 +25,7 @@ from ui.files import export_file
 from ui.outputs import moment, record_outputs, status_html
 from ui.render import judge_panel, node_choices, rain_html, stats_html, timeline_html
 from ui.teaching import narration_html, why_html
-from ui.view import RunView
+from ui.view import ALWAYS, SEARCH_STEP, RunView
 
 PLOT_INTERVAL = 0.4            # seconds between tree redraws while streaming (every event while paused)
 DRAWN = frozenset({"tree", "judge"})    # the outputs that cost a redraw: throttled to PLOT_INTERVAL
@@ -94,7 +94,7 @@ class LiveRun:
     def paused(self) -> dict[str, Any]:
         """The moment on the page redrawn as held: Step landed after its event was drawn running (ui/step_gate.py
         Next.SHOW_PAUSE)."""
-        return self._moment(frozenset({"rain", "tree", "timeline", "judge", "narration", "why"}), paused=True)
+        return self._moment(ALWAYS | SEARCH_STEP, paused=True)
 
     def _moment(self, changed: AbstractSet[str], paused: bool) -> dict[str, Any]:
         now = time.perf_counter()

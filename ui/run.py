@@ -78,10 +78,10 @@ def _run(values: Mapping[str, Any]) -> Iterator[tuple]:
                 gate.finish()                   # Step and Play now go through the record
                 estimate.record_run(spec, RunStats.from_dict(item.record.stats))   # the estimate follows real runs
             elif isinstance(item, Event):
-                shown_paused = paused and update is not None
-                while (after := gate.wait(shown_paused)) is Next.SHOW_PAUSE:   # Step came after it was drawn
+                after = gate.wait(shown_paused=paused and update is not None)
+                if after is Next.SHOW_PAUSE:    # Step came after this event was drawn running: say so, then hold
                     yield pack(**live.paused())
-                    shown_paused = True
+                    after = gate.wait()
                 if after is Next.END:           # Stop, a newer Run, or paused too long
                     return
     except GeneratorExit:
