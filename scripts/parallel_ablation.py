@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rain.core.config import preset  # noqa: E402
+from rain.core.errors import RainError  # noqa: E402
 from rain.tools import evaluation as ev  # noqa: E402
 
 
@@ -49,11 +50,22 @@ def table(results: list[ev.Result], ks: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def k_values(text: str) -> list[int]:
+    """--ks: whole numbers of at least 1, comma-separated."""
+    try:
+        ks = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"whole numbers separated by commas, e.g. 1,2,4, got {text!r}") from None
+    if min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"every k is at least 1, got {text!r}")
+    return ks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", metavar="PROMPTS.jsonl")
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--ks", default="1,2,4,8")
+    parser.add_argument("--ks", type=k_values, default="1,2,4,8")
     parser.add_argument("--sims-per-move", type=int, default=4)
     parser.add_argument("--max-moves", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -61,32 +73,35 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    ks = [int(k) for k in args.ks.split(",")]
-    config = preset("hh", max_new_tokens=args.max_new_tokens) if args.paper else \
-        preset("hh", sims_per_move=args.sims_per_move, max_moves=args.max_moves, max_new_tokens=args.max_new_tokens)
-    out = Path(args.out)
-    ev.check_setup(out, {"model": "embedded", "config": config.to_dict(), "dtype": args.dtype,
-                         "command": "parallel_ablation"})
-    prompts = ev.load_prompts(Path(args.input), args.limit)
-    results_path = out / ev.RESULTS_FILE
-    todo = ev.pending(prompts, [f"k{k}" for k in ks], ev.read_results(results_path))
-    if todo:
-        from rain.runs.runtimes import load_runtime
+    try:
+        config = preset("hh", max_new_tokens=args.max_new_tokens) if args.paper else \
+            preset("hh", sims_per_move=args.sims_per_move, max_moves=args.max_moves, max_new_tokens=args.max_new_tokens)
+        prompts = ev.load_prompts(Path(args.input), args.limit)          # a bad file is refused before DIR is made
+        out = Path(args.out)
+        ev.check_setup(out, {"model": "embedded", "config": config.to_dict(), "dtype": args.dtype,
+                             "command": "parallel_ablation"})
+        results_path = out / ev.RESULTS_FILE
+        todo = ev.pending(prompts, [f"k{k}" for k in args.ks], ev.read_results(results_path))
+        if todo:
+            from rain.runs.runtimes import load_runtime
 
-        runtime = load_runtime(None, "trie", device="cpu", dtype=args.dtype)
-        base = ev.MethodRunner.on(runtime, config)
+            runtime = load_runtime(None, "trie", device="cpu", dtype=args.dtype)
+            base = ev.MethodRunner.on(runtime, config)
 
-        def run(prompt: ev.EvalPrompt, method: str) -> ev.Result:
-            k = int(method[1:])
-            runner = dataclasses.replace(base, config=runtime.resolved(config.replace(parallel_simulations=k)))
-            return dataclasses.replace(runner(prompt, "rain"), method=method)
+            def run(prompt: ev.EvalPrompt, method: str) -> ev.Result:
+                k = int(method[1:])
+                runner = dataclasses.replace(base, config=runtime.resolved(config.replace(parallel_simulations=k)))
+                return dataclasses.replace(runner(prompt, "rain"), method=method)
 
-        for result in ev.run_pairs(todo, run, results_path):
-            print(f"{result.id} {result.method}: score {result.self_score:+.3f}, "
-                  f"{result.details.get('simulations')} simulations, {result.forward_calls} forwards, "
-                  f"{result.seconds:.1f} s", file=sys.stderr, flush=True)
-    print(table(ev.read_results(results_path), ks), end="")
-    return 0
+            for result in ev.run_pairs(todo, run, results_path):
+                print(f"{result.id} {result.method}: score {result.self_score:+.3f}, "
+                      f"{result.details.get('simulations')} simulations, {result.forward_calls} forwards, "
+                      f"{result.seconds:.1f} s", file=sys.stderr, flush=True)
+        print(table(ev.read_results(results_path), args.ks), end="")
+        return 0
+    except RainError as error:                          # a missing prompt file, another run's DIR, a bad model
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
